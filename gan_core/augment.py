@@ -50,7 +50,7 @@ def translation(x: torch.Tensor, p: float, ratio: float = 0.125) -> torch.Tensor
     grid_y = torch.clamp(grid_y + dy + 1, 0, h + 1)
     grid_x = torch.clamp(grid_x + dx + 1, 0, w + 1)
     padded = F.pad(x, [1, 1, 1, 1])
-    return padded.permute(0, 2, 3, 1)[grid_b, grid_y, grid_x].permute(0, 3, 1, 2).contiguous(memory_format=torch.preserve_format)
+    return padded.permute(0, 2, 3, 1)[grid_b, grid_y, grid_x].permute(0, 3, 1, 2)
 
 
 def cutout(x: torch.Tensor, p: float, ratio: float = 0.5) -> torch.Tensor:

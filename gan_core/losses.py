@@ -20,12 +20,13 @@ def _identity(images: torch.Tensor) -> torch.Tensor:
 
 
 class GANLoss:
-    def __init__(self, kind: str = "hinge", r1_gamma: float = 0.0, gp_weight: float = 10.0):
+    def __init__(self, kind: str = "hinge", r1_gamma: float = 0.0, gp_weight: float = 10.0, class_weight: float = 0.0):
         if kind not in LOSSES:
             raise ValueError(f"loss: expected one of {LOSSES}, got {kind!r}")
         self.kind = kind
         self.r1_gamma = r1_gamma
         self.gp_weight = gp_weight
+        self.class_weight = class_weight  # auxiliary classification (real images for D, fakes for G)
 
     def discriminator_loss(self, discriminator, real, fake, labels, augment: Augment = _identity):
         """Returns (loss, real_logits); real_logits feed the augmentation controller."""
@@ -33,7 +34,7 @@ class GANLoss:
         real_input = augment(real)
         if needs_real_grad:
             real_input = real_input.detach().requires_grad_(True)
-        real_logits = discriminator(real_input, labels)
+        real_logits, class_logits = self._call(discriminator, real_input, labels)
         fake_logits = discriminator(augment(fake.detach()), labels)
         if self.kind == "hinge":
             loss = F.relu(1 - real_logits).mean() + F.relu(1 + fake_logits).mean()
@@ -44,13 +45,25 @@ class GANLoss:
             loss = loss + self.gp_weight * gradient_penalty(discriminator, real.detach(), fake.detach(), labels, augment)
         if needs_real_grad:
             loss = loss + self.r1_gamma / 2 * r1_penalty(real_logits, real_input)
+        if class_logits is not None:
+            loss = loss + self.class_weight * F.cross_entropy(class_logits.float(), labels)
         return loss, real_logits.detach()
 
     def generator_loss(self, discriminator, fake, labels, augment: Augment = _identity):
-        fake_logits = discriminator(augment(fake), labels)
+        fake_logits, class_logits = self._call(discriminator, augment(fake), labels)
         if self.kind == "nonsaturating":
-            return F.softplus(-fake_logits).mean()
-        return -fake_logits.mean()  # hinge and WGAN share the generator objective
+            loss = F.softplus(-fake_logits).mean()
+        else:
+            loss = -fake_logits.mean()  # hinge and WGAN share the generator objective
+        if class_logits is not None:
+            loss = loss + self.class_weight * F.cross_entropy(class_logits.float(), labels)
+        return loss
+
+    def _call(self, discriminator, images, labels):
+        """(logits, class logits or None); class logits only when the auxiliary term is on."""
+        if self.class_weight > 0 and labels is not None:
+            return discriminator(images, labels, with_classes=True)
+        return discriminator(images, labels), None
 
 
 def r1_penalty(real_logits: torch.Tensor, real_input: torch.Tensor) -> torch.Tensor:

@@ -122,9 +122,11 @@ class Discriminator(nn.Module):
         )
         self.head = spectral_norm(nn.Linear(widths[-1], 1))
         self.projection = spectral_norm(nn.Embedding(config.num_classes, widths[-1])) if config.conditional else None
+        # Auxiliary class head (used when the loss asks for it): a direct label-fidelity signal.
+        self.classifier = nn.Linear(widths[-1], config.num_classes) if config.conditional else None
 
-    def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        """Images (N×C×H×W in [-1, 1]) and labels → one logit per image."""
+    def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None, with_classes: bool = False):
+        """Images (N×C×H×W in [-1, 1]) and labels → one logit per image (and class logits if asked)."""
         x = F.leaky_relu(self.from_image(images), 0.2)
         for block in self.blocks:
             x = block(x)
@@ -132,6 +134,8 @@ class Discriminator(nn.Module):
         logits = self.head(features).squeeze(1)
         if self.projection is not None:
             logits = logits + (self.projection(labels) * features).sum(dim=1)
+        if with_classes:
+            return logits, (self.classifier(features) if self.classifier is not None else None)
         return logits
 
 

@@ -21,6 +21,7 @@ from .checkpoint import (
     CheckpointError,
     checkpoint_path,
     latest_checkpoint,
+    list_checkpoints,
     load_checkpoint,
     prune_checkpoints,
     save_checkpoint,
@@ -55,6 +56,7 @@ class TrainConfig:
     d_width: int = 32
     loss: str = "hinge"
     r1_gamma: float = 0.0
+    class_weight: float = 0.0  # auxiliary classifier term (AC-GAN style) beside the projection
     ema_halflife_images: int = 10_000  # EMA half-life, ramped up over the first 10× as many images
     augment: str = "auto"  # auto (on for small datasets) | on | off
     augment_policy: str = "color,translation,cutout"
@@ -172,7 +174,7 @@ def train(
     augment = DiffAugment(config.augment_policy if use_augment else "", p=config.augment_p or 0.0)
     adaptive = use_augment and config.augment_p is None
     controller = AdaptiveAugmentController(augment, config.ada_target, config.ada_interval, config.ada_kimg)
-    gan_loss = GANLoss(config.loss, config.r1_gamma)
+    gan_loss = GANLoss(config.loss, config.r1_gamma, class_weight=config.class_weight)
 
     # Small datasets live on the device as uint8; a batch is an index gather, no host copy per step.
     pixels = torch.from_numpy(data.images).to(device)
@@ -183,7 +185,10 @@ def train(
     data_hash = data.content_hash()
 
     start_step = 0
-    if resume and (found := latest_checkpoint(checkpoint_dir)) is not None:
+    if not resume:
+        for stale in list_checkpoints(checkpoint_dir):  # a fresh run must not mix with an old one's checkpoints
+            stale.unlink()
+    elif (found := latest_checkpoint(checkpoint_dir)) is not None:
         state = load_checkpoint(found)
         if state.get("model_config") != model_config.to_dict() or state.get("data_hash") != data_hash:
             raise CheckpointError(f"{found}: was trained with another model config or dataset; cannot resume from it")

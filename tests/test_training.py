@@ -1,0 +1,233 @@
+"""Models, losses, augmentation, the training loop (resume, divergence guard) and sampling."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from gan_core.augment import AdaptiveAugmentController, DiffAugment
+from gan_core.checkpoint import CheckpointError, latest_checkpoint, list_checkpoints, load_checkpoint, load_generator
+from gan_core.data import ImageData
+from gan_core.losses import LOSSES, GANLoss
+from gan_core.models import SUPPORTED_SIZES, ModelConfig, build_models
+from gan_core.sample import generate, latents, sample_seeds
+from gan_core.train import TrainConfig, TrainingDiverged, train
+
+
+def _tiny_data(n_per_class: int = 8, classes: int = 2, size: int = 8) -> ImageData:
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (n_per_class * classes, 1, size, size), dtype=np.uint8)
+    return ImageData(images, np.repeat(np.arange(classes), n_per_class), [str(i) for i in range(classes)])
+
+
+TINY = dict(batch_size=8, z_dim=8, g_width=4, d_width=4, log_every=5, checkpoint_every=5, device="cpu")
+
+
+@pytest.mark.parametrize("size", SUPPORTED_SIZES)
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("num_classes", [1, 10])
+def test_model_shapes(size, channels, num_classes):
+    config = ModelConfig(size=size, channels=channels, num_classes=num_classes, z_dim=16, g_width=8, d_width=8)
+    generator, discriminator = build_models(config)
+    labels = torch.randint(0, num_classes, (3,))
+    images = generator(torch.randn(3, 16), labels)
+    assert images.shape == (3, channels, size, size)
+    assert images.min() >= -1 and images.max() <= 1
+    assert discriminator(images, labels).shape == (3,)
+    assert (generator.label_embedding is None) == (num_classes == 1)
+    assert (discriminator.projection is None) == (num_classes == 1)
+
+
+def test_conditioning_changes_the_output():
+    generator, discriminator = build_models(ModelConfig(size=8, num_classes=3, z_dim=8, g_width=8, d_width=8))
+    z = torch.randn(1, 8).repeat(3, 1)
+    with torch.no_grad():
+        torch.nn.init.normal_(generator.label_embedding.weight)
+        images = generator.eval()(z, torch.arange(3))
+    assert not torch.allclose(images[0], images[1])
+
+
+def test_bad_model_config():
+    with pytest.raises(ValueError, match="size"):
+        ModelConfig(size=48)
+    with pytest.raises(ValueError, match="channels"):
+        ModelConfig(channels=2)
+
+
+@pytest.mark.parametrize("kind", LOSSES)
+@pytest.mark.parametrize("r1_gamma", [0.0, 1.0])
+def test_losses_give_finite_gradients(kind, r1_gamma):
+    torch.manual_seed(0)
+    generator, discriminator = build_models(ModelConfig(size=8, num_classes=2, z_dim=8, g_width=4, d_width=4))
+    loss = GANLoss(kind, r1_gamma=r1_gamma)
+    real = torch.rand(4, 1, 8, 8) * 2 - 1
+    labels = torch.tensor([0, 1, 0, 1])
+    fake = generator(torch.randn(4, 8), labels)
+    d_loss, real_logits = loss.discriminator_loss(discriminator, real, fake, labels, DiffAugment(p=0.5))
+    d_loss.backward()
+    assert torch.isfinite(d_loss) and real_logits.shape == (4,)
+    assert all(torch.isfinite(p.grad).all() for p in discriminator.parameters() if p.grad is not None)
+    g_loss = loss.generator_loss(discriminator, fake, labels)
+    g_loss.backward()
+    assert generator.stem.weight.grad is not None and torch.isfinite(generator.stem.weight.grad).all()
+
+
+def test_hinge_loss_values():
+    class Constant(torch.nn.Module):
+        def __init__(self, value):
+            super().__init__()
+            self.value = value
+
+        def forward(self, x, labels):
+            return torch.full((len(x),), self.value)
+
+    loss = GANLoss("hinge")
+    x = torch.zeros(2, 1, 8, 8)
+    assert loss.discriminator_loss(Constant(0.5), x, x, None)[0].item() == pytest.approx(0.5 + 1.5)
+    assert loss.generator_loss(Constant(0.5), x, None).item() == pytest.approx(-0.5)
+
+
+def test_diffaugment_changes_images_only_when_on():
+    torch.manual_seed(0)
+    x = torch.rand(16, 3, 16, 16) * 2 - 1
+    assert torch.equal(DiffAugment(p=0.0)(x), x)
+    out = DiffAugment(p=1.0)(x)
+    assert out.shape == x.shape and not torch.allclose(out, x)
+    # Cutout alone zeroes a square of half the side in every image.
+    cut = DiffAugment("cutout", p=1.0)(torch.ones(8, 1, 16, 16))
+    zeros = (cut == 0).flatten(1).sum(1)
+    assert ((zeros > 0) & (zeros <= 64)).all()
+    with pytest.raises(ValueError, match="augment_policy"):
+        DiffAugment("rotate")
+
+
+def test_augmentation_is_differentiable():
+    x = torch.rand(4, 1, 8, 8, requires_grad=True)
+    DiffAugment(p=1.0)(x).sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+
+
+def test_ada_controller_moves_p_towards_the_target():
+    augment = DiffAugment(p=0.0)
+    controller = AdaptiveAugmentController(augment, target=0.6, interval=1, speed_kimg=0.1)
+    for _ in range(5):
+        controller.observe(torch.ones(10))  # D is sure about every real image: overfitting
+    assert augment.p > 0.3
+    high = augment.p
+    for _ in range(5):
+        controller.observe(-torch.ones(10))
+    assert augment.p < high
+
+
+def _weights(result) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in result.generator.state_dict().items()}
+
+
+def test_resume_gives_identical_weights(tmp_path):
+    data = _tiny_data()
+    config = TrainConfig.from_profile("quick", steps=20, **TINY)
+    straight = train(data, config, tmp_path / "straight", progress_bar=False)
+    half = TrainConfig.from_profile("quick", steps=10, **TINY)
+    train(data, half, tmp_path / "resumed", progress_bar=False)
+    resumed = train(data, config, tmp_path / "resumed", resume=True, progress_bar=False)
+    assert resumed.resumed_from == 10
+    a, b = _weights(straight), _weights(resumed)
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    state_a = load_checkpoint(straight.checkpoint)
+    state_b = load_checkpoint(resumed.checkpoint)
+    for key in state_a["D"]:
+        assert torch.equal(state_a["D"][key], state_b["D"][key]), key
+    assert state_a["augment"]["p"] == state_b["augment"]["p"]
+
+
+def test_checkpoints_are_pruned_and_weights_only(tmp_path):
+    result = train(_tiny_data(), TrainConfig.from_profile("quick", steps=20, keep_checkpoints=2, **TINY), tmp_path, progress_bar=False)
+    names = [p.name for p in list_checkpoints(tmp_path / "checkpoints")]
+    assert names == ["ckpt-00000015.pt", "ckpt-00000020.pt"]
+    assert not list((tmp_path / "checkpoints").glob(".*tmp"))
+    state = load_checkpoint(result.checkpoint)
+    assert state["step"] == 20 and state["model_config"]["size"] == 8
+    generator, meta = load_generator(result.generator_path)
+    labels = np.array([0, 1, 1])
+    np.testing.assert_array_equal(generate(generator, labels, seed=3), generate(result.generator, labels, seed=3))
+
+
+def test_resume_refuses_other_data(tmp_path):
+    train(_tiny_data(), TrainConfig.from_profile("quick", steps=5, **TINY), tmp_path, progress_bar=False)
+    other = _tiny_data()
+    other.images[0] ^= 1
+    with pytest.raises(CheckpointError, match="another model config or dataset"):
+        train(ImageData(other.images, other.labels, other.class_names), TrainConfig.from_profile("quick", steps=10, **TINY), tmp_path, resume=True, progress_bar=False)
+
+
+def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "ckpt-00000005.pt").write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match="ckpt-00000005.pt"):
+        train(_tiny_data(), TrainConfig.from_profile("quick", steps=10, **TINY), tmp_path, resume=True, progress_bar=False)
+
+
+def test_divergence_guard_names_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
+    config = TrainConfig.from_profile("quick", steps=20, debug_nan_at_step=13, **TINY)
+    with pytest.raises(TrainingDiverged, match="step 13") as info:
+        train(_tiny_data(), config, tmp_path, progress_bar=False)
+    assert info.value.step == 13
+    last = latest_checkpoint(tmp_path / "checkpoints")
+    assert last.name == "ckpt-00000010.pt"
+    state = load_checkpoint(last)
+    assert all(torch.isfinite(v).all() for v in state["G"].values() if v.is_floating_point())
+
+
+def test_progress_callback_reports_every_log_interval(tmp_path):
+    events = []
+    config = TrainConfig.from_profile("quick", steps=15, **TINY)
+    train(_tiny_data(), config, tmp_path, callback=events.append, progress_bar=False)
+    assert [e.step for e in events] == [5, 10, 15]
+    assert all(e.images_per_s > 0 and np.isfinite(e.d_loss) and 0 <= e.augment_p <= 1 for e in events)
+
+
+def test_training_is_deterministic_given_a_seed(tmp_path):
+    config = TrainConfig.from_profile("quick", steps=6, **TINY)
+    a = train(_tiny_data(), config, tmp_path / "a", progress_bar=False)
+    b = train(_tiny_data(), config, tmp_path / "b", progress_bar=False)
+    c = train(_tiny_data(), TrainConfig.from_profile("quick", steps=6, seed=1, **TINY), tmp_path / "c", progress_bar=False)
+    wa, wb, wc = _weights(a), _weights(b), _weights(c)
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert not all(torch.equal(wa[k], wc[k]) for k in wa)
+
+
+def test_train_config_profiles_and_overrides():
+    assert TrainConfig.from_profile("full").steps > TrainConfig.from_profile("quick").steps
+    assert TrainConfig.from_profile("quick", steps=7).steps == 7
+    with pytest.raises(ValueError, match="unknown field"):
+        TrainConfig.from_profile("quick", stepz=7)
+    with pytest.raises(ValueError, match="training.profile"):
+        TrainConfig.from_profile("slow")
+    with pytest.raises(ValueError, match="batch_size"):
+        TrainConfig(batch_size=0)
+
+
+def test_sampling_is_deterministic_and_batch_independent():
+    torch.manual_seed(0)
+    generator, _ = build_models(ModelConfig(size=8, num_classes=3, z_dim=8, g_width=4, d_width=4))
+    labels = np.array([0, 1, 2, 2, 1, 0, 0])
+    first = generate(generator, labels, seed=5, batch_size=3)
+    assert first.dtype == np.uint8 and first.shape == (7, 1, 8, 8)
+    np.testing.assert_array_equal(first, generate(generator, labels, seed=5, batch_size=3))
+    np.testing.assert_array_equal(first, generate(generator, labels, seed=5, batch_size=7))
+    assert not np.array_equal(first, generate(generator, labels, seed=6, batch_size=3))
+    # One sample regenerates alone from its own seed.
+    seeds = sample_seeds(5, len(labels))
+    np.testing.assert_array_equal(generate(generator, labels[4:5], seeds=seeds[4:5]), first[4:5])
+    with pytest.raises(ValueError, match="labels"):
+        generate(generator, np.array([3]))
+
+
+def test_latents_are_standard_normal():
+    z = latents(sample_seeds(0, 4000), 16).numpy()
+    assert abs(z.mean()) < 0.02 and abs(z.std() - 1) < 0.02
+    assert len(set(sample_seeds(1, 1000).tolist())) == 1000
+    assert (sample_seeds(2, 100) >= 0).all()
