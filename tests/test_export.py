@@ -1,0 +1,248 @@
+"""Export: round trips, schema and metadata, readers, crash and resume, sharding, refusals."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from gan_core.data import load_source
+from gan_core.export import (
+    EXPORT_SCHEMA,
+    ExportError,
+    ExportPlan,
+    PlanError,
+    commit_export,
+    export_samples,
+    read_export,
+    verify_export,
+)
+from gan_core.models import Generator, ModelConfig
+from gan_core.sample import generate
+
+CLASSES = ("zero", "one", "two")
+
+
+def tiny_generator(channels: int = 1) -> Generator:
+    torch.manual_seed(0)
+    return Generator(ModelConfig(size=8, channels=channels, num_classes=3, z_dim=8, g_width=4, d_width=4)).eval()
+
+
+LINEAGE = {"model_name": "gan-test", "model_version": "3", "run_id": "abc123", "metrics": {"fid_domain": 1.5}}
+
+
+def _plan(**options) -> ExportPlan:
+    options = {"seed": 7, "batch_size": 16, "rows_per_part": 40, "row_group_size": 16, **options}
+    return ExportPlan.per_class(CLASSES, {"zero": 30, "one": 20, "two": 25}, **options)
+
+
+@pytest.mark.parametrize("image_format", ["png", "raw"])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_round_trip_is_exact(tmp_path, image_format, channels):
+    generator = tiny_generator(channels)
+    plan = _plan(image_format=image_format)
+    destination = tmp_path / "exports" / "spec" / "v3" / "e1"
+    result = export_samples(generator, plan, destination, lineage=LINEAGE, root=tmp_path, workers=2)
+    assert result.rows == 75 and len(result.files) == 2
+    assert sorted(p.name for p in destination.iterdir()) == ["_manifest.json", "part-00000.parquet", "part-00001.parquet"]
+    table, images = read_export(destination, decode=True)
+    expected_labels = np.repeat([0, 1, 2], [30, 20, 25])
+    np.testing.assert_array_equal(table.column("label").to_numpy(), expected_labels)
+    np.testing.assert_array_equal(table.column("sample_id").to_numpy(), np.arange(75))
+    np.testing.assert_array_equal(images, generate(generator, expected_labels, seed=7))
+    # Each row regenerates alone from its seed.
+    seeds = table.column("seed").to_numpy()
+    np.testing.assert_array_equal(generate(generator, expected_labels[40:41], seeds=seeds[40:41])[0], images[40])
+    assert not any(p.name.startswith("export-") for p in (tmp_path / "staging").iterdir())
+
+
+def test_schema_metadata_and_manifest(tmp_path):
+    destination = tmp_path / "exports" / "e"
+    export_samples(tiny_generator(), _plan(), destination, lineage=LINEAGE, root=tmp_path)
+    schema = pq.read_schema(destination / "part-00000.parquet")
+    assert schema.remove_metadata().equals(EXPORT_SCHEMA)
+    meta = {k.decode(): v.decode() for k, v in schema.metadata.items()}
+    features = json.loads(meta["huggingface"])["info"]["features"]
+    assert features["image"] == {"_type": "Image"}
+    assert features["label"] == {"names": list(CLASSES), "_type": "ClassLabel"}
+    assert json.loads(meta["ganpipe.lineage"])["run_id"] == "abc123"
+    manifest = verify_export(destination)
+    assert manifest["counts_per_class"] == {"zero": 30, "one": 20, "two": 25}
+    assert manifest["model"] == {"model_name": "gan-test", "model_version": "3", "run_id": "abc123"}
+    assert manifest["metrics"] == {"fid_domain": 1.5}
+    assert [f["rows"] for f in manifest["files"]] == [40, 35]
+    assert manifest["generator"]["seed"] == 7 and manifest["generator"]["model"]["size"] == 8
+    row_groups = pq.ParquetFile(destination / "part-00000.parquet").metadata.num_row_groups
+    assert row_groups >= 2  # 40 rows in groups of 16
+
+
+def test_readers_pandas_pyarrow_dataset_duckdb_and_training_loader(tmp_path):
+    duckdb = pytest.importorskip("duckdb")
+    destination = tmp_path / "exports" / "e"
+    export_samples(tiny_generator(), _plan(), destination, lineage=LINEAGE, root=tmp_path)
+    frame = read_export(destination, as_pandas=True)
+    assert list(frame.columns) == EXPORT_SCHEMA.names and len(frame) == 75
+    assert frame["label_name"].iloc[0] == "zero" and frame["model_version"].iloc[-1] == "3"
+    assert ds.dataset(destination, format="parquet").count_rows() == 75
+    rows = duckdb.sql(f"SELECT label_name, count(*) FROM read_parquet('{destination}/*.parquet') GROUP BY 1 ORDER BY 1").fetchall()
+    assert rows == [("one", 20), ("two", 25), ("zero", 30)]
+    data = load_source({"kind": "parquet", "path": str(destination)})
+    assert data.images.shape == (75, 1, 8, 8) and data.class_names == list(CLASSES)
+
+
+def test_refuses_to_overwrite_and_outside_root(tmp_path):
+    destination = tmp_path / "exports" / "e"
+    export_samples(tiny_generator(), _plan(), destination, root=tmp_path)
+    with pytest.raises(ExportError, match="already exists"):
+        export_samples(tiny_generator(), _plan(), destination, root=tmp_path)
+    outside = tmp_path.parent / f"{tmp_path.name}-elsewhere" / "e"
+    with pytest.raises(ExportError, match="outside the storage root"):
+        export_samples(tiny_generator(), _plan(), outside, root=tmp_path)
+    with pytest.raises(ExportError, match="outside the storage root"):
+        export_samples(tiny_generator(), _plan(), tmp_path / "exports" / ".." / ".." / "escape", root=tmp_path)
+    assert not outside.exists()
+
+
+def test_bad_plans():
+    with pytest.raises(PlanError, match="non-negative"):
+        ExportPlan.per_class(CLASSES, {"zero": -1})
+    with pytest.raises(PlanError, match="unknown label 'three'"):
+        ExportPlan.per_class(CLASSES, {"three": 5})
+    with pytest.raises(PlanError, match="no samples"):
+        ExportPlan.per_class(CLASSES, 0)
+    with pytest.raises(PlanError, match="image_format"):
+        ExportPlan.per_class(CLASSES, 1, image_format="gif")
+    with pytest.raises(PlanError, match="batch_size"):
+        ExportPlan.per_class(CLASSES, 1, batch_size=0)
+    with pytest.raises(PlanError, match="proportions"):
+        ExportPlan.from_total(CLASSES, 10, proportions=[1, 1])
+    plan = ExportPlan.from_total(CLASSES, 10, proportions=[2, 1, 1])
+    assert plan.counts == (5, 3, 2) or plan.counts == (5, 2, 3)
+    assert sum(plan.counts) == 10
+
+
+def test_plan_class_count_must_match_the_generator(tmp_path):
+    plan = ExportPlan.per_class(["a", "b"], 3)
+    with pytest.raises(PlanError, match="trained on 3"):
+        export_samples(tiny_generator(), plan, tmp_path / "exports" / "e", root=tmp_path)
+
+
+def test_checksum_mismatch_and_missing_files_are_detected(tmp_path):
+    destination = tmp_path / "exports" / "e"
+    export_samples(tiny_generator(), _plan(), destination, root=tmp_path)
+    part = destination / "part-00001.parquet"
+    raw = bytearray(part.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    part.write_bytes(bytes(raw))
+    with pytest.raises(ExportError, match="part-00001.parquet: SHA-256 does not match"):
+        read_export(destination)
+    part.unlink()
+    with pytest.raises(ExportError, match="missing"):
+        read_export(destination)
+    with pytest.raises(ExportError, match="not a complete export"):
+        read_export(tmp_path / "nothing-here")
+
+
+def test_shards_in_separate_processes_then_one_commit(tmp_path):
+    plan = _plan(rows_per_part=10)
+    destination = tmp_path / "exports" / "sharded"
+    assert sorted(p for shard in plan.shards(2) for p in shard) == list(range(plan.num_parts))
+    processes = [subprocess.Popen([sys.executable, "-c", _WRITER, str(tmp_path), str(destination), str(i), "2", "10"]) for i in range(2)]
+    assert [p.wait(timeout=120) for p in processes] == [0, 0]
+    assert not destination.exists()  # shards never commit on their own
+    manifest = commit_export(plan, destination, root=tmp_path)
+    table = read_export(destination)
+    assert table.num_rows == 75 == manifest["total_rows"]
+    assert len(set(table.column("sample_id").to_pylist())) == 75
+
+
+_WRITER = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, %r)
+    from test_export import tiny_generator, _plan, LINEAGE
+    from gan_core.export import export_samples
+    root, destination, shard, shards, rows_per_part = sys.argv[1:6]
+    plan = _plan(rows_per_part=int(rows_per_part), batch_size=4)
+    export_samples(tiny_generator(), plan, destination, lineage=LINEAGE, root=root,
+                   shard=(int(shard), int(shards)) if int(shards) > 1 else None, commit=int(shards) == 1, workers=1)
+    """
+    % str(Path(__file__).parent)
+)
+
+
+def test_sigkill_mid_export_leaves_nothing_visible_and_rerun_completes(tmp_path):
+    destination = tmp_path / "exports" / "crash"
+    process = subprocess.Popen([sys.executable, "-c", _WRITER + "\nimport time\n", str(tmp_path), str(destination), "0", "1", "5"])
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(list((tmp_path / "staging").glob("export-*/part-*.json"))) < 3:
+        time.sleep(0.01)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    finished_before = len(list((tmp_path / "staging").glob("export-*/part-*.json")))
+    assert 3 <= finished_before < 15, "the kill landed after the export finished; make the export longer"
+    assert not destination.exists()
+    result = export_samples(tiny_generator(), _plan(rows_per_part=5, batch_size=4), destination, lineage=LINEAGE, root=tmp_path)
+    assert result.parts_reused >= 3 and result.parts_reused + result.parts_written == 15
+    table = read_export(destination)
+    ids = table.column("sample_id").to_pylist()
+    assert len(ids) == 75 and sorted(set(ids)) == list(range(75))
+
+
+def test_resume_refuses_other_weights(tmp_path):
+    destination = tmp_path / "exports" / "e"
+    plan = _plan()
+    export_samples(tiny_generator(), plan, destination, root=tmp_path, shard=(0, 2), commit=False)
+    other = tiny_generator()
+    with torch.no_grad():
+        other.stem.bias.add_(1)
+    with pytest.raises(ExportError, match="another plan or lineage"):
+        export_samples(other, plan, destination, root=tmp_path)
+
+
+def test_disk_full_is_a_clear_error_and_resumable(tmp_path, monkeypatch):
+    import errno
+
+    destination = tmp_path / "exports" / "full"
+    plan = _plan(rows_per_part=10)
+    real_write = pq.ParquetWriter.write_table
+    calls = {"n": 0}
+
+    def write_until_full(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:  # one write per 10-row part: part 2 hits a full disk
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(self, *args, **kwargs)
+
+    monkeypatch.setattr(pq.ParquetWriter, "write_table", write_until_full)
+    with pytest.raises(ExportError, match="part-00002.parquet failed: No space left on device"):
+        export_samples(tiny_generator(), plan, destination, root=tmp_path)
+    assert not destination.exists()
+    staged = next((tmp_path / "staging").glob("export-*"))
+    assert not list(staged.glob(".*tmp"))  # the half-written part is gone
+    monkeypatch.setattr(pq.ParquetWriter, "write_table", real_write)
+    result = export_samples(tiny_generator(), plan, destination, root=tmp_path)
+    assert result.parts_reused == 2 and read_export(destination).num_rows == 75
+
+
+def test_memory_filesystem_destination(tmp_path):
+    import fsspec
+
+    export_samples(tiny_generator(), _plan(), "memory://bucket/exports/e", lineage=LINEAGE, root=tmp_path)
+    fs = fsspec.filesystem("memory")
+    names = sorted(p.rsplit("/", 1)[1] for p in fs.ls("/bucket/exports/e", detail=False))
+    assert names == ["_manifest.json", "part-00000.parquet", "part-00001.parquet"]
+    manifest = json.loads(fs.cat("/bucket/exports/e/_manifest.json"))
+    assert manifest["total_rows"] == 75
