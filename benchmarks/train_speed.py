@@ -1,5 +1,6 @@
 """Trainer throughput against a bare hand-written PyTorch loop doing the same per-step work
-(same models, batch, hinge loss, DiffAugment at a fixed probability, EMA update), in one run.
+(same models, batch, hinge loss with the auxiliary class term, DiffAugment at a fixed
+probability, EMA update), in one run.
 
 Runs are interleaved (trainer, bare, trainer, bare, ...) and the best of each is kept, so machine
 noise hits both alike. Last line: one JSON object with trainer_images_per_s, baseline_images_per_s
@@ -47,12 +48,15 @@ def bare_loop(data: ImageData, config: TrainConfig, steps: int) -> float:
         z = torch.randn(config.batch_size, config.z_dim, device=device)
         with autocast_for(device, config.precision):
             fake = generator(z, labels)
-            d_loss = F.relu(1 - discriminator(augment(real), labels)).mean() + F.relu(1 + discriminator(augment(fake.detach()), labels)).mean()
+            real_logits, real_classes = discriminator(augment(real), labels, with_classes=True)
+            d_loss = F.relu(1 - real_logits).mean() + F.relu(1 + discriminator(augment(fake.detach()), labels)).mean()
+            d_loss = d_loss + config.class_weight * F.cross_entropy(real_classes.float(), labels)
         opt_d.zero_grad(set_to_none=True)
         d_loss.backward()
         opt_d.step()
         with autocast_for(device, config.precision):
-            g_loss = -discriminator(augment(fake), labels).mean()
+            fake_logits, fake_classes = discriminator(augment(fake), labels, with_classes=True)
+            g_loss = -fake_logits.mean() + config.class_weight * F.cross_entropy(fake_classes.float(), labels)
         opt_g.zero_grad(set_to_none=True)
         g_loss.backward()
         opt_g.step()

@@ -1,0 +1,148 @@
+"""Export throughput: ours against a naive afternoon-script baseline, with the parts that bound us.
+
+For each size (default 100,000 and 1,000,000 samples of 32×32): samples/s, MB/s and peak RSS of
+`gan_core.export.export_samples` and of the baseline (generate batch by batch, encode every image
+with Pillow's defaults, one pandas DataFrame of PNG bytes, `to_parquet`). Then the bounds: the
+generator alone on all cores, PNG encoding alone on one core, and the ideal export rate
+1 / (1/generation + 1/(encoding_per_core × cores)). Every measurement runs in a fresh process so
+its peak RSS is its own. Last line: one JSON object with the figures.
+
+    .venv/bin/python benchmarks/export_speed.py [--sizes 100000,1000000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from gan_core.export import ExportPlan, encode_png, export_samples
+from gan_core.models import Generator, ModelConfig
+from gan_core.sample import generate
+from gan_core.train import TrainConfig
+
+CLASSES = [str(d) for d in range(10)]
+
+
+def quick_generator() -> Generator:
+    torch.manual_seed(0)
+    config = TrainConfig.from_profile("quick")
+    return Generator(ModelConfig(32, 1, 10, config.z_dim, config.g_width, config.d_width)).eval()
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def directory_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def run_ours(n: int, work: Path) -> dict:
+    plan = ExportPlan.from_total(CLASSES, n, seed=0, batch_size=1024)
+    destination = work / "exports" / "ours"
+    started = time.perf_counter()
+    export_samples(quick_generator(), plan, destination, root=work, lineage={"model_name": "bench", "model_version": "1"})
+    wall = time.perf_counter() - started
+    return {"wall_s": wall, "bytes": directory_bytes(destination)}
+
+
+def run_baseline(n: int, work: Path) -> dict:
+    import pandas as pd
+    from PIL import Image
+
+    generator = quick_generator()
+    labels = np.arange(n) % 10
+    started = time.perf_counter()
+    rows = []
+    for start in range(0, n, 1024):
+        batch = generate(generator, labels[start : start + 1024], seed=start)
+        for image in batch:
+            buffer = io.BytesIO()
+            Image.fromarray(image[0]).save(buffer, format="PNG")
+            rows.append(buffer.getvalue())
+    frame = pd.DataFrame({"label": labels, "image": rows})
+    frame.to_parquet(work / "baseline.parquet")
+    wall = time.perf_counter() - started
+    return {"wall_s": wall, "bytes": (work / "baseline.parquet").stat().st_size}
+
+
+def run_generation(n: int, work: Path) -> dict:
+    generator = quick_generator()
+    labels = np.arange(n) % 10
+    generate(generator, labels[:1024])  # warm-up
+    started = time.perf_counter()
+    generate(generator, labels, seed=1, batch_size=1024)
+    return {"wall_s": time.perf_counter() - started}
+
+
+def run_encoding(n: int, work: Path) -> dict:
+    images = generate(quick_generator(), np.arange(n) % 10, batch_size=1024)
+    started = time.perf_counter()
+    for image in images:
+        encode_png(image)
+    return {"wall_s": time.perf_counter() - started}
+
+
+MODES = {"ours": run_ours, "baseline": run_baseline, "generation": run_generation, "encoding": run_encoding}
+
+
+def measure(mode: str, n: int) -> dict:
+    """Run one measurement in a fresh process; returns its wall time, bytes and peak RSS."""
+    out = subprocess.run([sys.executable, __file__, "--worker", mode, str(n)], check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="100000,1000000")
+    parser.add_argument("--worker", nargs=2, metavar=("MODE", "N"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        mode, n = args.worker[0], int(args.worker[1])
+        if mode == "encoding":
+            torch.set_num_threads(1)
+        with tempfile.TemporaryDirectory() as work:
+            result = MODES[mode](n, Path(work))
+        print(json.dumps({**result, "n": n, "peak_rss_mb": peak_rss_mb()}))
+        return
+
+    sizes = [int(s) for s in args.sizes.split(",")]
+    cores = os.cpu_count() or 1
+    generation = measure("generation", 20_000)
+    encoding = measure("encoding", 20_000)
+    generation_rate = generation["n"] / generation["wall_s"]
+    encoding_rate = encoding["n"] / encoding["wall_s"]
+    ideal = 1 / (1 / generation_rate + 1 / (encoding_rate * cores))
+    print(f"generator alone, {cores} cores: {generation_rate:.0f} images/s")
+    print(f"PNG encoding alone, 1 core: {encoding_rate:.0f} images/s")
+    print(f"ideal export rate: {ideal:.0f} samples/s")
+    figures: dict[str, float] = {"generation_images_per_s": generation_rate, "encoding_images_per_s_per_core": encoding_rate, "ideal_samples_per_s": ideal}
+    for n in sizes:
+        for mode in ("ours", "baseline"):
+            result = measure(mode, n)
+            rate = n / result["wall_s"]
+            print(f"{mode:8s} {n:>9,d} samples: {rate:8.0f} samples/s  {result['bytes'] / 1e6 / result['wall_s']:6.2f} MB/s  peak RSS {result['peak_rss_mb']:7.0f} MB  ({result['wall_s']:.1f} s)")
+            label = {100_000: "100k", 1_000_000: "1m"}.get(n, str(n))
+            figures[f"{mode}_samples_per_s_{label}"] = rate
+            figures[f"{mode}_mb_per_s_{label}"] = result["bytes"] / 1e6 / result["wall_s"]
+            figures[f"{mode}_peak_rss_mb_{label}"] = result["peak_rss_mb"]
+    largest = {100_000: "100k", 1_000_000: "1m"}.get(sizes[-1], str(sizes[-1]))
+    figures[f"efficiency_{largest}"] = figures[f"ours_samples_per_s_{largest}"] / ideal
+    figures[f"speedup_vs_baseline_{largest}"] = figures[f"ours_samples_per_s_{largest}"] / figures[f"baseline_samples_per_s_{largest}"]
+    print(f"at {sizes[-1]:,}: {figures[f'speedup_vs_baseline_{largest}']:.2f}× the baseline, {figures[f'efficiency_{largest}']:.0%} of the ideal rate")
+    print(json.dumps({key: round(value, 3) for key, value in figures.items()}))
+
+
+if __name__ == "__main__":
+    main()
