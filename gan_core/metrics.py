@@ -1,0 +1,526 @@
+"""Evaluation of a generator: fidelity and diversity (FID/KID/IS through torchmetrics, improved
+precision/recall, density/coverage), label fidelity, memorization and augmentation uplift.
+
+Features come from a named backbone: `inception` (torch-fidelity's InceptionV3) or `domain` (the
+judge's penultimate layer). Metric names carry the backbone (`fid_domain`, `kid_inception`, ...) so
+numbers from different backbones never mix, and every figure has a real-vs-real baseline (train
+split against holdout at the same N) beside it as `<name>_baseline`."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from torchmetrics.image.fid import FrechetInceptionDistance
+from torchmetrics.image.inception import InceptionScore
+from torchmetrics.image.kid import KernelInceptionDistance
+
+from .classifier import ClassifierConfig, Judge, train_classifier
+from .data import ImageData
+from .device import choose_device
+from .sample import generate, image_grid, save_grid
+
+INCEPTION_URL = "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/weights-inception-2015-12-05-6726825d.pth"
+INCEPTION_SHA256_PREFIX = "6726825d"
+INCEPTION_ENV = "GANPIPE_INCEPTION_WEIGHTS"
+RESIZES = ("antialias", "tf1")  # torchmetrics' default vs the TensorFlow-1-compatible resize of papers
+
+
+class MetricsError(RuntimeError):
+    """A metric that cannot be computed as asked (missing weights, too few samples...)."""
+
+
+# ---------------------------------------------------------------- backbones
+
+
+class Backbone:
+    """Maps uint8 images N×C×H×W to features (for FID/KID/PRDC) and logits (for IS)."""
+
+    name: str
+    description: str
+
+    def features_and_logits(self, images: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def extract(self, images: np.ndarray, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+        """Batched extraction: only one batch of images is ever on the device."""
+        features, logits = [], []
+        with torch.no_grad():
+            for start in range(0, len(images), batch_size):
+                f, l = self.features_and_logits(images[start : start + batch_size])
+                features.append(f.float().cpu().numpy())
+                logits.append(l.float().cpu().numpy())
+        return np.concatenate(features), np.concatenate(logits)
+
+
+class DomainBackbone(Backbone):
+    name = "domain"
+
+    def __init__(self, judge: Judge):
+        self.judge = judge
+        self.description = "judge classifier penultimate features"
+
+    def features_and_logits(self, images):
+        x = torch.as_tensor(images).to(self.judge.device).float() / 127.5 - 1
+        features = self.judge.net.features(x)
+        return features, self.judge.net.head(features)
+
+
+class InceptionBackbone(Backbone):
+    name = "inception"
+
+    def __init__(self, weights_path: str | Path, resize: str = "antialias", device: str = "auto"):
+        from torchmetrics.image.fid import NoTrainInceptionV3
+
+        if resize not in RESIZES:
+            raise MetricsError(f"resize: expected one of {RESIZES}, got {resize!r}")
+        self.device = choose_device(device)
+        self.resize = resize
+        self.net = NoTrainInceptionV3(
+            name="inception-v3-compat",
+            features_list=["2048", "logits_unbiased"],
+            feature_extractor_weights_path=str(weights_path),
+            antialias=resize == "antialias",
+        ).to(self.device)
+        self.description = f"torch-fidelity InceptionV3 pool3 features, {resize} resize to 299 px"
+
+    def features_and_logits(self, images):
+        x = torch.as_tensor(images).to(self.device)
+        if x.shape[1] == 1:
+            x = x.expand(-1, 3, -1, -1)
+        features, logits = self.net._torch_fidelity_forward(x)  # both heads in one pass (forward keeps only the first)
+        return features, logits
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _weights_only_copy(path: Path) -> Path:
+    """torch-fidelity unpickles its weights file (weights_only=False). Re-save the file's tensors
+    after a weights-only load, so no code from the file is ever unpickled."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise MetricsError(f"{path}: not a weights-only state dict ({error}); set {INCEPTION_ENV} to torch-fidelity's Inception weights") from error
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise MetricsError(f"{path}: expected a state dict of tensors")
+    handle, copy = tempfile.mkstemp(suffix=".pth", prefix="ganpipe-inception-")
+    os.close(handle)
+    torch.save(state, copy)
+    return Path(copy)
+
+
+def resolve_inception_weights(
+    weights_path: str | Path | None = None, *, allow_unverified: bool = False, download: bool = True, url: str = INCEPTION_URL
+) -> Path:
+    """The Inception weights file: the argument, else $GANPIPE_INCEPTION_WEIGHTS, else torch hub's
+    cache, downloading on first use. A configured file must match the official SHA-256 unless
+    allow_unverified. Returns a weights-only copy that is safe to hand to torch-fidelity."""
+    configured = weights_path or os.environ.get(INCEPTION_ENV)
+    if configured:
+        path = Path(configured)
+        if not path.is_file():
+            raise MetricsError(f"{INCEPTION_ENV} / inception_weights: '{path}' does not exist; expected torch-fidelity's weights-inception-2015-12-05-6726825d.pth")
+        if not allow_unverified and not _sha256(path).startswith(INCEPTION_SHA256_PREFIX):
+            raise MetricsError(
+                f"{INCEPTION_ENV} / inception_weights: '{path}' is not the official Inception weights file "
+                f"(its SHA-256 does not start with {INCEPTION_SHA256_PREFIX}); pass allow_unverified=True to use it anyway"
+            )
+        return _weights_only_copy(path)
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(INCEPTION_URL).name
+    if not cached.is_file():
+        if not download:
+            raise MetricsError(f"Inception weights not available: set {INCEPTION_ENV} to a local copy of {Path(INCEPTION_URL).name}")
+        try:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            torch.hub.download_url_to_file(url, str(cached), hash_prefix=INCEPTION_SHA256_PREFIX, progress=False)
+        except Exception as error:  # URLError offline, hash mismatch, ...
+            raise MetricsError(
+                f"Inception weights could not be downloaded ({error}); set {INCEPTION_ENV} to a local copy of "
+                f"{Path(INCEPTION_URL).name} or use backbone='domain'"
+            ) from error
+    return _weights_only_copy(cached)
+
+
+def write_random_inception_weights(path: str | Path, seed: int = 0) -> Path:
+    """A state dict with the structure of torch-fidelity's Inception and random values: for tests
+    of the loading path and for speed benchmarks (its features mean nothing)."""
+    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
+    class _Unloaded(FeatureExtractorInceptionV3):
+        def load_state_dict(self, state_dict, strict=True, assign=False):  # keep the random init
+            return None
+
+    torch.manual_seed(seed)
+    with tempfile.TemporaryDirectory() as scratch:
+        empty = Path(scratch) / "empty.pth"
+        torch.save({}, empty)
+        net = _Unloaded("inception-v3-compat", ["2048"], feature_extractor_weights_path=str(empty))
+    path = Path(path)
+    torch.save(net.state_dict(), path)
+    return path
+
+
+def make_backbone(
+    name: str,
+    judge: Judge | None = None,
+    *,
+    inception_weights: str | Path | None = None,
+    allow_unverified: bool = False,
+    resize: str = "antialias",
+    device: str = "auto",
+) -> tuple[Backbone, str]:
+    """(backbone, why it was chosen). `auto` uses Inception when its weights are at hand."""
+    if name not in ("auto", "inception", "domain"):
+        raise MetricsError(f"evaluation.backbone: expected 'auto', 'inception' or 'domain', got {name!r}")
+    if name in ("auto", "inception"):
+        try:
+            weights = resolve_inception_weights(inception_weights, allow_unverified=allow_unverified, download=name == "inception")
+            return InceptionBackbone(weights, resize, device), "inception weights available"
+        except MetricsError as error:
+            if name == "inception":
+                raise
+            reason = f"inception unavailable ({error}); using the domain backbone"
+    else:
+        reason = "domain backbone requested"
+    if judge is None:
+        raise MetricsError("the domain backbone needs a trained judge classifier")
+    return DomainBackbone(judge), reason
+
+
+# ---------------------------------------------------------------- metric math
+
+
+class _Features(nn.Module):
+    """Identity 'feature extractor': lets torchmetrics accumulate features we extracted once."""
+
+    def __init__(self, num_features: int):
+        super().__init__()
+        self.num_features = num_features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+def fid_from_features(reference: np.ndarray, other: np.ndarray) -> float:
+    metric = FrechetInceptionDistance(feature=_Features(reference.shape[1]))
+    metric.update(torch.from_numpy(reference).double(), real=True)
+    metric.update(torch.from_numpy(other).double(), real=False)
+    return float(metric.compute())
+
+
+def kid_from_features(reference: np.ndarray, other: np.ndarray, subsets: int = 50, subset_size: int = 1000, seed: int = 0) -> tuple[float, float]:
+    size = min(subset_size, len(reference), len(other))
+    if size < 2:
+        raise MetricsError(f"KID needs at least 2 samples per set, got {len(reference)} and {len(other)}")
+    torch.manual_seed(seed)
+    metric = KernelInceptionDistance(feature=_Features(reference.shape[1]), subsets=subsets, subset_size=size)
+    metric.update(torch.from_numpy(reference).double(), real=True)
+    metric.update(torch.from_numpy(other).double(), real=False)
+    mean, std = metric.compute()
+    return float(mean), float(std)
+
+
+def inception_score_from_logits(logits: np.ndarray, splits: int = 10) -> tuple[float, float]:
+    metric = InceptionScore(feature=_Features(logits.shape[1]), splits=min(splits, len(logits)))
+    torch.manual_seed(0)
+    metric.update(torch.from_numpy(logits).double())
+    mean, std = metric.compute()
+    return float(mean), float(std)
+
+
+def _pairwise(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return torch.cdist(a, b)
+
+
+def _kth_neighbour_radii(x: torch.Tensor, k: int, chunk: int = 2048) -> torch.Tensor:
+    radii = []
+    for start in range(0, len(x), chunk):
+        d = _pairwise(x[start : start + chunk], x)
+        radii.append(d.kthvalue(k + 1, dim=1).values)  # +1: the point itself is at distance 0
+    return torch.cat(radii)
+
+
+def prdc(real: np.ndarray, fake: np.ndarray, k: int = 5, chunk: int = 2048) -> dict[str, float]:
+    """Improved precision/recall (Kynkäänniemi et al., 2019) and density/coverage (Naeem et al.,
+    2020) with k-nearest-neighbour balls; distances in chunks so memory stays bounded."""
+    real_t, fake_t = torch.from_numpy(real).float(), torch.from_numpy(fake).float()
+    real_radii = _kth_neighbour_radii(real_t, k, chunk)
+    fake_radii = _kth_neighbour_radii(fake_t, k, chunk)
+    inside_count = torch.zeros(len(fake_t))
+    nearest_fake = torch.full((len(real_t),), float("inf"))
+    recall_hits = torch.zeros(len(real_t), dtype=torch.bool)
+    for start in range(0, len(fake_t), chunk):
+        d = _pairwise(fake_t[start : start + chunk], real_t)  # fakes × reals
+        inside = d <= real_radii[None, :]
+        inside_count[start : start + chunk] = inside.sum(dim=1).float()
+        nearest_fake = torch.minimum(nearest_fake, d.min(dim=0).values)
+        recall_hits |= (d <= fake_radii[start : start + chunk, None]).any(dim=0)
+    return {
+        "precision": float((inside_count > 0).float().mean()),
+        "recall": float(recall_hits.float().mean()),
+        "density": float(inside_count.sum() / (k * len(fake_t))),
+        "coverage": float((nearest_fake <= real_radii).float().mean()),
+    }
+
+
+def nearest_distances(queries: np.ndarray, references: np.ndarray, chunk: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+    """For each query row: distance to and index of its nearest reference row (Euclidean)."""
+    q = torch.from_numpy(np.asarray(queries, dtype=np.float32).reshape(len(queries), -1))
+    r = torch.from_numpy(np.asarray(references, dtype=np.float32).reshape(len(references), -1))
+    distances, indices = [], []
+    for start in range(0, len(q), chunk):
+        d = _pairwise(q[start : start + chunk], r)
+        best = d.min(dim=1)
+        distances.append(best.values)
+        indices.append(best.indices)
+    return torch.cat(distances).numpy(), torch.cat(indices).numpy()
+
+
+@dataclass
+class Memorization:
+    space: str
+    threshold: float  # 1st percentile of holdout → nearest-training distances
+    fraction_near_copies: float  # synthetic samples closer to a training image than the threshold
+    median_synthetic_distance: float
+    median_holdout_distance: float
+    closest: list[tuple[int, int, float]]  # (synthetic index, training index, distance), closest first
+
+
+def memorization(synthetic: np.ndarray, train: np.ndarray, holdout: np.ndarray, space: str, top: int = 8) -> Memorization:
+    """Synthetic→train nearest distances against holdout→train ones: a synthetic sample closer to a
+    training image than 99% of real unseen images are is a likely copy."""
+    synthetic_d, synthetic_i = nearest_distances(synthetic, train)
+    holdout_d, _ = nearest_distances(holdout, train)
+    threshold = float(np.percentile(holdout_d, 1))
+    order = np.argsort(synthetic_d, kind="stable")[:top]
+    return Memorization(
+        space=space,
+        threshold=threshold,
+        fraction_near_copies=float((synthetic_d < threshold).mean()),
+        median_synthetic_distance=float(np.median(synthetic_d)),
+        median_holdout_distance=float(np.median(holdout_d)),
+        closest=[(int(i), int(synthetic_i[i]), float(synthetic_d[i])) for i in order],
+    )
+
+
+def label_accuracy(judge: Judge, images: np.ndarray, labels: np.ndarray) -> tuple[float, dict[str, float]]:
+    predicted = judge.predict(images)
+    per_class = {name: float((predicted[labels == c] == c).mean()) for c, name in enumerate(judge.class_names) if (labels == c).any()}
+    return float((predicted == labels).mean()), per_class
+
+
+# ---------------------------------------------------------------- augmentation uplift
+
+
+@dataclass
+class Uplift:
+    real_only: tuple[float, float]  # (mean, std) holdout accuracy over seeds
+    real_plus_synthetic: tuple[float, float]
+    synthetic_only: tuple[float, float]
+    seeds: list[int]
+    n_real: int
+    n_synthetic: int
+
+    @property
+    def gain(self) -> float:
+        return self.real_plus_synthetic[0] - self.real_only[0]
+
+
+def augmentation_uplift(
+    real_train: ImageData,
+    holdout: ImageData,
+    synthetic: ImageData,
+    seeds: Sequence[int] = (0, 1, 2),
+    classifier: ClassifierConfig | None = None,
+) -> Uplift:
+    """The same small classifier trained on real, real+synthetic and synthetic only, tested on the
+    real holdout, over several seeds (mean ± std)."""
+    if len(seeds) < 1:
+        raise MetricsError("seeds: expected at least one seed")
+    base = classifier or ClassifierConfig(epochs=6, width=16)
+    mixed = ImageData(np.concatenate([real_train.images, synthetic.images]), np.concatenate([real_train.labels, synthetic.labels]), real_train.class_names)
+    results: dict[str, list[float]] = {"real": [], "mixed": [], "synthetic": []}
+    for seed in seeds:
+        config = ClassifierConfig(**{**asdict(base), "seed": int(seed)})
+        for key, data in (("real", real_train), ("mixed", mixed), ("synthetic", synthetic)):
+            results[key].append(train_classifier(data, config).accuracy(holdout))
+    stats = {key: (float(np.mean(v)), float(np.std(v))) for key, v in results.items()}
+    return Uplift(stats["real"], stats["mixed"], stats["synthetic"], [int(s) for s in seeds], len(real_train), len(synthetic))
+
+
+# ---------------------------------------------------------------- the report
+
+
+@dataclass
+class EvaluationReport:
+    backbone: str
+    backbone_reason: str
+    backbone_description: str
+    resize: str | None
+    n_compare: int  # N of the synthetic and holdout sets compared against the train split
+    n_synthetic: int
+    metrics: dict[str, float]
+    per_class_fid: dict[str, dict[str, float]]
+    label_accuracy_per_class: dict[str, float]
+    memorization: dict[str, dict[str, Any]]
+    uplift: dict[str, Any] | None = None
+    files: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def evaluate(
+    generator,
+    train: ImageData,
+    holdout: ImageData,
+    judge: Judge,
+    out_dir: str | Path,
+    *,
+    n_samples: int = 10_000,
+    backbone: str = "auto",
+    inception_weights: str | Path | None = None,
+    allow_unverified_weights: bool = False,
+    resize: str = "antialias",
+    seed: int = 0,
+    uplift_seeds: Sequence[int] | None = None,
+    uplift_classifier: ClassifierConfig | None = None,
+    batch_size: int = 256,
+) -> EvaluationReport:
+    """Evaluate a generator against the real train/holdout split; writes report.json, report.md,
+    samples.png (one row per class) and nearest_pairs.png into out_dir."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if len(holdout) < 2 or n_samples < 2:
+        raise MetricsError(f"need at least 2 holdout images and 2 samples, got {len(holdout)} and {n_samples}")
+    net, reason = make_backbone(backbone, judge, inception_weights=inception_weights, allow_unverified=allow_unverified_weights, resize=resize)
+    tag = net.name
+
+    # Conditional samples in class proportions of the train split.
+    proportions = np.bincount(train.labels, minlength=train.num_classes) / len(train)
+    labels = np.repeat(np.arange(train.num_classes), np.round(proportions * n_samples).astype(int))
+    synthetic = generate(generator, labels, seed=seed, batch_size=batch_size)
+
+    train_f, train_l = net.extract(train.images, batch_size)
+    holdout_f, holdout_l = net.extract(holdout.images, batch_size)
+    synthetic_f, synthetic_l = net.extract(synthetic, batch_size)
+
+    # Equal N for the synthetic and the real-vs-real comparison: FID is biased at small N.
+    rng = np.random.default_rng(seed)
+    n_compare = min(len(holdout), len(synthetic))
+    compare = np.sort(rng.choice(len(synthetic), n_compare, replace=False))
+    holdout_pick = np.sort(rng.choice(len(holdout), n_compare, replace=False))
+    fake_f, fake_l, real_f, real_l = synthetic_f[compare], synthetic_l[compare], holdout_f[holdout_pick], holdout_l[holdout_pick]
+
+    metrics: dict[str, float] = {}
+    metrics[f"fid_{tag}"] = fid_from_features(train_f, fake_f)
+    metrics[f"fid_{tag}_baseline"] = fid_from_features(train_f, real_f)
+    metrics[f"kid_{tag}"], metrics[f"kid_{tag}_std"] = kid_from_features(train_f, fake_f)
+    metrics[f"kid_{tag}_baseline"], _ = kid_from_features(train_f, real_f)
+    metrics[f"is_{tag}"], metrics[f"is_{tag}_std"] = inception_score_from_logits(fake_l)
+    metrics[f"is_{tag}_baseline"], _ = inception_score_from_logits(real_l)
+    for name, value in prdc(train_f, fake_f).items():
+        metrics[f"{name}_{tag}"] = value
+    for name, value in prdc(train_f, real_f).items():
+        metrics[f"{name}_{tag}_baseline"] = value
+
+    per_class_fid = {}
+    for c, class_name in enumerate(train.class_names):
+        fake_c, real_c, train_c = fake_f[labels[compare] == c], real_f[holdout.labels[holdout_pick] == c], train_f[train.labels == c]
+        n = min(len(fake_c), len(real_c))
+        if n >= 2 and len(train_c) >= 2:
+            per_class_fid[class_name] = {"value": fid_from_features(train_c, fake_c[:n]), "baseline": fid_from_features(train_c, real_c[:n]), "n": n}
+
+    accuracy, per_class_accuracy = label_accuracy(judge, synthetic, labels)
+    metrics["label_accuracy"] = accuracy
+    metrics["label_accuracy_baseline"] = judge.accuracy(holdout)
+
+    memo_feature = memorization(synthetic_f, train_f, holdout_f, f"{tag} features")
+    memo_pixel = memorization(synthetic.astype(np.float32) / 255, train.images.astype(np.float32) / 255, holdout.images.astype(np.float32) / 255, "pixels")
+    metrics["memorization_fraction_features"] = memo_feature.fraction_near_copies
+    metrics["memorization_fraction_pixels"] = memo_pixel.fraction_near_copies
+
+    uplift = None
+    if uplift_seeds:
+        synthetic_data = ImageData(synthetic, labels, train.class_names)
+        result = augmentation_uplift(train, holdout, synthetic_data, uplift_seeds, uplift_classifier)
+        uplift = {**asdict(result), "gain": result.gain}
+        metrics["uplift_real_only"] = result.real_only[0]
+        metrics["uplift_real_plus_synthetic"] = result.real_plus_synthetic[0]
+        metrics["uplift_synthetic_only"] = result.synthetic_only[0]
+
+    files = {"samples": str(out / "samples.png"), "nearest_pairs": str(out / "nearest_pairs.png")}
+    per_row = 10
+    grid_labels = np.repeat(np.arange(train.num_classes), per_row)
+    save_grid(generate(generator, grid_labels, seed=seed + 1), files["samples"], columns=per_row)
+    _save_pairs(synthetic, train.images, memo_pixel.closest, Path(files["nearest_pairs"]))
+
+    report = EvaluationReport(
+        backbone=tag,
+        backbone_reason=reason,
+        backbone_description=net.description,
+        resize=resize if tag == "inception" else None,
+        n_compare=n_compare,
+        n_synthetic=len(synthetic),
+        metrics=metrics,
+        per_class_fid=per_class_fid,
+        label_accuracy_per_class=per_class_accuracy,
+        memorization={"features": asdict(memo_feature), "pixels": asdict(memo_pixel)},
+        uplift=uplift,
+        files=files,
+    )
+    files["json"], files["markdown"] = str(out / "report.json"), str(out / "report.md")
+    Path(files["json"]).write_text(json.dumps(report.to_dict(), indent=2))
+    Path(files["markdown"]).write_text(render_markdown(report))
+    return report
+
+
+def _save_pairs(synthetic: np.ndarray, train: np.ndarray, closest: list[tuple[int, int, float]], path: Path) -> None:
+    """Top row: the synthetic samples closest to a training image; bottom row: those images."""
+    from PIL import Image
+
+    tops = np.stack([synthetic[i] for i, _, _ in closest])
+    bottoms = np.stack([train[j] for _, j, _ in closest])
+    Image.fromarray(image_grid(np.concatenate([tops, bottoms]), columns=len(closest))).save(path)
+
+
+def render_markdown(report: EvaluationReport) -> str:
+    lines = [
+        f"# Evaluation ({report.backbone} backbone)",
+        "",
+        f"Backbone: {report.backbone_description} ({report.backbone_reason}).",
+        f"Synthetic samples: {report.n_synthetic}; set-to-set metrics at N = {report.n_compare} against the train split.",
+        "",
+        "| metric | synthetic | real holdout (baseline) |",
+        "| --- | --- | --- |",
+    ]
+    for name, value in report.metrics.items():
+        if name.endswith("_baseline") or name.endswith("_std"):
+            continue
+        baseline = report.metrics.get(f"{name}_baseline")
+        lines.append(f"| {name} | {value:.4f} | {'' if baseline is None else f'{baseline:.4f}'} |")
+    if report.uplift:
+        u = report.uplift
+        lines += [
+            "",
+            "Augmentation uplift (holdout accuracy, mean ± std over seeds "
+            f"{u['seeds']}): real {u['real_only'][0]:.4f} ± {u['real_only'][1]:.4f}, "
+            f"real+synthetic {u['real_plus_synthetic'][0]:.4f} ± {u['real_plus_synthetic'][1]:.4f}, "
+            f"synthetic only {u['synthetic_only'][0]:.4f} ± {u['synthetic_only'][1]:.4f}.",
+        ]
+    lines += ["", "![samples](samples.png)", "", "Closest synthetic/training pairs:", "", "![pairs](nearest_pairs.png)", ""]
+    return "\n".join(lines)

@@ -1,0 +1,211 @@
+"""Metric math against independent computations, sanity orderings on real digits, PRDC against the
+published reference, memorization, the Inception loading path, uplift and the report."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import scipy.linalg
+import scipy.spatial
+import torch
+
+from gan_core.classifier import ClassifierConfig, train_classifier
+from gan_core.data import ImageData, load_source
+from gan_core.metrics import (
+    INCEPTION_ENV,
+    InceptionBackbone,
+    MetricsError,
+    augmentation_uplift,
+    evaluate,
+    fid_from_features,
+    kid_from_features,
+    make_backbone,
+    memorization,
+    prdc,
+    resolve_inception_weights,
+    write_random_inception_weights,
+)
+from gan_core.models import Generator, ModelConfig
+
+
+@pytest.fixture(scope="module")
+def digits():
+    data = load_source({"kind": "builtin", "name": "mnist-5k"}, size=32, channels=1)
+    train, holdout = data.split(0.2, seed=0)
+    judge = train_classifier(train, ClassifierConfig(epochs=2, width=16))
+    return train, holdout, judge
+
+
+def _scipy_fid(a: np.ndarray, b: np.ndarray) -> float:
+    mu1, mu2 = a.mean(0), b.mean(0)
+    s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    covmean = scipy.linalg.sqrtm(s1 @ s2).real
+    return float(((mu1 - mu2) ** 2).sum() + np.trace(s1 + s2 - 2 * covmean))
+
+
+def test_frechet_distance_matches_scipy():
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(2000, 16))
+    b = rng.normal(size=(1500, 16)) @ rng.normal(size=(16, 16)) * 0.5 + 0.3
+    assert fid_from_features(a, b) == pytest.approx(_scipy_fid(a, b), abs=1e-3)
+    assert fid_from_features(a, a) == pytest.approx(0.0, abs=1e-3)
+
+
+def test_fid_orders_real_noise_and_one_class(digits):
+    train, holdout, judge = digits
+    backbone, _ = make_backbone("domain", judge)
+    train_f, _ = backbone.extract(train.images)
+    holdout_f, _ = backbone.extract(holdout.images)
+    noise = np.random.default_rng(0).integers(0, 256, holdout.images.shape, dtype=np.uint8)
+    noise_f, _ = backbone.extract(noise)
+    ones = train.images[train.labels == 1]
+    ones_f, _ = backbone.extract(ones[: len(holdout)])
+    real = fid_from_features(train_f, holdout_f)
+    assert real * 10 < fid_from_features(train_f, noise_f)
+    assert real * 10 < fid_from_features(train_f, ones_f)
+
+
+def test_kid_identical_sets_is_near_zero_and_positive_for_shifted():
+    rng = np.random.default_rng(1)
+    a = rng.normal(size=(600, 32))
+    mean, _ = kid_from_features(a, a.copy(), subset_size=300)
+    shifted, _ = kid_from_features(a, a + 1.0, subset_size=300)
+    # The unbiased estimator on one set against itself is off zero by O(k(x, x) / m) only.
+    assert abs(mean) < 0.05 and abs(mean) < 0.01 * shifted
+
+
+def _reference_prdc(real, fake, k):
+    """The formulas of clovaai/prdc, written out independently on a full distance matrix."""
+    def radii(x):
+        d = scipy.spatial.distance.cdist(x, x)
+        return np.partition(d, k, axis=1)[:, k]
+    real_r, fake_r = radii(real), radii(fake)
+    d = scipy.spatial.distance.cdist(real, fake)
+    return {
+        "precision": (d < real_r[:, None]).any(axis=0).mean(),
+        "recall": (d < fake_r[None, :]).any(axis=1).mean(),
+        "density": (d < real_r[:, None]).sum(axis=0).mean() / k,
+        "coverage": (d.min(axis=1) < real_r).mean(),
+    }
+
+
+def test_prdc_agrees_with_an_independent_implementation_in_64_dimensions():
+    rng = np.random.default_rng(0)
+    real = rng.normal(size=(2000, 64))
+    fake = rng.normal(size=(1500, 64)) * 1.1 + 0.05
+    ours, reference = prdc(real, fake, k=5, chunk=512), _reference_prdc(real, fake, 5)
+    for key in reference:
+        assert ours[key] == pytest.approx(reference[key], abs=2e-3), key
+
+
+@pytest.mark.slow
+def test_prdc_matches_the_published_gaussian_reference():
+    # clovaai/prdc's README example draws 10,000 points per set from a 1000-dimensional standard
+    # Gaussian (not 64-dimensional) and prints precision 0.4772, recall 0.4705, density 1.0555,
+    # coverage 0.9735; density varies by about ±0.1 from draw to draw at this N.
+    rng = np.random.default_rng(0)
+    real = rng.standard_normal(size=(10_000, 1000), dtype=np.float32)
+    fake = rng.standard_normal(size=(10_000, 1000), dtype=np.float32)
+    result = prdc(real, fake, k=5)
+    assert result["precision"] == pytest.approx(0.48, abs=0.04)
+    assert result["recall"] == pytest.approx(0.47, abs=0.04)
+    assert result["density"] == pytest.approx(1.06, abs=0.2)
+    assert result["coverage"] == pytest.approx(0.97, abs=0.02)
+
+
+def test_prdc_of_two_draws_and_a_shifted_set_in_64_dimensions():
+    rng = np.random.default_rng(0)
+    real = rng.normal(size=(10_000, 64)).astype(np.float32)
+    fake = rng.normal(size=(10_000, 64)).astype(np.float32)
+    same = prdc(real, fake, k=5)
+    assert 0.6 < same["precision"] < 0.75 and 0.6 < same["recall"] < 0.75
+    assert same["density"] == pytest.approx(1.0, abs=0.1) and same["coverage"] > 0.95
+    shifted = prdc(real[:3000], fake[:3000] + 3.0, k=5)
+    assert shifted["precision"] < 0.05 and shifted["coverage"] < 0.05 and shifted["density"] < 0.05
+
+
+def test_memorization_flags_planted_copies():
+    rng = np.random.default_rng(0)
+    train = rng.normal(size=(500, 8)).astype(np.float32)
+    holdout = rng.normal(size=(300, 8)).astype(np.float32)
+    synthetic = rng.normal(size=(200, 8)).astype(np.float32)
+    synthetic[:20] = train[100:120]  # 10% exact copies
+    result = memorization(synthetic, train, holdout, "test")
+    assert result.fraction_near_copies == pytest.approx(0.10, abs=0.02)
+    assert {i for i, _, _ in result.closest} <= set(range(20))
+    assert all(j == i + 100 for i, j, _ in result.closest)
+    clean = memorization(synthetic[20:], train, holdout, "test")
+    assert clean.fraction_near_copies < 0.03
+
+
+def test_inception_weights_from_a_configured_path(tmp_path, monkeypatch):
+    weights = write_random_inception_weights(tmp_path / "random-inception.pth")
+    monkeypatch.setenv(INCEPTION_ENV, str(weights))
+    with pytest.raises(MetricsError, match="not the official Inception weights"):
+        resolve_inception_weights()
+    safe = resolve_inception_weights(allow_unverified=True)
+    backbone = InceptionBackbone(safe, resize="tf1")
+    features, logits = backbone.extract(np.random.default_rng(0).integers(0, 256, (3, 1, 32, 32), dtype=np.uint8))
+    assert features.shape == (3, 2048) and logits.shape == (3, 1008)
+    assert np.isfinite(features).all()
+    net, reason = make_backbone("auto", None, allow_unverified=True)
+    assert net.name == "inception" and "available" in reason
+
+
+def test_inception_refuses_a_pickle_with_code(tmp_path):
+    import pickle
+
+    bad = tmp_path / "bad.pth"
+    bad.write_bytes(pickle.dumps(print))
+    with pytest.raises(MetricsError, match="not a weights-only state dict"):
+        resolve_inception_weights(bad, allow_unverified=True)
+
+
+def test_inception_offline_without_weights_names_the_setting(tmp_path, monkeypatch, digits):
+    monkeypatch.delenv(INCEPTION_ENV, raising=False)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
+    monkeypatch.setattr(torch.hub, "_hub_dir", None, raising=False)
+    with pytest.raises(MetricsError, match=INCEPTION_ENV):
+        resolve_inception_weights(download=False)
+    # The real download path, against a port where nothing listens (as offline).
+    with pytest.raises(MetricsError, match=f"could not be downloaded.*{INCEPTION_ENV}"):
+        resolve_inception_weights(url="http://127.0.0.1:9/weights-inception-2015-12-05-6726825d.pth")
+    with pytest.raises(MetricsError, match=INCEPTION_ENV):
+        resolve_inception_weights(tmp_path / "missing.pth")
+    net, reason = make_backbone("auto", digits[2])
+    assert net.name == "domain" and INCEPTION_ENV in reason
+
+
+def test_uplift_runs_on_tiny_data_with_several_seeds():
+    rng = np.random.default_rng(0)
+    def blobs(n):
+        labels = np.repeat([0, 1], n)
+        images = np.zeros((2 * n, 1, 8, 8), np.uint8)
+        images[labels == 0, :, :4] = 200
+        images[labels == 1, :, 4:] = 200
+        images = np.clip(images + rng.integers(0, 40, images.shape), 0, 255).astype(np.uint8)
+        return ImageData(images, labels, ["top", "bottom"])
+    result = augmentation_uplift(blobs(20), blobs(10), blobs(20), seeds=(0, 1, 2), classifier=ClassifierConfig(epochs=3, width=4, feature_dim=8, batch_size=8))
+    assert result.seeds == [0, 1, 2] and result.n_real == 40
+    for mean, std in (result.real_only, result.real_plus_synthetic, result.synthetic_only):
+        assert 0.5 <= mean <= 1.0 and std >= 0
+
+
+def test_evaluate_writes_a_report(tmp_path, digits):
+    train, holdout, judge = digits
+    torch.manual_seed(0)
+    generator = Generator(ModelConfig(32, 1, 10, z_dim=16, g_width=8, d_width=8)).eval()
+    report = evaluate(generator, train, holdout, judge, tmp_path, n_samples=600, backbone="domain")
+    assert report.backbone == "domain" and report.n_compare == 600
+    m = report.metrics
+    # An untrained generator is far from real digits, the holdout is not.
+    assert m["fid_domain"] > 5 * m["fid_domain_baseline"]
+    assert m["label_accuracy"] < 0.5 < m["label_accuracy_baseline"]
+    assert {"precision_domain", "recall_domain", "density_domain", "coverage_domain", "kid_domain", "is_domain"} <= m.keys()
+    saved = json.loads((tmp_path / "report.json").read_text())
+    assert saved["metrics"]["fid_domain"] == pytest.approx(m["fid_domain"])
+    assert "fid_domain" in (tmp_path / "report.md").read_text()
+    assert (tmp_path / "samples.png").stat().st_size > 0 and (tmp_path / "nearest_pairs.png").stat().st_size > 0
+    assert set(report.per_class_fid) <= set(train.class_names) and len(report.per_class_fid) >= 5
