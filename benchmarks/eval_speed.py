@@ -1,0 +1,118 @@
+"""Evaluation speed and memory.
+
+1. Feature-extraction throughput of our evaluation (`InceptionBackbone.extract`, batched) against
+   calling torchmetrics' FrechetInceptionDistance.update directly on the same uint8 tensors, in the
+   same run. Inception has random weights of the right structure (speed does not depend on them).
+2. Peak RSS of the evaluation path (generate N samples, extract features, FID/KID/PRDC against
+   the real train split) for N = 10,000 and 50,000, each in a fresh process. On CPU the domain
+   backbone is used for this part (Inception at 299 px would take an hour for 50,000 on 2 cores);
+   `--memory-backbone inception` forces Inception (use it on a GPU).
+
+Last line: one JSON object with ours_images_per_s, torchmetrics_images_per_s, ratio,
+peak_rss_mb_10k, peak_rss_mb_50k.
+
+    .venv/bin/python benchmarks/eval_speed.py [--device cuda] [--images 256]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from gan_core.device import choose_device
+
+
+def throughput(device: str, n_images: int, batch_size: int, repeats: int) -> tuple[float, float]:
+    from torchmetrics.image.fid import FrechetInceptionDistance
+
+    from gan_core.metrics import InceptionBackbone, resolve_inception_weights, write_random_inception_weights
+
+    with tempfile.TemporaryDirectory() as scratch:
+        weights = write_random_inception_weights(Path(scratch) / "random.pth")
+        ours = InceptionBackbone(resolve_inception_weights(weights, allow_unverified=True), device=device)
+        dev = choose_device(device)
+        reference = FrechetInceptionDistance(feature=2048, feature_extractor_weights_path=str(weights)).to(dev)
+    images = np.random.default_rng(0).integers(0, 256, (n_images, 3, 32, 32), dtype=np.uint8)
+    ours.extract(images[:batch_size], batch_size)  # warm-up
+    ours_times, reference_times = [], []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        features, _ = ours.extract(images, batch_size)
+        ours_times.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        for start in range(0, n_images, batch_size):
+            reference.update(torch.from_numpy(images[start : start + batch_size]).to(dev), real=True)
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        reference_times.append(time.perf_counter() - started)
+    return n_images / min(ours_times), n_images / min(reference_times)
+
+
+def memory_worker(n: int, backbone: str, device: str) -> None:
+    from gan_core.classifier import ClassifierConfig, train_classifier
+    from gan_core.data import load_source
+    from gan_core.metrics import fid_from_features, kid_from_features, make_backbone, prdc, resolve_inception_weights, write_random_inception_weights
+    from gan_core.models import Generator, ModelConfig
+    from gan_core.sample import generate
+
+    data = load_source({"kind": "builtin", "name": "mnist-5k"}, size=32, channels=1)
+    train, _ = data.split(0.2, seed=0)
+    judge = train_classifier(train, ClassifierConfig(epochs=1, width=16, device=device))
+    torch.manual_seed(0)
+    generator = Generator(ModelConfig(32, 1, 10, 64, 16, 16)).to(choose_device(device)).eval()
+    with tempfile.TemporaryDirectory() as scratch:
+        weights = None
+        if backbone == "inception":
+            weights = resolve_inception_weights(write_random_inception_weights(Path(scratch) / "r.pth"), allow_unverified=True)
+        net, _ = make_backbone(backbone, judge, inception_weights=weights, allow_unverified=True, device=device)
+    baseline_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    train_f, _ = net.extract(train.images)
+    synthetic = generate(generator, np.arange(n) % 10, seed=0)
+    fake_f, _ = net.extract(synthetic)
+    fid_from_features(train_f, fake_f)
+    kid_from_features(train_f, fake_f)
+    prdc(train_f, fake_f)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"n": n, "peak_rss_mb": peak, "rss_before_eval_mb": baseline_rss, "feature_mb": fake_f.nbytes / 2**20}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--images", type=int, default=256, help="images for the throughput comparison")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--memory-backbone", default=None, help="domain (default on CPU) or inception (default on CUDA)")
+    parser.add_argument("--sizes", default="10000,50000")
+    parser.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        memory_worker(int(args.worker[0]), args.worker[1], args.worker[2])
+        return
+
+    device = choose_device(args.device)
+    ours, reference = throughput(args.device, args.images, args.batch_size, args.repeats)
+    print(f"device {device}: Inception feature extraction, {args.images} images of 32×32 → 299 px")
+    print(f"ours {ours:.1f} images/s, torchmetrics FID.update {reference:.1f} images/s, ratio {ours / reference:.3f}")
+    figures = {"ours_images_per_s": ours, "torchmetrics_images_per_s": reference, "ratio": ours / reference}
+    backbone = args.memory_backbone or ("inception" if device.type == "cuda" else "domain")
+    for n in (int(s) for s in args.sizes.split(",")):
+        out = subprocess.run([sys.executable, __file__, "--worker", str(n), backbone, args.device], check=True, capture_output=True, text=True)
+        result = json.loads(out.stdout.strip().splitlines()[-1])
+        label = {10_000: "10k", 50_000: "50k"}.get(n, str(n))
+        figures[f"peak_rss_mb_{label}"] = result["peak_rss_mb"]
+        print(f"evaluation of {n:,} samples ({backbone} backbone): peak RSS {result['peak_rss_mb']:.0f} MB (features {result['feature_mb']:.1f} MB, {result['rss_before_eval_mb']:.0f} MB before evaluating)")
+    print(json.dumps({key: round(value, 3) for key, value in figures.items()}))
+
+
+if __name__ == "__main__":
+    main()
