@@ -1,0 +1,5 @@
+"""Dagster code location for ganpipe (`workspace.yaml` loads this module)."""
+
+from .definitions import defs
+
+__all__ = ["defs"]

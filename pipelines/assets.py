@@ -1,0 +1,411 @@
+"""The asset graph, one partition per spec. Assets stay thin: read the spec and upstream
+references, call gan_core, log to MLflow, return metadata. Heavy objects travel as files; an asset
+finds its inputs through the metadata of the upstream materialization of the same partition."""
+
+
+import base64
+import dataclasses
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Optional
+
+import dagster as dg
+import numpy as np
+
+from gan_core.checkpoint import CheckpointError, load_generator, save_generator
+from gan_core.classifier import ClassifierConfig, Judge, train_classifier
+from gan_core.data import ImageData, load_source, save_npz
+from gan_core.export import EXPORT_SCHEMA, ExportPlan, export_samples, read_export, verify_export
+from gan_core.metrics import augmentation_uplift, evaluate
+from gan_core.sample import class_grid, save_grid
+from gan_core.train import Progress, train
+
+from .resources import ComputeResource, MLflowResource, SpecsResource, StorageResource
+from .specs import Spec, primary_metric
+
+MODEL_CODE = str(Path(__file__).with_name("mlflow_model.py"))
+GROUP = "ganpipe"
+
+
+class GanModelConfig(dg.Config):
+    """Launchpad overrides of the spec's training settings."""
+
+    steps: Optional[int] = None
+    batch_size: Optional[int] = None
+
+
+class EvaluationConfig(dg.Config):
+    n_samples: Optional[int] = None
+
+
+class ExportConfig(dg.Config):
+    samples_per_class: Optional[int] = None
+
+
+class AugmentationReportConfig(dg.Config):
+    classifier_epochs: int = 4
+    seeds: Optional[int] = None  # default: the spec's evaluation.uplift_seeds
+
+
+def model_name(spec: str) -> str:
+    return f"gan-{spec}"
+
+
+def _upstream(context: dg.AssetExecutionContext, asset: str) -> dict[str, Any]:
+    """Metadata of the latest materialization of `asset` for this partition."""
+    records = context.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[context.partition_key]), limit=1
+    ).records
+    if not records:
+        raise dg.Failure(f"asset '{asset}' has no materialization for partition '{context.partition_key}'; materialize it first")
+    metadata = records[0].asset_materialization.metadata
+    return {key: value.value for key, value in metadata.items()}
+
+
+def _picture(path: Path) -> dg.MetadataValue:
+    encoded = base64.b64encode(path.read_bytes()).decode()
+    return dg.MetadataValue.md(f"![{path.stem}](data:image/png;base64,{encoded})")
+
+
+def _load_split(snapshot: str) -> tuple[ImageData, ImageData]:
+    return (
+        load_source({"kind": "npz", "path": str(Path(snapshot) / "train.npz")}),
+        load_source({"kind": "npz", "path": str(Path(snapshot) / "holdout.npz")}),
+    )
+
+
+def build_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
+    @dg.asset(partitions_def=partitions, group_name=GROUP, kinds={"numpy"})
+    def real_images(context: dg.AssetExecutionContext, specs: SpecsResource, storage: StorageResource) -> dg.MaterializeResult:
+        """Load, validate and normalise the spec's real images; split train/holdout; snapshot them."""
+        spec = specs.get(context.partition_key)
+        data = load_source(
+            spec.source.loader_args(),
+            size=spec.image.size,
+            channels=spec.image.channels,
+            fit=spec.image.fit,
+            skip_bad=spec.source.skip_bad,
+            base_dir=spec.base_dir,
+        )
+        train_split, holdout = data.split(spec.holdout_fraction, seed=spec.seed)
+        digest = data.content_hash()
+        snapshot = storage.data_dir(spec.name) / digest[:16]
+        if not (snapshot / "holdout.npz").exists():
+            save_npz(train_split, snapshot / "train.npz")
+            save_npz(holdout, snapshot / "holdout.npz")
+        rows = min(data.num_classes, 10)
+        picks = np.concatenate([np.flatnonzero(data.labels == c)[:10] for c in range(rows)])
+        save_grid(data.images[picks], snapshot / "real.png", columns=10)
+        for path, reason in data.skipped:
+            context.log.warning(f"skipped {path}: {reason}")
+        return dg.MaterializeResult(
+            metadata={
+                "snapshot": dg.MetadataValue.path(str(snapshot)),
+                "content_hash": digest,
+                "images": len(data),
+                "train_images": len(train_split),
+                "holdout_images": len(holdout),
+                "image_size": f"{spec.image.size}x{spec.image.size}x{spec.image.channels}",
+                "class_counts": dg.MetadataValue.json(data.class_counts()),
+                "skipped_files": len(data.skipped),
+                "sample_grid": _picture(snapshot / "real.png"),
+            }
+        )
+
+    @dg.asset(partitions_def=partitions, group_name=GROUP, deps=[real_images], kinds={"pytorch"})
+    def judge_classifier(context: dg.AssetExecutionContext, compute: ComputeResource) -> dg.MaterializeResult:
+        """A small CNN trained on the real train split: judge of label fidelity, domain feature extractor."""
+        snapshot = _upstream(context, "real_images")["snapshot"]
+        train_split, holdout = _load_split(snapshot)
+        judge = train_classifier(train_split, ClassifierConfig(device=compute.device))
+        path = judge.save(Path(snapshot) / "judge.safetensors")
+        accuracy = judge.accuracy(holdout)
+        context.log.info(f"judge holdout accuracy {accuracy:.4f}")
+        return dg.MaterializeResult(metadata={"judge_path": dg.MetadataValue.path(str(path)), "holdout_accuracy": accuracy})
+
+    @dg.asset(partitions_def=partitions, group_name=GROUP, deps=[real_images], pool="gpu", kinds={"pytorch", "mlflow"})
+    def gan_model(
+        context: dg.AssetExecutionContext,
+        config: GanModelConfig,
+        specs: SpecsResource,
+        storage: StorageResource,
+        mlflow_store: MLflowResource,
+        compute: ComputeResource,
+    ) -> dg.MaterializeResult:
+        """Train the conditional GAN (resuming an interrupted run), log it to MLflow and register a version."""
+        import mlflow
+
+        mlflow_store.check_reachable()  # before any training
+        spec = specs.get(context.partition_key)
+        upstream = _upstream(context, "real_images")
+        train_split, _ = _load_split(upstream["snapshot"])
+        overrides = {k: v for k, v in {"steps": config.steps, "batch_size": config.batch_size}.items() if v is not None}
+        train_config = spec.training.train_config(device=compute.device, precision=compute.precision, **overrides)
+        experiment_id = mlflow_store.experiment_id(spec.name)
+        pending = storage.runs_dir(spec.name) / "pending"  # the version-to-be; a killed run resumes here
+
+        tags = {"dagster.run_id": context.run.run_id, "dagster.asset": "gan_model", "dagster.partition": spec.name, "data_hash": upstream["content_hash"]}
+        with mlflow.start_run(experiment_id=experiment_id, tags=tags) as run:
+            mlflow.log_params({f"train.{k}": v for k, v in dataclasses.asdict(train_config).items()})
+            mlflow.log_dict(spec.model_dump(mode="json"), "spec.json")
+
+            def report(progress: Progress) -> None:
+                mlflow.log_metrics(
+                    {"d_loss": progress.d_loss, "g_loss": progress.g_loss, "images_per_s": progress.images_per_s, "augment_p": progress.augment_p},
+                    step=progress.step,
+                )
+                context.log.info(
+                    f"step {progress.step}/{progress.total_steps} d_loss {progress.d_loss:.3f} g_loss {progress.g_loss:.3f} "
+                    f"{progress.images_per_s:.0f} images/s augment p {progress.augment_p:.2f}"
+                )
+
+            try:
+                result = train(train_split, train_config, pending, resume=True, callback=report)
+            except CheckpointError as error:  # a stale pending run for other data or settings
+                context.log.warning(f"not resuming: {error}")
+                shutil.rmtree(pending)
+                result = train(train_split, train_config, pending, resume=False, callback=report)
+            if result.resumed_from:
+                context.log.info(f"resumed from step {result.resumed_from}")
+            grid = pending / "samples.png"
+            save_grid(class_grid(result.generator), grid, columns=10)
+            mlflow.log_artifact(str(grid))
+            mlflow.log_metrics({"train_wall_s": result.wall_s, "train_images_per_s": result.images_per_s})
+            with tempfile.TemporaryDirectory() as scratch:
+                model_dir = Path(scratch) / "generator"
+                save_generator(result.generator, model_dir / "generator.safetensors", extra={"spec": spec.name})
+                info = mlflow.pyfunc.log_model(
+                    name="generator",
+                    python_model=MODEL_CODE,
+                    artifacts={"generator": str(model_dir)},  # the weights and their JSON config
+                    registered_model_name=model_name(spec.name),
+                    pip_requirements=["torch", "safetensors", "numpy", "pandas", "pillow"],
+                )
+            version = str(info.registered_model_version)
+            run_id = run.info.run_id
+
+        final_dir = storage.runs_dir(spec.name) / run_id
+        pending.rename(final_dir)
+        client = mlflow_store.client()
+        for key, value in {"run_id": run_id, "data_hash": upstream["content_hash"], "generator_path": str(final_dir / "generator.safetensors"), "dagster_run_id": context.run.run_id}.items():
+            client.set_model_version_tag(model_name(spec.name), version, key, value)
+        link = mlflow_store.run_link(experiment_id, run_id)
+        return dg.MaterializeResult(
+            metadata={
+                "mlflow_run_id": run_id,
+                "mlflow_run": dg.MetadataValue.url(link),
+                "model_name": model_name(spec.name),
+                "model_version": version,
+                "generator_path": dg.MetadataValue.path(str(final_dir / "generator.safetensors")),
+                "steps": result.steps,
+                "resumed_from_step": result.resumed_from,
+                "images_per_s": round(result.images_per_s, 1),
+                "wall_s": round(result.wall_s, 1),
+                "sample_grid": _picture(final_dir / "samples.png"),
+            }
+        )
+
+    @dg.asset(
+        partitions_def=partitions,
+        group_name=GROUP,
+        deps=[gan_model, judge_classifier, real_images],
+        kinds={"pytorch", "mlflow"},
+        check_specs=[dg.AssetCheckSpec("quality_gate", asset="gan_evaluation", blocking=True, description="the spec's evaluation.gates")],
+    )
+    def gan_evaluation(
+        context: dg.AssetExecutionContext, config: EvaluationConfig, specs: SpecsResource, mlflow_store: MLflowResource
+    ) -> dg.MaterializeResult:
+        """FID/KID/IS, precision/recall, label fidelity and memorization, each beside its real-vs-real baseline."""
+        import mlflow
+
+        spec = specs.get(context.partition_key)
+        model = _upstream(context, "gan_model")
+        judge = Judge.load(_upstream(context, "judge_classifier")["judge_path"])
+        train_split, holdout = _load_split(_upstream(context, "real_images")["snapshot"])
+        generator, _ = load_generator(model["generator_path"])
+        out_dir = Path(model["generator_path"]).parent / "evaluation"
+        report = evaluate(generator, train_split, holdout, judge, out_dir, n_samples=config.n_samples or spec.evaluation.n_samples, backbone=spec.evaluation.backbone)
+        context.log.info(f"backbone {report.backbone}: {report.backbone_reason}")
+        metric, higher_is_better = primary_metric(spec, report.backbone)
+        if metric not in report.metrics:
+            raise dg.Failure(f"{spec.path}: field 'evaluation.primary_metric': '{metric}' is not one of {sorted(report.metrics)}")
+
+        with mlflow.start_run(run_id=model["mlflow_run_id"]):
+            mlflow.log_metrics(report.metrics)
+            mlflow.log_artifacts(str(out_dir), "evaluation")
+        client = mlflow_store.client()
+        for key, value in report.metrics.items():
+            client.set_model_version_tag(model["model_name"], model["model_version"], f"metric.{key}", repr(float(value)))
+
+        gate_results = _gates(spec, report.metrics, report.backbone)
+        passed = all(ok for ok, _ in gate_results.values())
+        client.set_model_version_tag(model["model_name"], model["model_version"], "quality_gate", "passed" if passed else "failed")
+        key_figures = {k: round(v, 5) for k, v in report.metrics.items() if not k.endswith("_std")}
+        return dg.MaterializeResult(
+            metadata={
+                **key_figures,
+                "backbone": report.backbone,
+                "backbone_reason": report.backbone_reason,
+                "primary_metric": metric,
+                "primary_higher_is_better": higher_is_better,
+                "model_name": model["model_name"],
+                "model_version": model["model_version"],
+                "mlflow_run_id": model["mlflow_run_id"],
+                "report": dg.MetadataValue.path(report.files["markdown"]),
+                "samples": _picture(Path(report.files["samples"])),
+            },
+            check_results=[
+                dg.AssetCheckResult(
+                    check_name="quality_gate",
+                    passed=passed,
+                    severity=dg.AssetCheckSeverity.ERROR,
+                    metadata={name: f"{'ok' if ok else 'FAILED'}: {text}" for name, (ok, text) in gate_results.items()} or {"gates": "none configured"},
+                )
+            ],
+        )
+
+    @dg.asset(partitions_def=partitions, group_name=GROUP, deps=[gan_evaluation], kinds={"mlflow"})
+    def champion_model(context: dg.AssetExecutionContext, mlflow_store: MLflowResource) -> dg.MaterializeResult:
+        """Move the `champion` alias to the new version if it beats the current champion."""
+        evaluation = _upstream(context, "gan_evaluation")
+        name, version = evaluation["model_name"], str(evaluation["model_version"])
+        metric, higher = evaluation["primary_metric"], evaluation["primary_higher_is_better"]
+        new_value = float(evaluation[metric])
+        client = mlflow_store.client()
+        try:
+            current = client.get_model_version_by_alias(name, "champion")
+        except Exception:  # noqa: BLE001 - MLflow raises RestException when the alias does not exist
+            current = None
+        current_value = float(current.tags[f"metric.{metric}"]) if current is not None and f"metric.{metric}" in current.tags else None
+        if current is None:
+            promote, reason = True, "no champion yet"
+        elif str(current.version) == version:
+            promote, reason = False, f"version {version} is already the champion"
+        elif current_value is None:
+            promote, reason = True, f"champion v{current.version} has no {metric}"
+        else:
+            better = new_value > current_value if higher else new_value < current_value
+            promote = better
+            verdict = "beats" if better else "does not beat"
+            reason = f"v{version} {metric}={new_value:.5f} {verdict} champion v{current.version} {metric}={current_value:.5f}"
+        if promote:
+            client.set_registered_model_alias(name, "champion", version)
+        champion = version if promote else str(current.version)
+        context.log.info(("promoted: " if promote else "kept champion: ") + reason)
+        return dg.MaterializeResult(
+            metadata={"model_name": name, "champion_version": str(champion), "candidate_version": version, "promoted": promote, "reason": reason, "metric": metric}
+        )
+
+    @dg.asset(
+        partitions_def=partitions,
+        group_name=GROUP,
+        deps=[champion_model, real_images],
+        kinds={"parquet"},
+        check_specs=[dg.AssetCheckSpec("export_valid", asset="synthetic_dataset", description="row count, schema and readability against the manifest")],
+    )
+    def synthetic_dataset(
+        context: dg.AssetExecutionContext, config: ExportConfig, specs: SpecsResource, storage: StorageResource, mlflow_store: MLflowResource
+    ) -> dg.MaterializeResult:
+        """Export a labelled synthetic dataset from the champion to Parquet."""
+        import mlflow
+
+        spec = specs.get(context.partition_key)
+        name = model_name(spec.name)
+        client = mlflow_store.client()
+        champion = client.get_model_version_by_alias(name, "champion")
+        model = mlflow.pyfunc.load_model(f"models:/{name}@champion")  # the registry is the source of truth
+        generator = model.unwrap_python_model().generator
+        class_names = _load_split(_upstream(context, "real_images")["snapshot"])[0].class_names
+        per_class = config.samples_per_class or spec.export.samples_per_class
+        plan = ExportPlan.per_class(class_names, per_class, seed=spec.export.seed, image_format=spec.export.image_format, rows_per_part=spec.export.rows_per_part)
+        export_id = f"n{per_class}-s{spec.export.seed}-{spec.export.image_format}"
+        destination = storage.exports_dir(spec.name) / f"v{champion.version}" / export_id
+        if destination.exists():
+            context.log.info(f"{destination} already holds this export of v{champion.version}; verifying it")
+            manifest = verify_export(destination)
+        else:
+            metrics = {k[len("metric."):]: float(v) for k, v in champion.tags.items() if k.startswith("metric.")}
+            lineage = {"model_name": name, "model_version": str(champion.version), "run_id": champion.run_id, "metrics": metrics, "spec": spec.name}
+            result = export_samples(generator, plan, destination, lineage=lineage, root=storage.path)
+            manifest = result.manifest
+            context.log.info(f"exported {result.rows} rows in {result.wall_s:.1f} s to {destination}")
+        check = _check_export(destination, plan.total)
+        return dg.MaterializeResult(
+            metadata={
+                "path": dg.MetadataValue.path(str(destination)),
+                "rows": manifest["total_rows"],
+                "files": len(manifest["files"]),
+                "model_version": str(champion.version),
+                "counts_per_class": dg.MetadataValue.json(manifest["counts_per_class"]),
+            },
+            check_results=[check],
+        )
+
+    @dg.asset(partitions_def=partitions, group_name=GROUP, deps=[synthetic_dataset, real_images], kinds={"pytorch", "mlflow"})
+    def augmentation_report(
+        context: dg.AssetExecutionContext, config: AugmentationReportConfig, specs: SpecsResource, mlflow_store: MLflowResource
+    ) -> dg.MaterializeResult:
+        """Real-only vs real+synthetic vs synthetic-only classifier accuracy on the real holdout."""
+        import mlflow
+
+        spec = specs.get(context.partition_key)
+        export = _upstream(context, "synthetic_dataset")
+        train_split, holdout = _load_split(_upstream(context, "real_images")["snapshot"])
+        table, images = read_export(export["path"], decode=True)
+        synthetic = ImageData(images, table.column("label").to_numpy().astype(np.int64), train_split.class_names)
+        seeds = list(range(config.seeds or spec.evaluation.uplift_seeds))
+        uplift = augmentation_uplift(train_split, holdout, synthetic, seeds, ClassifierConfig(epochs=config.classifier_epochs, width=16, device="auto"))
+        figures = {
+            "uplift_real_only": uplift.real_only[0],
+            "uplift_real_plus_synthetic": uplift.real_plus_synthetic[0],
+            "uplift_synthetic_only": uplift.synthetic_only[0],
+            "uplift_gain": uplift.gain,
+        }
+        client = mlflow_store.client()
+        version = client.get_model_version(model_name(spec.name), export["model_version"])
+        with mlflow.start_run(run_id=version.run_id):
+            mlflow.log_metrics(figures)
+        table_md = "\n".join(
+            ["| training data | holdout accuracy (mean ± std) |", "| --- | --- |"]
+            + [f"| {label} | {mean:.4f} ± {std:.4f} |" for label, (mean, std) in (("real only", uplift.real_only), ("real + synthetic", uplift.real_plus_synthetic), ("synthetic only", uplift.synthetic_only))]
+        )
+        return dg.MaterializeResult(metadata={**{k: round(v, 5) for k, v in figures.items()}, "seeds": len(seeds), "model_version": export["model_version"], "summary": dg.MetadataValue.md(table_md)})
+
+    return [real_images, judge_classifier, gan_model, gan_evaluation, champion_model, synthetic_dataset, augmentation_report]
+
+
+def _gates(spec: Spec, metrics: dict[str, float], backbone: str) -> dict[str, tuple[bool, str]]:
+    gates = spec.evaluation.gates
+    results = {}
+    if gates.min_label_accuracy is not None:
+        value = metrics["label_accuracy"]
+        results["min_label_accuracy"] = (value >= gates.min_label_accuracy, f"label_accuracy {value:.4f} ≥ {gates.min_label_accuracy}")
+    if gates.max_fid is not None:
+        value = metrics[f"fid_{backbone}"]
+        results["max_fid"] = (value <= gates.max_fid, f"fid_{backbone} {value:.4f} ≤ {gates.max_fid}")
+    if gates.max_memorization_fraction is not None:
+        value = metrics["memorization_fraction_features"]
+        results["max_memorization_fraction"] = (value <= gates.max_memorization_fraction, f"memorization_fraction_features {value:.4f} ≤ {gates.max_memorization_fraction}")
+    return results
+
+
+def _check_export(destination: Path, expected_rows: int) -> dg.AssetCheckResult:
+    import pyarrow.parquet as pq
+
+    problems = []
+    try:
+        manifest = verify_export(destination)
+        if manifest["total_rows"] != expected_rows:
+            problems.append(f"manifest has {manifest['total_rows']} rows, plan has {expected_rows}")
+        for info in manifest["files"]:
+            schema = pq.read_schema(destination / info["path"]).remove_metadata()
+            if not schema.equals(EXPORT_SCHEMA):
+                problems.append(f"{info['path']}: schema differs from the export schema")
+        first = read_export(destination, verify=False).slice(0, 1)
+        if first.num_rows != 1:
+            problems.append("no readable rows")
+    except Exception as error:  # noqa: BLE001 - any failure is the check's finding
+        problems.append(str(error))
+    return dg.AssetCheckResult(check_name="export_valid", passed=not problems, metadata={"problems": "; ".join(problems) or "none", "rows": expected_rows})
+

@@ -1,0 +1,42 @@
+"""The Dagster code location: assets partitioned by spec, checks, the nightly job, schedules,
+the folder sensor and the resources."""
+
+from __future__ import annotations
+
+import os
+
+import dagster as dg
+
+from .assets import build_assets
+from .resources import ComputeResource, MLflowResource, SpecsResource, StorageResource
+from .schedules import build_schedules
+from .sensors import build_folder_sensor
+from .specs import load_specs
+
+JOB_NAME = "ganpipe_nightly"
+
+
+def build_definitions(specs_dir: str | None = None, storage_root: str | None = None, tracking_uri: str | None = None) -> dg.Definitions:
+    specs_dir = specs_dir or os.environ.get("GANPIPE_SPECS", "specs")
+    storage_root = storage_root or os.environ.get("GANPIPE_HOME", "var")
+    specs, errors = load_specs(specs_dir)
+    for message in errors.values():  # bad specs are reported and left out; the good ones still load
+        dg.get_dagster_logger().error(f"spec not loaded: {message}")
+    partitions = dg.StaticPartitionsDefinition(sorted(specs))
+    assets = build_assets(partitions)
+    job = dg.define_asset_job(JOB_NAME, selection=dg.AssetSelection.assets(*assets), partitions_def=partitions, description="ingest, train, evaluate, promote, export")
+    return dg.Definitions(
+        assets=assets,
+        jobs=[job],
+        schedules=build_schedules(specs, job),
+        sensors=[build_folder_sensor(job, specs_dir)],
+        resources={
+            "specs": SpecsResource(directory=specs_dir),
+            "storage": StorageResource(root=storage_root),
+            "mlflow_store": MLflowResource(tracking_uri=tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", ""), storage_root=storage_root),
+            "compute": ComputeResource(device=os.environ.get("GANPIPE_DEVICE", "auto")),
+        },
+    )
+
+
+defs = build_definitions()

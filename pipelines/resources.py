@@ -1,0 +1,97 @@
+"""Services the assets use: storage paths, spec files, MLflow and compute settings."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dagster as dg
+from pydantic import Field
+
+from .specs import Spec, SpecError, load_specs
+
+
+class StorageResource(dg.ConfigurableResource):
+    """The storage root (GANPIPE_HOME, default ./var) and the layout under it."""
+
+    root: str = Field(default_factory=lambda: os.environ.get("GANPIPE_HOME", "var"))
+
+    @property
+    def path(self) -> Path:
+        return Path(self.root).absolute()
+
+    def data_dir(self, spec: str) -> Path:
+        return self.path / "data" / spec
+
+    def runs_dir(self, spec: str) -> Path:
+        return self.path / "runs" / spec
+
+    def exports_dir(self, spec: str) -> Path:
+        return self.path / "exports" / spec
+
+
+class SpecsResource(dg.ConfigurableResource):
+    """Reads spec files at execution time, so an edited spec applies to the next run."""
+
+    directory: str = Field(default_factory=lambda: os.environ.get("GANPIPE_SPECS", "specs"))
+
+    def get(self, name: str) -> Spec:
+        specs, errors = load_specs(self.directory)
+        if name in specs:
+            return specs[name]
+        for file, message in errors.items():
+            if Path(file).stem == name:
+                raise SpecError(message)
+        raise SpecError(f"{self.directory}: no spec named '{name}' (found {sorted(specs)})")
+
+
+class MLflowResource(dg.ConfigurableResource):
+    """MLflow tracking and registry. Default store: SQLite under the storage root, artifacts in
+    <root>/mlartifacts; one experiment per spec."""
+
+    tracking_uri: str = Field(default_factory=lambda: os.environ.get("MLFLOW_TRACKING_URI", ""))
+    storage_root: str = Field(default_factory=lambda: os.environ.get("GANPIPE_HOME", "var"))
+    ui_url: str = Field(default_factory=lambda: os.environ.get("GANPIPE_MLFLOW_UI", "http://127.0.0.1:5000"))
+
+    @property
+    def uri(self) -> str:
+        if self.tracking_uri:
+            return self.tracking_uri
+        root = Path(self.storage_root).absolute()
+        root.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{root / 'mlflow.db'}"
+
+    @property
+    def artifact_root(self) -> str:
+        return (Path(self.storage_root).absolute() / "mlartifacts").as_uri()
+
+    def client(self):
+        import mlflow
+
+        mlflow.set_tracking_uri(self.uri)  # never let MLflow fall back to ./mlflow.db
+        mlflow.set_registry_uri(self.uri)
+        return mlflow.MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
+
+    def check_reachable(self) -> None:
+        """Fail fast, before any training, with the URI in the message."""
+        try:
+            self.client().search_experiments(max_results=1)
+        except Exception as error:  # noqa: BLE001 - any failure here means the store is unusable
+            raise RuntimeError(f"MLflow tracking store '{self.uri}' is not usable: {error}") from error
+
+    def experiment_id(self, spec: str) -> str:
+        client = self.client()
+        name = f"ganpipe-{spec}"
+        found = client.get_experiment_by_name(name)
+        if found is not None:
+            return found.experiment_id
+        return client.create_experiment(name, artifact_location=f"{self.artifact_root}/{spec}")
+
+    def run_link(self, experiment_id: str, run_id: str) -> str:
+        return f"{self.ui_url}/#/experiments/{experiment_id}/runs/{run_id}"
+
+
+class ComputeResource(dg.ConfigurableResource):
+    device: str = "auto"  # auto: cuda, then mps, then cpu
+    precision: str = "auto"  # auto: bf16 autocast on CUDA
+    num_processes: int = 1

@@ -1,0 +1,32 @@
+"""One schedule per spec that has a `schedule:` cron; each run is that spec's partition."""
+
+
+import dagster as dg
+
+from .specs import Spec
+
+
+def schedule_name(spec: str) -> str:
+    return f"nightly_{spec.replace('-', '_')}"
+
+
+def build_schedules(specs: dict[str, Spec], job) -> list[dg.ScheduleDefinition]:
+    schedules = []
+    for spec in specs.values():
+        if not spec.schedule:
+            continue
+
+        def evaluate(context: dg.ScheduleEvaluationContext, _name: str = spec.name) -> dg.RunRequest:
+            tick = context.scheduled_execution_time.isoformat() if context.scheduled_execution_time else "manual"
+            return dg.RunRequest(run_key=f"{_name}-{tick}", partition_key=_name, tags={"ganpipe/spec": _name, "ganpipe/trigger": "schedule"})
+
+        schedules.append(
+            dg.ScheduleDefinition(
+                name=schedule_name(spec.name),
+                cron_schedule=spec.schedule,
+                job=job,
+                execution_fn=evaluate,
+                description=f"nightly run of spec {spec.name} ({spec.path})",
+            )
+        )
+    return schedules

@@ -1,0 +1,183 @@
+"""Spec files (`specs/<name>.yaml`): one per dataset/team, validated with pydantic.
+
+A bad spec is reported with its file and field and does not stop the other specs from loading."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from gan_core.models import SUPPORTED_SIZES
+from gan_core.train import PROFILES, TrainConfig
+
+NAME_PATTERN = r"^[a-z0-9]+(-[a-z0-9]+)*$"
+LOWER_IS_BETTER = ("fid", "kid", "memorization")
+
+
+class SpecError(ValueError):
+    """A spec file that cannot be used; the message names the file and the field."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SourceSpec(_Strict):
+    kind: Literal["builtin", "image_folder", "npz", "mnist_idx", "parquet"]
+    name: Optional[str] = None
+    path: Optional[str] = None
+    images: Optional[str] = None
+    labels: Optional[str] = None
+    skip_bad: bool = False
+
+    @model_validator(mode="after")
+    def _required_fields(self) -> SourceSpec:
+        needed = {"builtin": ["name"], "image_folder": ["path"], "npz": ["path"], "parquet": ["path"], "mnist_idx": ["images", "labels"]}[self.kind]
+        missing = [name for name in needed if getattr(self, name) is None]
+        if missing:
+            raise ValueError(f"source kind '{self.kind}' needs field(s) {missing}")
+        return self
+
+    def loader_args(self) -> dict[str, Any]:
+        return {k: v for k, v in self.model_dump().items() if v is not None and k != "skip_bad"}
+
+
+class ImageSpec(_Strict):
+    size: int = 32
+    channels: Literal[1, 3] = 1
+    fit: Literal["pad", "resize"] = "pad"
+
+    @field_validator("size")
+    @classmethod
+    def _size(cls, value: int) -> int:
+        if value not in SUPPORTED_SIZES:
+            raise ValueError(f"expected one of {SUPPORTED_SIZES}")
+        return value
+
+
+class TrainingSpec(BaseModel):
+    """`profile` plus any TrainConfig field as an override."""
+
+    model_config = ConfigDict(extra="allow")
+    profile: Literal[tuple(PROFILES)] = "quick"  # type: ignore[valid-type]
+
+    @model_validator(mode="after")
+    def _known_overrides(self) -> TrainingSpec:
+        known = {f.name for f in dataclasses.fields(TrainConfig)}
+        unknown = sorted(set(self.model_extra or {}) - known)
+        if unknown:
+            raise ValueError(f"unknown training field(s) {unknown}; expected TrainConfig fields")
+        try:
+            self.train_config()
+        except (TypeError, ValueError) as error:
+            raise ValueError(str(error)) from error
+        return self
+
+    def train_config(self, **overrides: Any) -> TrainConfig:
+        return TrainConfig.from_profile(self.profile, **{**(self.model_extra or {}), **overrides})
+
+
+class GatesSpec(_Strict):
+    min_label_accuracy: Optional[float] = Field(default=None, ge=0, le=1)
+    max_fid: Optional[float] = Field(default=None, ge=0)  # on the backbone the evaluation used
+    max_memorization_fraction: Optional[float] = Field(default=None, ge=0, le=1)
+
+
+class EvaluationSpec(_Strict):
+    backbone: Literal["auto", "inception", "domain"] = "auto"
+    n_samples: int = Field(default=10_000, ge=2)
+    primary_metric: str = "fid"  # fid/kid (of the backbone used), label_accuracy, or a full metric name
+    gates: GatesSpec = GatesSpec()
+    uplift_seeds: int = Field(default=3, ge=1)
+
+
+class ExportSpec(_Strict):
+    samples_per_class: int = Field(default=1000, ge=1)
+    image_format: Literal["png", "raw"] = "png"
+    rows_per_part: int = Field(default=100_000, ge=1)
+    seed: int = Field(default=0, ge=0)
+
+
+class Spec(_Strict):
+    name: str = Field(pattern=NAME_PATTERN, max_length=64)
+    source: SourceSpec
+    image: ImageSpec = ImageSpec()
+    holdout_fraction: float = Field(default=0.2, gt=0, lt=1)
+    seed: int = Field(default=0, ge=0)
+    training: TrainingSpec = TrainingSpec()
+    evaluation: EvaluationSpec = EvaluationSpec()
+    export: ExportSpec = ExportSpec()
+    schedule: Optional[str] = None
+    path: Optional[str] = Field(default=None, exclude=True)  # the file it came from (set by the loader)
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, value: Optional[str]) -> Optional[str]:
+        from dagster._utils.schedules import is_valid_cron_string
+
+        if value is not None and not is_valid_cron_string(value):
+            raise ValueError(f"not a valid cron expression: {value!r}")
+        return value
+
+    @property
+    def base_dir(self) -> Path:
+        """Relative source paths are read relative to the spec file."""
+        return Path(self.path).parent if self.path else Path.cwd()
+
+
+def default_specs_dir() -> Path:
+    return Path(os.environ.get("GANPIPE_SPECS", "specs"))
+
+
+def _describe(error: ValidationError) -> str:
+    parts = []
+    for item in error.errors():
+        field = ".".join(str(p) for p in item["loc"]) or "(top level)"
+        parts.append(f"field '{field}': {item['msg']}")
+    return "; ".join(parts)
+
+
+def load_spec(path: str | Path) -> Spec:
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except OSError as error:
+        raise SpecError(f"{path}: cannot read ({error.strerror or error})") from error
+    except yaml.YAMLError as error:
+        raise SpecError(f"{path}: not valid YAML ({error})") from error
+    if not isinstance(raw, dict):
+        raise SpecError(f"{path}: expected a mapping of spec fields, got {type(raw).__name__}")
+    try:
+        spec = Spec.model_validate({**raw, "path": str(path)})
+    except ValidationError as error:
+        raise SpecError(f"{path}: {_describe(error)}") from error
+    if spec.name != path.stem:
+        raise SpecError(f"{path}: field 'name': '{spec.name}' must match the file name '{path.stem}'")
+    return spec
+
+
+def load_specs(directory: str | Path | None = None) -> tuple[dict[str, Spec], dict[str, str]]:
+    """All specs in the directory: (name → spec, file → error message for the bad ones)."""
+    directory = Path(directory) if directory is not None else default_specs_dir()
+    specs, errors = {}, {}
+    for path in sorted(directory.glob("*.yaml")) + sorted(directory.glob("*.yml")):
+        try:
+            spec = load_spec(path)
+        except SpecError as error:
+            errors[str(path)] = str(error)
+            continue
+        specs[spec.name] = spec
+    return specs, errors
+
+
+def primary_metric(spec: Spec, backbone: str) -> tuple[str, bool]:
+    """(metric name, higher is better) for comparing model versions."""
+    name = spec.evaluation.primary_metric
+    if name in ("fid", "kid"):
+        name = f"{name}_{backbone}"
+    return name, not name.startswith(LOWER_IS_BETTER)

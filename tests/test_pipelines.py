@@ -1,0 +1,155 @@
+"""The Dagster code location end to end: real Dagster (in-process), real MLflow (SQLite), real files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import dagster as dg
+import mlflow
+import numpy as np
+import pytest
+
+from conftest import write_tiny_spec
+from gan_core.export import read_export
+from pipelines.definitions import build_definitions
+from pipelines.specs import SpecError, load_spec, load_specs
+
+
+def _materialize(env, **kwargs):
+    defs = build_definitions(str(env["specs"]), str(env["home"]), f"sqlite:///{env['home'] / 'mlflow.db'}")
+    instance = kwargs.pop("instance")
+    return dg.materialize(
+        list(defs.assets),
+        partition_key="tiny",
+        resources=defs.resources,
+        instance=instance,
+        run_config={"ops": {"augmentation_report": {"config": {"classifier_epochs": 2}}}},
+        **kwargs,
+    )
+
+
+def _client(env):
+    uri = f"sqlite:///{env['home'] / 'mlflow.db'}"
+    return mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+@pytest.mark.slow
+def test_whole_graph_then_a_failing_gate_keeps_the_champion(ganpipe_env):
+    env = ganpipe_env
+    spec_path = write_tiny_spec(env["specs"])
+    instance = dg.DagsterInstance.local_temp(str(env["dagster_home"]))
+    result = _materialize(env, instance=instance)
+    assert result.success
+    checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+    assert checks == {"quality_gate": True, "export_valid": True}
+
+    client = _client(env)
+    champion = client.get_model_version_by_alias("gan-tiny", "champion")
+    assert str(champion.version) == "1"
+    run = client.get_run(champion.run_id)
+    assert {"fid_domain", "fid_domain_baseline", "label_accuracy", "d_loss"} <= set(run.data.metrics)
+    assert "metric.fid_domain" in champion.tags and champion.tags["quality_gate"] == "passed"
+    assert run.data.tags["dagster.partition"] == "tiny" and run.data.tags["dagster.run_id"] == result.run_id
+
+    exports = list((env["home"] / "exports" / "tiny").glob("v*/*"))
+    assert [p.parent.name for p in exports] == ["v1"]
+    table = read_export(exports[0])
+    assert table.num_rows == 30
+    assert set(table.column("model_version").to_pylist()) == {"1"}
+    manifest = json.loads((exports[0] / "_manifest.json").read_text())
+    assert manifest["model"]["run_id"] == champion.run_id and "fid_domain" in manifest["metrics"]
+    assert not list((env["home"] / "staging").glob("*"))
+
+    # The registered model loads from the registry and samples on demand.
+    model = mlflow.pyfunc.load_model("models:/gan-tiny@champion")
+    out = model.predict(__import__("pandas").DataFrame({"label": [0, 2], "seed": [5, 6]}))
+    assert list(out.columns) == ["label", "seed", "image"] and out["image"].iloc[0][:4] == b"\x89PNG"
+
+    # Second run: a gate nobody can pass. The new version is registered but not promoted.
+    spec_path.write_text(spec_path.read_text().replace("{min_label_accuracy: 0.0}", "{max_fid: 0.0}"))
+    second = _materialize(env, instance=instance, raise_on_error=False)
+    assert not second.success
+    assert {e.check_name: e.passed for e in second.get_asset_check_evaluations()} == {"quality_gate": False}
+    assert str(client.get_model_version_by_alias("gan-tiny", "champion").version) == "1"
+    assert client.get_model_version("gan-tiny", "2").tags["quality_gate"] == "failed"
+    assert [p.parent.name for p in (env["home"] / "exports" / "tiny").glob("v*/*")] == ["v1"]
+    materialized = {event.asset_key.path[-1] for event in second.get_asset_materialization_events()}
+    assert "champion_model" not in materialized and "synthetic_dataset" not in materialized
+
+
+def test_bad_spec_is_named_and_the_good_ones_still_load(ganpipe_env):
+    env = ganpipe_env
+    write_tiny_spec(env["specs"], name="good")
+    write_tiny_spec(env["specs"], name="bad", extra="")
+    bad = env["specs"] / "bad.yaml"
+    bad.write_text(bad.read_text().replace("size: 8", "size: 9"))
+    (env["specs"] / "typo.yaml").write_text("name: typo\nsource: {kind: builtin, name: mnist-5k}\ncolour: red\n")
+    (env["specs"] / "escape.yaml").write_text("name: ../x\nsource: {kind: builtin, name: mnist-5k}\n")
+    specs, errors = load_specs(env["specs"])
+    assert list(specs) == ["good"]
+    assert "bad.yaml" in errors[str(bad)] and "image.size" in errors[str(bad)]
+    assert "colour" in errors[str(env["specs"] / "typo.yaml")]
+    assert "field 'name'" in errors[str(env["specs"] / "escape.yaml")]
+    defs = build_definitions(str(env["specs"]), str(env["home"]))
+    job = defs.resolve_job_def("ganpipe_nightly")
+    assert job.partitions_def.get_partition_keys() == ["good"]
+
+
+@pytest.mark.parametrize(
+    "field, value, expected",
+    [
+        ("schedule", '"61 * * * *"', "schedule"),
+        ("holdout_fraction", "1.5", "holdout_fraction"),
+        ("training", "{profile: quick, steps: -3}", "training"),
+        ("training", "{profile: quick, stepz: 3}", "stepz"),
+        ("export", "{samples_per_class: -1}", "export.samples_per_class"),
+        ("image", "{size: 32, channels: two}", "image.channels"),
+    ],
+)
+def test_spec_field_errors(tmp_path, field, value, expected):
+    path = tmp_path / "s.yaml"
+    path.write_text(f"name: s\nsource: {{kind: builtin, name: mnist-5k}}\n{field}: {value}\n")
+    with pytest.raises(SpecError) as info:
+        load_spec(path)
+    assert str(path) in str(info.value) and expected in str(info.value)
+
+
+def test_schedule_requests_the_spec_partition(ganpipe_env):
+    env = ganpipe_env
+    write_tiny_spec(env["specs"], extra='schedule: "0 2 * * *"\n')
+    write_tiny_spec(env["specs"], name="unscheduled")
+    defs = build_definitions(str(env["specs"]), str(env["home"]))
+    assert [s.name for s in defs.schedules] == ["nightly_tiny"]
+    schedule = defs.schedules[0]
+    assert schedule.cron_schedule == "0 2 * * *"
+    import datetime
+
+    context = dg.build_schedule_context(
+        scheduled_execution_time=datetime.datetime(2026, 11, 23, 2, 0, tzinfo=datetime.timezone.utc), repository_def=defs.get_repository_def()
+    )
+    requests = schedule.evaluate_tick(context).run_requests
+    assert len(requests) == 1 and requests[0].partition_key == "tiny"
+    assert requests[0].run_key == "tiny-2026-11-23T02:00:00+00:00"
+
+
+def test_folder_sensor_fires_once_per_state(ganpipe_env):
+    env = ganpipe_env
+    from PIL import Image
+
+    folder = env["specs"] / "pics"
+    for name in ("a", "b"):
+        (folder / name).mkdir(parents=True)
+        Image.fromarray(np.zeros((8, 8), np.uint8)).save(folder / name / "1.png")
+    write_tiny_spec(env["specs"], name="pics", source="{kind: image_folder, path: pics}")
+    write_tiny_spec(env["specs"])  # an npz spec: never the sensor's business
+    defs = build_definitions(str(env["specs"]), str(env["home"]))
+    sensor, repository = defs.sensors[0], defs.get_repository_def()
+    first = sensor.evaluate_tick(dg.build_sensor_context(cursor=None, repository_def=repository))
+    assert [r.partition_key for r in first.run_requests] == ["pics"]
+    again = sensor.evaluate_tick(dg.build_sensor_context(cursor=first.cursor, repository_def=repository))
+    assert again.run_requests == [] and again.skip_message
+    Image.fromarray(np.full((8, 8), 255, np.uint8)).save(folder / "b" / "2.png")
+    changed = sensor.evaluate_tick(dg.build_sensor_context(cursor=first.cursor, repository_def=repository))
+    assert [r.partition_key for r in changed.run_requests] == ["pics"]
+    assert changed.run_requests[0].run_key != first.run_requests[0].run_key
