@@ -4,7 +4,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test test-slow demo clean
+HOME_DIR := $(abspath var)
+DAGSTER_ENV := DAGSTER_HOME=$(HOME_DIR)/dagster GANPIPE_HOME=$(HOME_DIR) MLFLOW_TRACKING_URI=sqlite:///$(HOME_DIR)/mlflow.db
+
+.PHONY: setup test test-slow demo demo-train ui instance clean
 
 setup: $(STAMP)
 
@@ -21,8 +24,25 @@ test: setup
 test-slow: setup
 	$(PY) -m pytest -m slow -q
 
-demo: setup
+# The Dagster instance for demo and ui (var/dagster/dagster.yaml, from deploy/).
+instance:
+	mkdir -p var/dagster
+	test -f var/dagster/dagster.yaml || cp deploy/dagster.yaml var/dagster/dagster.yaml
+
+# The whole asset graph for the default spec (mnist-5k, quick profile).
+demo: setup instance
+	$(DAGSTER_ENV) $(PY) -m pipelines.demo
+
+# Only the GAN, with gan_core (no Dagster, no MLflow): a sample grid under var/demo.
+demo-train: setup
 	$(PY) -m gan_core.demo --out var/demo
+
+# Dagster UI (webserver + daemon) and MLflow UI on 127.0.0.1, against the same storage.
+ui: setup instance
+	$(DAGSTER_ENV) $(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(HOME_DIR)/mlflow.db \
+		--default-artifact-root $(HOME_DIR)/mlartifacts --host 127.0.0.1 --port 5000 & \
+	trap "kill $$!" EXIT INT TERM; \
+	$(DAGSTER_ENV) $(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 clean:
 	rm -rf $(VENV) var

@@ -34,7 +34,6 @@ def _client(env):
     return mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
-@pytest.mark.slow
 def test_whole_graph_then_a_failing_gate_keeps_the_champion(ganpipe_env):
     env = ganpipe_env
     spec_path = write_tiny_spec(env["specs"])
