@@ -49,7 +49,7 @@ DICT_STRING = pa.dictionary(pa.int32(), pa.string())
 EXPORT_SCHEMA = pa.schema(
     [
         ("sample_id", pa.int64()),
-        ("label", pa.int32()),
+        ("label", pa.int64()),  # int64, not int32: Hugging Face reads it as a ClassLabel only then
         ("label_name", DICT_STRING),
         ("image", IMAGE_TYPE),
         ("seed", pa.int64()),
@@ -287,7 +287,7 @@ def _batch_table(plan: ExportPlan, start: int, stop: int, payloads: list[bytes],
         fields=list(IMAGE_TYPE),
     )
     return pa.Table.from_arrays(
-        [pa.array(sample_ids), pa.array(labels.astype(np.int32)), names, image, pa.array(plan.seeds_for(start, stop)), constant(model_name), constant(model_version)],
+        [pa.array(sample_ids), pa.array(labels), names, image, pa.array(plan.seeds_for(start, stop)), constant(model_name), constant(model_version)],
         schema=schema,
     )
 

@@ -246,3 +246,18 @@ def test_memory_filesystem_destination(tmp_path):
     assert names == ["_manifest.json", "part-00000.parquet", "part-00001.parquet"]
     manifest = json.loads(fs.cat("/bucket/exports/e/_manifest.json"))
     assert manifest["total_rows"] == 75
+
+
+def test_hugging_face_datasets_decodes_images_and_labels(tmp_path, monkeypatch):
+    datasets = pytest.importorskip("datasets")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    destination = tmp_path / "exports" / "hf"
+    generator = tiny_generator()
+    export_samples(generator, _plan(), destination, lineage=LINEAGE, root=tmp_path)
+    dataset = datasets.load_dataset("parquet", data_files=str(destination / "*.parquet"), split="train", cache_dir=str(tmp_path / "cache"))
+    assert isinstance(dataset.features["image"], datasets.Image)
+    assert dataset.features["label"].names == list(CLASSES)
+    row = dataset.sort("sample_id")[40]
+    expected = generate(generator, np.array([row["label"]]), seeds=np.array([row["seed"]]))[0, 0]
+    np.testing.assert_array_equal(np.asarray(row["image"]), expected)
