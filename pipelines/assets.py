@@ -252,6 +252,7 @@ def build_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefinitio
                 "model_name": model["model_name"],
                 "model_version": model["model_version"],
                 "mlflow_run_id": model["mlflow_run_id"],
+                "mlflow_run": dg.MetadataValue.url(model["mlflow_run"]),
                 "report": dg.MetadataValue.path(report.files["markdown"]),
                 "samples": _picture(Path(report.files["samples"])),
             },

@@ -24,7 +24,7 @@ def build_definitions(specs_dir: str | None = None, storage_root: str | None = N
         dg.get_dagster_logger().error(f"spec not loaded: {message}")
     partitions = dg.StaticPartitionsDefinition(sorted(specs))
     assets = build_assets(partitions)
-    job = dg.define_asset_job(JOB_NAME, selection=dg.AssetSelection.assets(*assets), partitions_def=partitions, description="ingest, train, evaluate, promote, export")
+    job = dg.define_asset_job(JOB_NAME, selection=dg.AssetSelection.assets(*assets), description="ingest, train, evaluate, promote, export")
     return dg.Definitions(
         assets=assets,
         jobs=[job],

@@ -77,6 +77,18 @@ def test_whole_graph_then_a_failing_gate_keeps_the_champion(ganpipe_env):
     assert "champion_model" not in materialized and "synthetic_dataset" not in materialized
 
 
+def test_code_location_loads_without_warnings(ganpipe_env):
+    import warnings
+
+    write_tiny_spec(ganpipe_env["specs"], extra='schedule: "0 2 * * *"\n')
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        defs = build_definitions(str(ganpipe_env["specs"]), str(ganpipe_env["home"]))
+        defs.resolve_job_def("ganpipe_nightly")
+        defs.get_repository_def().get_all_jobs()
+    assert [str(w.message) for w in caught] == []
+
+
 def test_bad_spec_is_named_and_the_good_ones_still_load(ganpipe_env):
     env = ganpipe_env
     write_tiny_spec(env["specs"], name="good")
