@@ -3,8 +3,8 @@
 1. Feature-extraction throughput of our evaluation (`InceptionBackbone.extract`, batched) against
    calling torchmetrics' FrechetInceptionDistance.update directly on the same uint8 tensors, in the
    same run. Inception has random weights of the right structure (speed does not depend on them).
-2. Peak RSS of the evaluation path (generate N samples, extract features, FID/KID/PRDC against
-   the real train split) for N = 10,000 and 50,000, each in a fresh process. On CPU the domain
+2. Peak RSS of one `gan_core.metrics.evaluate` call (generate N samples, features, FID/KID/IS,
+   PRDC, label accuracy, memorization) for N = 10,000 and 50,000, each in a fresh process. On CPU the domain
    backbone is used for this part (Inception at 299 px would take an hour for 50,000 on 2 cores);
    `--memory-backbone inception` forces Inception (use it on a GPU).
 
@@ -58,14 +58,14 @@ def throughput(device: str, n_images: int, batch_size: int, repeats: int) -> tup
 
 
 def memory_worker(n: int, backbone: str, device: str) -> None:
+    """Peak RSS of one `evaluate()` call on n samples (no uplift), in this fresh process."""
     from gan_core.classifier import ClassifierConfig, train_classifier
     from gan_core.data import load_source
-    from gan_core.metrics import fid_from_features, kid_from_features, make_backbone, prdc, resolve_inception_weights, write_random_inception_weights
+    from gan_core.metrics import evaluate, resolve_inception_weights, write_random_inception_weights
     from gan_core.models import Generator, ModelConfig
-    from gan_core.sample import generate
 
     data = load_source({"kind": "builtin", "name": "mnist-5k"}, size=32, channels=1)
-    train, _ = data.split(0.2, seed=0)
+    train, holdout = data.split(0.2, seed=0)
     judge = train_classifier(train, ClassifierConfig(epochs=1, width=16, device=device))
     torch.manual_seed(0)
     generator = Generator(ModelConfig(32, 1, 10, 64, 16, 16)).to(choose_device(device)).eval()
@@ -73,16 +73,13 @@ def memory_worker(n: int, backbone: str, device: str) -> None:
         weights = None
         if backbone == "inception":
             weights = resolve_inception_weights(write_random_inception_weights(Path(scratch) / "r.pth"), allow_unverified=True)
-        net, _ = make_backbone(backbone, judge, inception_weights=weights, allow_unverified=True, device=device)
-    baseline_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    train_f, _ = net.extract(train.images)
-    synthetic = generate(generator, np.arange(n) % 10, seed=0)
-    fake_f, _ = net.extract(synthetic)
-    fid_from_features(train_f, fake_f)
-    kid_from_features(train_f, fake_f)
-    prdc(train_f, fake_f)
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        started = time.perf_counter()
+        evaluate(generator, train, holdout, judge, Path(scratch) / "report", n_samples=n, backbone=backbone, inception_weights=weights, allow_unverified_weights=True)
+        wall = time.perf_counter() - started
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"n": n, "peak_rss_mb": peak, "rss_before_eval_mb": baseline_rss, "feature_mb": fake_f.nbytes / 2**20}))
+    feature_dim = 2048 if backbone == "inception" else judge.net.shape["feature_dim"]
+    print(json.dumps({"n": n, "peak_rss_mb": peak, "rss_before_eval_mb": before, "feature_mb": n * (feature_dim + 10) * 4 / 2**20, "wall_s": wall}))
 
 
 def main() -> None:
@@ -110,7 +107,8 @@ def main() -> None:
         result = json.loads(out.stdout.strip().splitlines()[-1])
         label = {10_000: "10k", 50_000: "50k"}.get(n, str(n))
         figures[f"peak_rss_mb_{label}"] = result["peak_rss_mb"]
-        print(f"evaluation of {n:,} samples ({backbone} backbone): peak RSS {result['peak_rss_mb']:.0f} MB (features {result['feature_mb']:.1f} MB, {result['rss_before_eval_mb']:.0f} MB before evaluating)")
+        print(f"evaluate() on {n:,} samples ({backbone} backbone): peak RSS {result['peak_rss_mb']:.0f} MB, {result['rss_before_eval_mb']:.0f} MB before it "
+              f"(features and logits {result['feature_mb']:.1f} MB), {result['wall_s']:.0f} s")
     print(json.dumps({key: round(value, 3) for key, value in figures.items()}))
 
 

@@ -26,7 +26,7 @@ from torchmetrics.image.kid import KernelInceptionDistance
 from .classifier import ClassifierConfig, Judge, train_classifier
 from .data import ImageData
 from .device import choose_device
-from .sample import generate, image_grid, save_grid
+from .sample import generate, image_grid, sample_seeds, save_grid
 
 INCEPTION_URL = "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/weights-inception-2015-12-05-6726825d.pth"
 INCEPTION_SHA256_PREFIX = "6726825d"
@@ -305,6 +305,10 @@ def memorization(synthetic: np.ndarray, train: np.ndarray, holdout: np.ndarray, 
     training image than 99% of real unseen images are is a likely copy."""
     synthetic_d, synthetic_i = nearest_distances(synthetic, train)
     holdout_d, _ = nearest_distances(holdout, train)
+    return memorization_from_distances(synthetic_d, synthetic_i, holdout_d, space, top)
+
+
+def memorization_from_distances(synthetic_d: np.ndarray, synthetic_i: np.ndarray, holdout_d: np.ndarray, space: str, top: int = 8) -> Memorization:
     threshold = float(np.percentile(holdout_d, 1))
     order = np.argsort(synthetic_d, kind="stable")[:top]
     return Memorization(
@@ -315,12 +319,6 @@ def memorization(synthetic: np.ndarray, train: np.ndarray, holdout: np.ndarray, 
         median_holdout_distance=float(np.median(holdout_d)),
         closest=[(int(i), int(synthetic_i[i]), float(synthetic_d[i])) for i in order],
     )
-
-
-def label_accuracy(judge: Judge, images: np.ndarray, labels: np.ndarray) -> tuple[float, dict[str, float]]:
-    predicted = judge.predict(images)
-    per_class = {name: float((predicted[labels == c] == c).mean()) for c, name in enumerate(judge.class_names) if (labels == c).any()}
-    return float((predicted == labels).mean()), per_class
 
 
 # ---------------------------------------------------------------- augmentation uplift
@@ -410,19 +408,28 @@ def evaluate(
     net, reason = make_backbone(backbone, judge, inception_weights=inception_weights, allow_unverified=allow_unverified_weights, resize=resize)
     tag = net.name
 
-    # Conditional samples in class proportions of the train split.
+    # Conditional samples in class proportions of the train split, generated and reduced batch by
+    # batch: only features, predictions and nearest-neighbour distances are kept, never the images.
     proportions = np.bincount(train.labels, minlength=train.num_classes) / len(train)
     labels = np.repeat(np.arange(train.num_classes), np.round(proportions * n_samples).astype(int))
-    synthetic = generate(generator, labels, seed=seed, batch_size=batch_size)
+    seeds = sample_seeds(seed, len(labels))
+    train_pixels = _pixels(train.images)
+    chunks: dict[str, list[np.ndarray]] = {"features": [], "logits": [], "predicted": [], "pixel_d": [], "pixel_i": []}
+    for start in range(0, len(labels), batch_size):
+        images = generate(generator, labels[start : start + batch_size], seeds=seeds[start : start + batch_size], batch_size=batch_size)
+        features, logits = net.extract(images, batch_size)
+        distances, nearest = nearest_distances(_pixels(images), train_pixels)
+        for key, value in zip(chunks, (features, logits, judge.predict(images), distances, nearest)):
+            chunks[key].append(value)
+    synthetic_f, synthetic_l, predicted, pixel_d, pixel_i = (np.concatenate(chunks[key]) for key in chunks)
 
     train_f, train_l = net.extract(train.images, batch_size)
     holdout_f, holdout_l = net.extract(holdout.images, batch_size)
-    synthetic_f, synthetic_l = net.extract(synthetic, batch_size)
 
     # Equal N for the synthetic and the real-vs-real comparison: FID is biased at small N.
     rng = np.random.default_rng(seed)
-    n_compare = min(len(holdout), len(synthetic))
-    compare = np.sort(rng.choice(len(synthetic), n_compare, replace=False))
+    n_compare = min(len(holdout), len(labels))
+    compare = np.sort(rng.choice(len(labels), n_compare, replace=False))
     holdout_pick = np.sort(rng.choice(len(holdout), n_compare, replace=False))
     fake_f, fake_l, real_f, real_l = synthetic_f[compare], synthetic_l[compare], holdout_f[holdout_pick], holdout_l[holdout_pick]
 
@@ -445,18 +452,19 @@ def evaluate(
         if n >= 2 and len(train_c) >= 2:
             per_class_fid[class_name] = {"value": fid_from_features(train_c, fake_c[:n]), "baseline": fid_from_features(train_c, real_c[:n]), "n": n}
 
-    accuracy, per_class_accuracy = label_accuracy(judge, synthetic, labels)
+    accuracy = float((predicted == labels).mean())
+    per_class_accuracy = {name: float((predicted[labels == c] == c).mean()) for c, name in enumerate(train.class_names) if (labels == c).any()}
     metrics["label_accuracy"] = accuracy
     metrics["label_accuracy_baseline"] = judge.accuracy(holdout)
 
     memo_feature = memorization(synthetic_f, train_f, holdout_f, f"{tag} features")
-    memo_pixel = memorization(synthetic.astype(np.float32) / 255, train.images.astype(np.float32) / 255, holdout.images.astype(np.float32) / 255, "pixels")
+    memo_pixel = memorization_from_distances(pixel_d, pixel_i, nearest_distances(_pixels(holdout.images), train_pixels)[0], "pixels")
     metrics["memorization_fraction_features"] = memo_feature.fraction_near_copies
     metrics["memorization_fraction_pixels"] = memo_pixel.fraction_near_copies
 
     uplift = None
     if uplift_seeds:
-        synthetic_data = ImageData(synthetic, labels, train.class_names)
+        synthetic_data = ImageData(generate(generator, labels, seeds=seeds, batch_size=batch_size), labels, train.class_names)
         result = augmentation_uplift(train, holdout, synthetic_data, uplift_seeds, uplift_classifier)
         uplift = {**asdict(result), "gain": result.gain}
         metrics["uplift_real_only"] = result.real_only[0]
@@ -467,7 +475,9 @@ def evaluate(
     per_row = 10
     grid_labels = np.repeat(np.arange(train.num_classes), per_row)
     save_grid(generate(generator, grid_labels, seed=seed + 1), files["samples"], columns=per_row)
-    _save_pairs(synthetic, train.images, memo_pixel.closest, Path(files["nearest_pairs"]))
+    closest = np.array([i for i, _, _ in memo_pixel.closest])  # regenerated from their own seeds
+    closest_images = generate(generator, labels[closest], seeds=seeds[closest])
+    _save_pairs(closest_images, train.images[[j for _, j, _ in memo_pixel.closest]], Path(files["nearest_pairs"]))
 
     report = EvaluationReport(
         backbone=tag,
@@ -475,7 +485,7 @@ def evaluate(
         backbone_description=net.description,
         resize=resize if tag == "inception" else None,
         n_compare=n_compare,
-        n_synthetic=len(synthetic),
+        n_synthetic=len(labels),
         metrics=metrics,
         per_class_fid=per_class_fid,
         label_accuracy_per_class=per_class_accuracy,
@@ -489,13 +499,15 @@ def evaluate(
     return report
 
 
-def _save_pairs(synthetic: np.ndarray, train: np.ndarray, closest: list[tuple[int, int, float]], path: Path) -> None:
+def _pixels(images: np.ndarray) -> np.ndarray:
+    return images.reshape(len(images), -1).astype(np.float32) / 255
+
+
+def _save_pairs(synthetic: np.ndarray, nearest_train: np.ndarray, path: Path) -> None:
     """Top row: the synthetic samples closest to a training image; bottom row: those images."""
     from PIL import Image
 
-    tops = np.stack([synthetic[i] for i, _, _ in closest])
-    bottoms = np.stack([train[j] for _, j, _ in closest])
-    Image.fromarray(image_grid(np.concatenate([tops, bottoms]), columns=len(closest))).save(path)
+    Image.fromarray(image_grid(np.concatenate([synthetic, nearest_train]), columns=len(synthetic))).save(path)
 
 
 def render_markdown(report: EvaluationReport) -> str:
