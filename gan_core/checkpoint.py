@@ -5,6 +5,7 @@ for sampling is a safetensors file plus a JSON model config."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -23,7 +24,15 @@ class CheckpointError(RuntimeError):
     """A checkpoint that cannot be read or does not match what is asked of it."""
 
 
-def _atomic_write(path: Path, write) -> Path:
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def atomic_write(path: Path, write) -> Path:
     """Write through a temp file in the same directory, fsync, then rename over `path`."""
     path.parent.mkdir(parents=True, exist_ok=True)
     temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -43,7 +52,7 @@ def _atomic_write(path: Path, write) -> Path:
 
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
-    return _atomic_write(Path(path), lambda temp: torch.save(state, temp))
+    return atomic_write(Path(path), lambda temp: torch.save(state, temp))
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -80,8 +89,8 @@ def save_generator(generator: Generator, path: str | Path, extra: dict[str, Any]
     path = Path(path)
     tensors = {name: tensor.detach().cpu().contiguous() for name, tensor in generator.state_dict().items()}
     meta = {"model": generator.config.to_dict(), **(extra or {})}
-    _atomic_write(path.with_suffix(path.suffix + ".json"), lambda temp: temp.write_text(json.dumps(meta, indent=2)))
-    return _atomic_write(path, lambda temp: save_file(tensors, str(temp)))
+    atomic_write(path.with_suffix(path.suffix + ".json"), lambda temp: temp.write_text(json.dumps(meta, indent=2)))
+    return atomic_write(path, lambda temp: save_file(tensors, str(temp)))
 
 
 def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tuple[Generator, dict[str, Any]]:

@@ -28,6 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
 
+from .checkpoint import atomic_write, file_sha256
 from .sample import generate, sample_seeds
 
 SCHEMA_VERSION = 1
@@ -189,18 +190,8 @@ def _check_destination(destination: str | Path, root: Path, allow_outside_root: 
         )
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _write_json_atomic(path: Path, payload: Any) -> None:
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temp.write_text(json.dumps(payload, indent=2, sort_keys=True))
-    os.replace(temp, path)
+    atomic_write(path, lambda temp: temp.write_text(json.dumps(payload, indent=2, sort_keys=True)))
 
 
 def weights_digest(module) -> str:
@@ -342,7 +333,7 @@ def _write_part(generator, plan: ExportPlan, part: int, staging: Path, lineage, 
                 writer.write_table(pa.concat_tables(buffered), row_group_size=plan.row_group_size)
         with open(temp, "rb+") as handle:
             os.fsync(handle.fileno())
-        checksum = _sha256(temp)
+        checksum = file_sha256(temp)
         os.replace(temp, final)
     except OSError as error:
         temp.unlink(missing_ok=True)
@@ -443,7 +434,7 @@ def commit_export(plan: ExportPlan, destination: str | Path, *, root: str | Path
         path = staging / info["path"]
         if (info["sample_id_start"], info["sample_id_stop"], info["rows"]) != (start, stop, stop - start):
             raise ExportError(f"{path}: holds sample_ids {info['sample_id_start']}..{info['sample_id_stop']}, expected {start}..{stop}")
-        if pq.ParquetFile(path).metadata.num_rows != info["rows"] or _sha256(path) != info["sha256"]:
+        if pq.ParquetFile(path).metadata.num_rows != info["rows"] or file_sha256(path) != info["sha256"]:
             raise ExportError(f"{path}: row count or SHA-256 does not match what was recorded when it was written")
         files.append({key: info[key] for key in ("path", "rows", "sha256", "sample_id_start", "sample_id_stop", "bytes")})
     lineage = recorded["lineage"]
@@ -511,7 +502,7 @@ def verify_export(path: str | Path) -> dict[str, Any]:
             raise ExportError(f"{root / MANIFEST}: file entry {info['path']!r} is not a plain file name")
         if not file.is_file():
             raise ExportError(f"{file}: listed in the manifest but missing")
-        if _sha256(file) != info["sha256"]:
+        if file_sha256(file) != info["sha256"]:
             raise ExportError(f"{file}: SHA-256 does not match the manifest (corrupted or modified)")
         if pq.ParquetFile(file).metadata.num_rows != info["rows"]:
             raise ExportError(f"{file}: row count does not match the manifest")

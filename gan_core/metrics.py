@@ -8,7 +8,6 @@ split against holdout at the same N) beside it as `<name>_baseline`."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import tempfile
@@ -23,6 +22,7 @@ from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.inception import InceptionScore
 from torchmetrics.image.kid import KernelInceptionDistance
 
+from .checkpoint import file_sha256
 from .classifier import ClassifierConfig, Judge, train_classifier
 from .data import ImageData
 from .device import choose_device
@@ -100,14 +100,6 @@ class InceptionBackbone(Backbone):
         return features, logits
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _weights_only_copy(path: Path) -> Path:
     """torch-fidelity unpickles its weights file (weights_only=False). Re-save the file's tensors
     after a weights-only load, so no code from the file is ever unpickled."""
@@ -134,7 +126,7 @@ def resolve_inception_weights(
         path = Path(configured)
         if not path.is_file():
             raise MetricsError(f"{INCEPTION_ENV} / inception_weights: '{path}' does not exist; expected torch-fidelity's weights-inception-2015-12-05-6726825d.pth")
-        if not allow_unverified and not _sha256(path).startswith(INCEPTION_SHA256_PREFIX):
+        if not allow_unverified and not file_sha256(path).startswith(INCEPTION_SHA256_PREFIX):
             raise MetricsError(
                 f"{INCEPTION_ENV} / inception_weights: '{path}' is not the official Inception weights file "
                 f"(its SHA-256 does not start with {INCEPTION_SHA256_PREFIX}); pass allow_unverified=True to use it anyway"
