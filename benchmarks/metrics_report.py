@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from gan_core.checkpoint import load_generator
-from gan_core.classifier import ClassifierConfig, train_classifier
+from gan_core.classifier import train_classifier
 from gan_core.data import ImageData, load_source
-from gan_core.metrics import augmentation_uplift, evaluate
+from gan_core.metrics import UPLIFT_CLASSIFIER, augmentation_uplift, evaluate
 from gan_core.sample import generate
 from gan_core.train import TrainConfig, train
 
@@ -44,7 +44,7 @@ def main() -> None:
     else:
         generator = train(train_split, TrainConfig.from_profile(args.profile), out / "run").generator
     seeds = list(range(args.seeds))
-    uplift_config = ClassifierConfig(epochs=6, width=16)
+    uplift_config = UPLIFT_CLASSIFIER
     report = evaluate(generator, train_split, holdout, judge, out / "report", n_samples=args.n_samples, backbone="domain", uplift_seeds=seeds, uplift_classifier=uplift_config)
     m = report.metrics
     print(f"judge holdout accuracy {m['label_accuracy_baseline']:.4f}")

@@ -7,7 +7,7 @@ data, measures augmentation uplift."""
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +23,7 @@ from .device import choose_device
 @dataclass
 class ClassifierConfig:
     epochs: int = 12
+    steps: int | None = None  # fixed number of optimizer steps instead of epochs
     batch_size: int = 64
     lr: float = 2e-3
     width: int = 32
@@ -108,29 +109,30 @@ class Judge:
 
 
 def train_classifier(data: ImageData, config: ClassifierConfig | None = None) -> Judge:
+    """Train on `data`: `config.steps` optimizer steps if set (equal work whatever the data size,
+    as comparisons between training sets need), else `config.epochs` passes over the data."""
     config = config or ClassifierConfig()
     device = choose_device(config.device)
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     net = JudgeNet(data.channels, data.size, data.num_classes, config.width, config.feature_dim).to(device)
-    steps_per_epoch = max(1, len(data) // config.batch_size)
+    batch_size = min(config.batch_size, len(data))
+    total_steps = config.steps or config.epochs * max(1, len(data) // batch_size)
     optimizer = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=1e-4)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, config.lr, total_steps=config.epochs * steps_per_epoch)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, config.lr, total_steps=total_steps)
     images = _to_input(data.images, device)
     labels = torch.from_numpy(data.labels).to(device)
     net.train()
-    for _ in range(config.epochs):
-        order = torch.randperm(len(data), generator=generator).to(device)
-        for step in range(steps_per_epoch):
-            index = order[step * config.batch_size : (step + 1) * config.batch_size]
-            batch = _random_shift(images[index], config.max_shift, generator)
-            loss = F.cross_entropy(net(batch), labels[index])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            schedule.step()
+    order, position = torch.randperm(len(data), generator=generator), 0
+    for _ in range(total_steps):
+        if position + batch_size > len(order):
+            order, position = torch.randperm(len(data), generator=generator), 0
+        index = order[position : position + batch_size].to(device)
+        position += batch_size
+        batch = _random_shift(images[index], config.max_shift, generator)
+        loss = F.cross_entropy(net(batch), labels[index])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
     return Judge(net, data.class_names, device)
-
-
-def config_dict(config: ClassifierConfig) -> dict:
-    return asdict(config)

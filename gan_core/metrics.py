@@ -316,6 +316,9 @@ def memorization_from_distances(synthetic_d: np.ndarray, synthetic_i: np.ndarray
 # ---------------------------------------------------------------- augmentation uplift
 
 
+UPLIFT_CLASSIFIER = ClassifierConfig(steps=600, width=16)
+
+
 @dataclass
 class Uplift:
     real_only: tuple[float, float]  # (mean, std) holdout accuracy over seeds
@@ -337,11 +340,11 @@ def augmentation_uplift(
     seeds: Sequence[int] = (0, 1, 2),
     classifier: ClassifierConfig | None = None,
 ) -> Uplift:
-    """The same small classifier trained on real, real+synthetic and synthetic only, tested on the
-    real holdout, over several seeds (mean ± std)."""
+    """The same small classifier, with the same number of optimizer steps, trained on real,
+    real+synthetic and synthetic only, tested on the real holdout, over several seeds (mean ± std)."""
     if len(seeds) < 1:
         raise MetricsError("seeds: expected at least one seed")
-    base = classifier or ClassifierConfig(epochs=6, width=16)
+    base = classifier or UPLIFT_CLASSIFIER
     mixed = ImageData(np.concatenate([real_train.images, synthetic.images]), np.concatenate([real_train.labels, synthetic.labels]), real_train.class_names)
     results: dict[str, list[float]] = {"real": [], "mixed": [], "synthetic": []}
     for seed in seeds:

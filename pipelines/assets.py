@@ -44,7 +44,7 @@ class ExportConfig(dg.Config):
 
 
 class AugmentationReportConfig(dg.Config):
-    classifier_epochs: int = 4
+    classifier_steps: int = 600  # the same optimizer steps for every training set
     seeds: Optional[int] = None  # default: the spec's evaluation.uplift_seeds
 
 
@@ -356,7 +356,7 @@ def build_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefinitio
         table, images = read_export(export["path"], decode=True)
         synthetic = ImageData(images, table.column("label").to_numpy().astype(np.int64), train_split.class_names)
         seeds = list(range(config.seeds or spec.evaluation.uplift_seeds))
-        uplift = augmentation_uplift(train_split, holdout, synthetic, seeds, ClassifierConfig(epochs=config.classifier_epochs, width=16, device="auto"))
+        uplift = augmentation_uplift(train_split, holdout, synthetic, seeds, ClassifierConfig(steps=config.classifier_steps, width=16))
         figures = {
             "uplift_real_only": uplift.real_only[0],
             "uplift_real_plus_synthetic": uplift.real_plus_synthetic[0],

@@ -24,7 +24,7 @@ def main(argv=None) -> int:
     run_config = {
         "ops": {
             "synthetic_dataset": {"config": {"samples_per_class": args.samples_per_class}},
-            "augmentation_report": {"config": {"classifier_epochs": 3}},
+            "augmentation_report": {"config": {"classifier_steps": 300}},
             **({"gan_model": {"config": {"steps": args.steps}}} if args.steps else {}),
         }
     }

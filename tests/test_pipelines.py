@@ -24,7 +24,7 @@ def _materialize(env, **kwargs):
         partition_key="tiny",
         resources=defs.resources,
         instance=instance,
-        run_config={"ops": {"augmentation_report": {"config": {"classifier_epochs": 2}}}},
+        run_config={"ops": {"augmentation_report": {"config": {"classifier_steps": 20}}}},
         **kwargs,
     )
 
