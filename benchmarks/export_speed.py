@@ -32,6 +32,7 @@ from gan_core.sample import generate
 from gan_core.train import TrainConfig
 
 CLASSES = [str(d) for d in range(10)]
+BATCH = ExportPlan.__dataclass_fields__["batch_size"].default  # the same generation batch for all
 
 
 def quick_generator() -> Generator:
@@ -49,7 +50,7 @@ def directory_bytes(path: Path) -> int:
 
 
 def run_ours(n: int, work: Path) -> dict:
-    plan = ExportPlan.from_total(CLASSES, n, seed=0, batch_size=1024)
+    plan = ExportPlan.from_total(CLASSES, n, seed=0)
     destination = work / "exports" / "ours"
     started = time.perf_counter()
     export_samples(quick_generator(), plan, destination, root=work, lineage={"model_name": "bench", "model_version": "1"})
@@ -65,8 +66,8 @@ def run_baseline(n: int, work: Path) -> dict:
     labels = np.arange(n) % 10
     started = time.perf_counter()
     rows = []
-    for start in range(0, n, 1024):
-        batch = generate(generator, labels[start : start + 1024], seed=start)
+    for start in range(0, n, BATCH):
+        batch = generate(generator, labels[start : start + BATCH], seed=start, batch_size=BATCH)
         for image in batch:
             buffer = io.BytesIO()
             Image.fromarray(image[0]).save(buffer, format="PNG")
@@ -80,14 +81,14 @@ def run_baseline(n: int, work: Path) -> dict:
 def run_generation(n: int, work: Path) -> dict:
     generator = quick_generator()
     labels = np.arange(n) % 10
-    generate(generator, labels[:1024])  # warm-up
+    generate(generator, labels[:BATCH], batch_size=BATCH)  # warm-up
     started = time.perf_counter()
-    generate(generator, labels, seed=1, batch_size=1024)
+    generate(generator, labels, seed=1, batch_size=BATCH)
     return {"wall_s": time.perf_counter() - started}
 
 
 def run_encoding(n: int, work: Path) -> dict:
-    images = generate(quick_generator(), np.arange(n) % 10, batch_size=1024)
+    images = generate(quick_generator(), np.arange(n) % 10, batch_size=BATCH)
     started = time.perf_counter()
     for image in images:
         encode_png(image)

@@ -32,6 +32,7 @@ def main() -> None:
     parser.add_argument("--n-samples", type=int, default=10_000)
     parser.add_argument("--k", type=int, default=20, help="real images per class in the scarce setting")
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--scarce-profile", default="quick", help="profile of the GAN trained on k images per class")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     out = args.out or Path(tempfile.mkdtemp(prefix="ganpipe-metrics-"))
@@ -59,7 +60,7 @@ def main() -> None:
           f"real+synthetic {u['real_plus_synthetic'][0]:.4f}±{u['real_plus_synthetic'][1]:.4f}, synthetic {u['synthetic_only'][0]:.4f}±{u['synthetic_only'][1]:.4f}")
 
     scarce = train_split.take_per_class(args.k, seed=0)
-    scarce_generator = train(scarce, TrainConfig.from_profile(args.profile), out / "scarce-run").generator
+    scarce_generator = train(scarce, TrainConfig.from_profile(args.scarce_profile), out / "scarce-run").generator
     labels = np.repeat(np.arange(10), 100)
     synthetic = ImageData(generate(scarce_generator, labels, seed=1), labels, train_split.class_names)
     scarce_uplift = augmentation_uplift(scarce, holdout, synthetic, seeds, uplift_config)

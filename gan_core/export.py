@@ -67,7 +67,7 @@ class ExportPlan:
     class_names: tuple[str, ...]
     counts: tuple[int, ...]
     seed: int = 0
-    batch_size: int = 1024
+    batch_size: int = 256  # small batches keep activations in cache: faster on CPU
     rows_per_part: int = 100_000
     row_group_size: int = 16_384
     image_format: str = "png"

