@@ -12,6 +12,7 @@ from typing import Any, Optional
 
 import dagster as dg
 import numpy as np
+import pandas as pd
 
 from gan_core.checkpoint import CheckpointError, load_generator, save_generator
 from gan_core.classifier import ClassifierConfig, Judge, train_classifier
@@ -181,6 +182,8 @@ def build_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefinitio
                     artifacts={"generator": str(model_dir)},  # the weights and their JSON config
                     registered_model_name=model_name(spec.name),
                     pip_requirements=["torch", "safetensors", "numpy", "pandas", "pillow"],
+                    signature=_model_signature(),
+                    input_example=pd.DataFrame({"label": [0], "seed": [0]}),
                 )
             version = str(info.registered_model_version)
             run_id = run.info.run_id
@@ -374,6 +377,14 @@ def build_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefinitio
         return dg.MaterializeResult(metadata={**{k: round(v, 5) for k, v in figures.items()}, "seeds": len(seeds), "model_version": export["model_version"], "summary": dg.MetadataValue.md(table_md)})
 
     return [real_images, judge_classifier, gan_model, gan_evaluation, champion_model, synthetic_dataset, augmentation_report]
+
+
+def _model_signature():
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema
+
+    ids = [ColSpec("long", "label"), ColSpec("long", "seed")]
+    return ModelSignature(inputs=Schema(ids), outputs=Schema([*ids, ColSpec("binary", "image")]))
 
 
 def _gates(spec: Spec, metrics: dict[str, float], backbone: str) -> dict[str, tuple[bool, str]]:
