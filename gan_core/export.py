@@ -19,7 +19,7 @@ import os
 import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
@@ -160,7 +160,6 @@ class ExportResult:
     parts_written: int
     parts_reused: int
     bytes_written: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------- paths and lineage
@@ -249,14 +248,14 @@ def _encode_batch(images: np.ndarray, image_format: str) -> list[bytes]:
     return [encode_png(image) for image in images]
 
 
-def _encoded_batches(generator, plan: ExportPlan, start: int, stop: int, pool: ThreadPoolExecutor, depth: int) -> Iterator[tuple[int, int, list[bytes]]]:
+def _encoded_batches(generator, plan: ExportPlan, start: int, stop: int, pool: ThreadPoolExecutor, workers: int, depth: int) -> Iterator[tuple[int, int, list[bytes]]]:
     """Generate on the device in the calling thread while `pool` encodes earlier batches."""
     pending: list[tuple[int, int, Any]] = []
     for batch_start in range(start, stop, plan.batch_size):
         batch_stop = min(batch_start + plan.batch_size, stop)
         images = generate(generator, plan.labels_for(batch_start, batch_stop), seeds=plan.seeds_for(batch_start, batch_stop), batch_size=plan.batch_size)
         # Split the batch so every worker gets a share even when one batch is in flight.
-        chunks = np.array_split(images, max(1, pool._max_workers))
+        chunks = np.array_split(images, workers)
         pending.append((batch_start, batch_stop, [pool.submit(_encode_batch, chunk, plan.image_format) for chunk in chunks]))
         while len(pending) > depth:
             first, last, futures = pending.pop(0)
@@ -315,7 +314,7 @@ def _prepare_staging(staging: Path, plan: ExportPlan, lineage: Mapping[str, Any]
         _write_json_atomic(plan_path, wanted)
 
 
-def _write_part(generator, plan: ExportPlan, part: int, staging: Path, lineage, schema, pool, depth: int) -> dict[str, Any]:
+def _write_part(generator, plan: ExportPlan, part: int, staging: Path, lineage, schema, pool, workers: int, depth: int) -> dict[str, Any]:
     start, stop = plan.part_range(part)
     final = staging / _part_name(part)
     temp = staging / f".{_part_name(part)}.{os.getpid()}.tmp"
@@ -323,7 +322,7 @@ def _write_part(generator, plan: ExportPlan, part: int, staging: Path, lineage, 
         with pq.ParquetWriter(temp, schema, compression="zstd", write_statistics=["sample_id", "label", "seed"]) as writer:
             buffered: list[pa.Table] = []
             buffered_rows = 0
-            for batch_start, batch_stop, payloads in _encoded_batches(generator, plan, start, stop, pool, depth):
+            for batch_start, batch_stop, payloads in _encoded_batches(generator, plan, start, stop, pool, workers, depth):
                 buffered.append(_batch_table(plan, batch_start, batch_stop, payloads, lineage, schema))
                 buffered_rows += batch_stop - batch_start
                 if buffered_rows >= plan.row_group_size:
@@ -383,7 +382,7 @@ def export_samples(
         for part in parts:
             if part in finished:
                 continue
-            _write_part(generator, plan, part, staging, lineage, schema, pool, depth=2)
+            _write_part(generator, plan, part, staging, lineage, schema, pool, workers, depth=2)
             written += 1
     result_files = sorted(_finished_parts(staging).values(), key=lambda info: info["part"])
     manifest: dict[str, Any] = {}
