@@ -59,7 +59,7 @@ def generate(
     """uint8 images N×C×H×W for the given labels; memory stays at one batch on the device.
 
     `seeds` (one per sample) overrides `seed`; otherwise per-sample seeds are `sample_seeds(seed, N)`."""
-    labels = np.asarray(labels, dtype=np.int64)
+    labels = np.array(labels, dtype=np.int64)  # a writable copy: torch refuses read-only arrays
     if labels.ndim != 1:
         raise ValueError(f"labels: expected a 1-D array, got shape {labels.shape}")
     num_classes = generator.config.num_classes
