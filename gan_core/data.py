@@ -144,9 +144,8 @@ def normalise(data: ImageData, size: int, channels: int, fit: str = "pad") -> Im
     fit="pad" centres smaller images on a black canvas (MNIST 28 → 32 without resampling) and pads
     non-square images to a square before any resize; fit="resize" stretches to size×size."""
     images = convert_channels(data.images, channels)
-    images = np.stack([_fit_array(image, size, fit) for image in images]) if len(images) else images
-    if len(images) == 0:
-        images = np.zeros((0, channels, size, size), np.uint8)
+    fitted = [_fit_array(image, size, fit) for image in images]
+    images = np.stack(fitted) if fitted else np.zeros((0, channels, size, size), np.uint8)
     return ImageData(images, data.labels, data.class_names, list(data.skipped))
 
 
@@ -268,18 +267,15 @@ def load_image_folder(
         files = sorted(f for f in class_dir.iterdir() if f.is_file() and not f.name.startswith("."))
         found = 0
         for file in files:
-            if file.suffix.lower() not in IMAGE_SUFFIXES:
-                problem = f"not an image file (expected one of {', '.join(IMAGE_SUFFIXES)})"
-            else:
-                try:
-                    decoded.append((_decode_file(file), label, file))
-                    found += 1
-                    continue
-                except DataError as error:
-                    problem = str(error).split(": ", 1)[1]
-            if not skip_bad:
-                raise DataError(f"{file}: {problem}")
-            skipped.append((str(file), problem))
+            try:
+                if file.suffix.lower() not in IMAGE_SUFFIXES:
+                    raise DataError(f"{file}: not an image file (expected one of {', '.join(IMAGE_SUFFIXES)})")
+                decoded.append((_decode_file(file), label, file))
+                found += 1
+            except DataError as error:
+                if not skip_bad:
+                    raise
+                skipped.append((str(file), str(error)))
         if found == 0:
             raise DataError(f"{class_dir}: class folder has no readable images; expected at least one image")
     if channels is None:

@@ -414,7 +414,9 @@ def evaluate(
         images = generate(generator, labels[start : start + batch_size], seeds=seeds[start : start + batch_size], batch_size=batch_size)
         features, logits = net.extract(images, batch_size)
         distances, nearest = nearest_distances(_pixels(images), train_pixels)
-        for key, value in zip(chunks, (features, logits, judge.predict(images), distances, nearest)):
+        # The domain backbone's logits are the judge's: no second pass over the batch.
+        predicted = logits.argmax(axis=1) if isinstance(net, DomainBackbone) else judge.predict(images)
+        for key, value in zip(chunks, (features, logits, predicted, distances, nearest)):
             chunks[key].append(value)
     synthetic_f, synthetic_l, predicted, pixel_d, pixel_i = (np.concatenate(chunks[key]) for key in chunks)
 
