@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
-FIT_MODES = ("pad", "resize")
+FIT_MODES = ("pad", "resize", "exact")
 
 
 class DataError(ValueError):
@@ -142,7 +142,12 @@ def normalise(data: ImageData, size: int, channels: int, fit: str = "pad") -> Im
     """Bring every image to size×size with `channels` channels; labels stay aligned.
 
     fit="pad" centres smaller images on a black canvas (MNIST 28 → 32 without resampling) and pads
-    non-square images to a square before any resize; fit="resize" stretches to size×size."""
+    non-square images to a square before any resize; fit="resize" stretches to size×size;
+    fit="exact" converts nothing and refuses images that are not already size×size×channels."""
+    if fit == "exact":
+        if data.images.shape[1:] != (channels, size, size):
+            raise DataError(f"images: are {data.images.shape[1:]} (C×H×W); image.fit 'exact' expects {(channels, size, size)} with no conversion")
+        return data
     images = convert_channels(data.images, channels)
     fitted = [_fit_array(image, size, fit) for image in images]
     images = np.stack(fitted) if fitted else np.zeros((0, channels, size, size), np.uint8)
@@ -163,6 +168,10 @@ def _fit_array(image: np.ndarray, size: int, fit: str) -> np.ndarray:
 def fit_image(image: Image.Image, size: int, fit: str) -> Image.Image:
     if fit not in FIT_MODES:
         raise DataError(f"fit: expected one of {FIT_MODES}, got {fit!r}")
+    if fit == "exact":
+        if image.size != (size, size):
+            raise DataError(f"image is {image.width}×{image.height}; image.fit 'exact' expects {size}×{size}")
+        return image
     if fit == "pad":
         side = max(image.width, image.height, size if max(image.width, image.height) <= size else 0)
         if (image.width, image.height) != (side, side):
@@ -288,6 +297,14 @@ def load_image_folder(
                 "expected one square size, or set image.size to normalise them"
             )
         size = decoded[0][0].width
+    if fit == "exact":
+        wanted_mode = "L" if channels == 1 else "RGB"
+        for image, _, file in decoded:
+            if image.mode != wanted_mode or image.size != (size, size):
+                raise DataError(
+                    f"{file}: is {image.width}×{image.height} in mode {image.mode}; image.fit 'exact' expects "
+                    f"{size}×{size} in mode {wanted_mode} (8-bit, no alpha) and converts nothing"
+                )
     arrays = []
     for image, _, _ in decoded:
         array = np.asarray(fit_image(to_mode(image, channels), size, fit))

@@ -248,12 +248,17 @@ def _encode_batch(images: np.ndarray, image_format: str) -> list[bytes]:
     return [encode_png(image) for image in images]
 
 
-def _encoded_batches(generator, plan: ExportPlan, start: int, stop: int, pool: ThreadPoolExecutor, workers: int, depth: int) -> Iterator[tuple[int, int, list[bytes]]]:
+def _encoded_batches(
+    generator, plan: ExportPlan, start: int, stop: int, pool: ThreadPoolExecutor, workers: int, depth: int, screen: CopyScreen | None = None, copies: dict[str, int] | None = None
+) -> Iterator[tuple[int, int, list[bytes]]]:
     """Generate on the device in the calling thread while `pool` encodes earlier batches."""
     pending: list[tuple[int, int, Any]] = []
     for batch_start in range(start, stop, plan.batch_size):
         batch_stop = min(batch_start + plan.batch_size, stop)
         images = generate(generator, plan.labels_for(batch_start, batch_stop), seeds=plan.seeds_for(batch_start, batch_stop), batch_size=plan.batch_size)
+        if screen is not None and copies is not None:
+            for key, value in screen.count(images).items():
+                copies[key] = copies.get(key, 0) + value
         # Split the batch so every worker gets a share even when one batch is in flight.
         chunks = np.array_split(images, workers)
         pending.append((batch_start, batch_stop, [pool.submit(_encode_batch, chunk, plan.image_format) for chunk in chunks]))
@@ -282,6 +287,55 @@ def _batch_table(plan: ExportPlan, start: int, stop: int, payloads: list[bytes],
     )
 
 
+# ---------------------------------------------------------------- copy screening
+
+
+@dataclass
+class CopyScreen:
+    """Screens every exported image against the training images, in pixel space. An exact copy
+    (no pixel differs) is never published; a near copy is closer to a training image than
+    `threshold` (the evaluation's: the 1st percentile of holdout→train distances), and more than
+    `max_near_copy_fraction` of them refuses the export too. The figures go into the manifest."""
+
+    train_images: np.ndarray  # N×C×H×W uint8
+    threshold: float
+    max_near_copy_fraction: float = 1.0
+
+    def __post_init__(self) -> None:
+        self.train_images = np.ascontiguousarray(self.train_images, dtype=np.uint8)
+        if self.train_images.ndim != 4 or len(self.train_images) == 0:
+            raise PlanError(f"copy screen: expected training images as a non-empty N×C×H×W array, got shape {self.train_images.shape}")
+
+    def identity(self) -> dict[str, Any]:
+        return {
+            "threshold": float(self.threshold),
+            "max_near_copy_fraction": float(self.max_near_copy_fraction),
+            "reference_images": len(self.train_images),
+            "reference_sha256": hashlib.sha256(self.train_images.tobytes()).hexdigest(),
+        }
+
+    def count(self, images: np.ndarray) -> dict[str, int]:
+        from .metrics import nearest_distances
+
+        if images.shape[1:] != self.train_images.shape[1:]:
+            raise PlanError(f"copy screen: generated images are {images.shape[1:]}, training images {self.train_images.shape[1:]}")
+        distances, _ = nearest_distances(images, self.train_images)
+        # Pixels are integers: any differing pixel puts the distance at 1 or more.
+        return {"checked": len(images), "near_copies": int((distances < self.threshold).sum()), "exact_copies": int((distances < 0.5).sum())}
+
+
+def _screen_verdict(parts: Sequence[Mapping[str, Any]], recorded: Mapping[str, Any]) -> tuple[dict[str, Any], str | None]:
+    """The manifest's memorization entry, and why the export must not be published (or None)."""
+    totals = {key: sum(int(info["copies"][key]) for info in parts) for key in ("checked", "near_copies", "exact_copies")}
+    fraction = totals["near_copies"] / max(totals["checked"], 1)
+    entry = {**recorded, **totals, "near_copy_fraction": fraction, "space": "pixels"}
+    if totals["exact_copies"]:
+        return entry, f"{totals['exact_copies']} exported image(s) are exact copies of training images"
+    if fraction > recorded["max_near_copy_fraction"]:
+        return entry, f"near-copy fraction {fraction:.4f} is above the allowed {recorded['max_near_copy_fraction']}"
+    return entry, None
+
+
 # ---------------------------------------------------------------- writer
 
 
@@ -298,9 +352,9 @@ def _finished_parts(staging: Path) -> dict[int, dict[str, Any]]:
     return found
 
 
-def _prepare_staging(staging: Path, plan: ExportPlan, lineage: Mapping[str, Any], generator_settings: Mapping[str, Any]) -> None:
+def _prepare_staging(staging: Path, plan: ExportPlan, lineage: Mapping[str, Any], generator_settings: Mapping[str, Any], screen: CopyScreen | None) -> None:
     staging.mkdir(parents=True, exist_ok=True)
-    wanted = {"plan": plan.identity(), "lineage": dict(lineage), "generator": dict(generator_settings)}
+    wanted = {"plan": plan.identity(), "lineage": dict(lineage), "generator": dict(generator_settings), "screen": screen.identity() if screen else None}
     wanted = json.loads(json.dumps(wanted, default=str))
     plan_path = staging / PLAN_FILE
     if plan_path.exists():
@@ -314,15 +368,16 @@ def _prepare_staging(staging: Path, plan: ExportPlan, lineage: Mapping[str, Any]
         _write_json_atomic(plan_path, wanted)
 
 
-def _write_part(generator, plan: ExportPlan, part: int, staging: Path, lineage, schema, pool, workers: int, depth: int) -> dict[str, Any]:
+def _write_part(generator, plan: ExportPlan, part: int, staging: Path, lineage, schema, pool, workers: int, depth: int, screen: CopyScreen | None) -> dict[str, Any]:
     start, stop = plan.part_range(part)
+    copies: dict[str, int] = {}
     final = staging / _part_name(part)
     temp = staging / f".{_part_name(part)}.{os.getpid()}.tmp"
     try:
         with pq.ParquetWriter(temp, schema, compression="zstd", write_statistics=["sample_id", "label", "seed"]) as writer:
             buffered: list[pa.Table] = []
             buffered_rows = 0
-            for batch_start, batch_stop, payloads in _encoded_batches(generator, plan, start, stop, pool, workers, depth):
+            for batch_start, batch_stop, payloads in _encoded_batches(generator, plan, start, stop, pool, workers, depth, screen, copies):
                 buffered.append(_batch_table(plan, batch_start, batch_stop, payloads, lineage, schema))
                 buffered_rows += batch_stop - batch_start
                 if buffered_rows >= plan.row_group_size:
@@ -340,6 +395,8 @@ def _write_part(generator, plan: ExportPlan, part: int, staging: Path, lineage, 
     finally:
         temp.unlink(missing_ok=True)
     info = {"part": part, "path": final.name, "rows": stop - start, "sha256": checksum, "sample_id_start": start, "sample_id_stop": stop, "bytes": final.stat().st_size}
+    if screen is not None:
+        info["copies"] = copies
     _write_json_atomic(staging / f"part-{part:05d}.json", info)
     return info
 
@@ -355,10 +412,12 @@ def export_samples(
     shard: tuple[int, int] | None = None,
     commit: bool = True,
     workers: int | None = None,
+    screen: CopyScreen | None = None,
 ) -> ExportResult:
     """Generate `plan` with `generator` and write it to `destination` (a path under `root`, or a
     filesystem URI). `shard=(i, n)` writes only the i-th of n disjoint part sets and, unless
-    `commit=True` and it is the last writer, leaves them in staging for `commit_export`."""
+    `commit=True` and it is the last writer, leaves them in staging for `commit_export`.
+    `screen` checks every image against the training images before anything is published."""
     started = time.perf_counter()
     root = Path(root) if root is not None else default_root()
     lineage = dict(lineage or {})
@@ -371,7 +430,7 @@ def export_samples(
     if config.num_classes != len(plan.class_names):
         raise PlanError(f"class_names: the plan has {len(plan.class_names)} classes but the generator was trained on {config.num_classes}")
     settings = {"model": config.to_dict(), "weights_sha256": weights_digest(generator), "seed": plan.seed, "image_shape": list(image_shape)}
-    _prepare_staging(staging, plan, lineage, settings)
+    _prepare_staging(staging, plan, lineage, settings, screen)
     schema = _schema_for(plan, lineage, image_shape)
 
     parts = plan.shards(shard[1])[shard[0]] if shard else list(range(plan.num_parts))
@@ -382,7 +441,7 @@ def export_samples(
         for part in parts:
             if part in finished:
                 continue
-            _write_part(generator, plan, part, staging, lineage, schema, pool, workers, depth=2)
+            _write_part(generator, plan, part, staging, lineage, schema, pool, workers, depth=2, screen=screen)
             written += 1
     result_files = sorted(_finished_parts(staging).values(), key=lambda info: info["part"])
     manifest: dict[str, Any] = {}
@@ -436,6 +495,12 @@ def commit_export(plan: ExportPlan, destination: str | Path, *, root: str | Path
         if pq.ParquetFile(path).metadata.num_rows != info["rows"] or file_sha256(path) != info["sha256"]:
             raise ExportError(f"{path}: row count or SHA-256 does not match what was recorded when it was written")
         files.append({key: info[key] for key in ("path", "rows", "sha256", "sample_id_start", "sample_id_stop", "bytes")})
+    memorization = None
+    if recorded.get("screen"):
+        memorization, refusal = _screen_verdict([finished[part] for part in range(plan.num_parts)], recorded["screen"])
+        if refusal:
+            shutil.rmtree(staging)  # not resumable: the same plan would make the same images
+            raise ExportError(f"refusing to publish '{destination}': {refusal}; nothing was written there")
     lineage = recorded["lineage"]
     manifest = {
         "schema_version": SCHEMA_VERSION,
@@ -450,6 +515,7 @@ def commit_export(plan: ExportPlan, destination: str | Path, *, root: str | Path
         "metrics": lineage.get("metrics", {}),
         "lineage": lineage,
         "generator": {**recorded["generator"], "plan": plan.to_dict()},
+        "memorization": memorization,
     }
     for sidecar in staging.glob("part-*.json"):
         sidecar.unlink()

@@ -17,8 +17,8 @@ import pandas as pd
 from gan_core.checkpoint import CheckpointError, load_generator, save_generator
 from gan_core.classifier import ClassifierConfig, Judge, train_classifier
 from gan_core.data import ImageData, load_source, save_npz
-from gan_core.export import EXPORT_SCHEMA, ExportPlan, export_samples, read_export, verify_export
-from gan_core.metrics import augmentation_uplift, evaluate
+from gan_core.export import EXPORT_SCHEMA, CopyScreen, ExportPlan, export_samples, read_export, verify_export
+from gan_core.metrics import augmentation_uplift, evaluate, nearest_distances
 from gan_core.sample import class_grid, save_grid
 from gan_core.train import Progress, train
 
@@ -135,8 +135,6 @@ def build_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefinitio
         compute: ComputeResource,
     ) -> dg.MaterializeResult:
         """Train the conditional GAN (resuming an interrupted run), log it to MLflow and register a version."""
-        import mlflow
-
         mlflow_store.check_reachable()  # before any training
         spec = specs.get(context.partition_key)
         upstream = _upstream(context, "real_images")
@@ -144,70 +142,9 @@ def build_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefinitio
         overrides = {k: v for k, v in {"steps": config.steps, "batch_size": config.batch_size}.items() if v is not None}
         train_config = spec.training.train_config(device=compute.device, precision=compute.precision, **overrides)
         experiment_id = mlflow_store.experiment_id(spec.name)
-        pending = storage.runs_dir(spec.name) / "pending"  # the version-to-be; a killed run resumes here
-
-        tags = {"dagster.run_id": context.run.run_id, "dagster.asset": "gan_model", "dagster.partition": spec.name, "data_hash": upstream["content_hash"]}
-        with mlflow.start_run(experiment_id=experiment_id, tags=tags) as run:
-            mlflow.log_params({f"train.{k}": v for k, v in dataclasses.asdict(train_config).items()})
-            mlflow.log_dict(spec.model_dump(mode="json"), "spec.json")
-
-            def report(progress: Progress) -> None:
-                mlflow.log_metrics(
-                    {"d_loss": progress.d_loss, "g_loss": progress.g_loss, "images_per_s": progress.images_per_s, "augment_p": progress.augment_p},
-                    step=progress.step,
-                )
-                context.log.info(
-                    f"step {progress.step}/{progress.total_steps} d_loss {progress.d_loss:.3f} g_loss {progress.g_loss:.3f} "
-                    f"{progress.images_per_s:.0f} images/s augment p {progress.augment_p:.2f}"
-                )
-
-            try:
-                result = train(train_split, train_config, pending, resume=True, callback=report)
-            except CheckpointError as error:  # a stale pending run for other data or settings
-                context.log.warning(f"not resuming: {error}")
-                shutil.rmtree(pending)
-                result = train(train_split, train_config, pending, resume=False, callback=report)
-            if result.resumed_from:
-                context.log.info(f"resumed from step {result.resumed_from}")
-            grid = pending / "samples.png"
-            save_grid(class_grid(result.generator), grid, columns=10)
-            mlflow.log_artifact(str(grid))
-            mlflow.log_metrics({"train_wall_s": result.wall_s, "train_images_per_s": result.images_per_s})
-            with tempfile.TemporaryDirectory() as scratch:
-                model_dir = Path(scratch) / "generator"
-                save_generator(result.generator, model_dir / "generator.safetensors", extra={"spec": spec.name})
-                info = mlflow.pyfunc.log_model(
-                    name="generator",
-                    python_model=MODEL_CODE,
-                    artifacts={"generator": str(model_dir)},  # the weights and their JSON config
-                    registered_model_name=model_name(spec.name),
-                    pip_requirements=["torch", "safetensors", "numpy", "pandas", "pillow"],
-                    signature=_model_signature(),
-                    input_example=pd.DataFrame({"label": [0], "seed": [0]}),
-                )
-            version = str(info.registered_model_version)
-            run_id = run.info.run_id
-
-        final_dir = storage.runs_dir(spec.name) / run_id
-        pending.rename(final_dir)
-        client = mlflow_store.client()
-        for key, value in {"run_id": run_id, "data_hash": upstream["content_hash"], "generator_path": str(final_dir / "generator.safetensors"), "dagster_run_id": context.run.run_id}.items():
-            client.set_model_version_tag(model_name(spec.name), version, key, value)
-        link = mlflow_store.run_link(experiment_id, run_id)
-        return dg.MaterializeResult(
-            metadata={
-                "mlflow_run_id": run_id,
-                "mlflow_run": dg.MetadataValue.url(link),
-                "model_name": model_name(spec.name),
-                "model_version": version,
-                "generator_path": dg.MetadataValue.path(str(final_dir / "generator.safetensors")),
-                "steps": result.steps,
-                "resumed_from_step": result.resumed_from,
-                "images_per_s": round(result.images_per_s, 1),
-                "wall_s": round(result.wall_s, 1),
-                "sample_grid": _picture(final_dir / "samples.png"),
-            }
-        )
+        mlflow_store.check_writable(experiment_id)
+        with storage.lock(spec.name, f"Dagster run {context.run.run_id}"):
+            return _train_and_register(context, spec, upstream, train_split, train_config, experiment_id, storage, mlflow_store)
 
     @dg.asset(
         partitions_def=partitions,
@@ -320,20 +257,24 @@ def build_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefinitio
         champion = client.get_model_version_by_alias(name, "champion")
         model = mlflow.pyfunc.load_model(f"models:/{name}@champion")  # the registry is the source of truth
         generator = model.unwrap_python_model().generator
-        class_names = _load_split(_upstream(context, "real_images")["snapshot"])[0].class_names
+        train_split, holdout = _load_split(_upstream(context, "real_images")["snapshot"])
+        class_names = train_split.class_names
         per_class = config.samples_per_class or spec.export.samples_per_class
         plan = ExportPlan.per_class(class_names, per_class, seed=spec.export.seed, image_format=spec.export.image_format, rows_per_part=spec.export.rows_per_part)
         export_id = f"n{per_class}-s{spec.export.seed}-{spec.export.image_format}"
         destination = storage.exports_dir(spec.name) / f"v{champion.version}" / export_id
-        if destination.exists():
-            context.log.info(f"{destination} already holds this export of v{champion.version}; verifying it")
-            manifest = verify_export(destination)
-        else:
-            metrics = {k[len("metric."):]: float(v) for k, v in champion.tags.items() if k.startswith("metric.")}
-            lineage = {"model_name": name, "model_version": str(champion.version), "run_id": champion.run_id, "metrics": metrics, "spec": spec.name}
-            result = export_samples(generator, plan, destination, lineage=lineage, root=storage.path)
-            manifest = result.manifest
-            context.log.info(f"exported {result.rows} rows in {result.wall_s:.1f} s to {destination}")
+        with storage.lock(spec.name, f"Dagster run {context.run.run_id}"):
+            if destination.exists():
+                context.log.info(f"{destination} already holds this export of v{champion.version}; verifying it")
+                manifest = verify_export(destination)
+            else:
+                metrics = {k[len("metric."):]: float(v) for k, v in champion.tags.items() if k.startswith("metric.")}
+                lineage = {"model_name": name, "model_version": str(champion.version), "run_id": champion.run_id, "metrics": metrics, "spec": spec.name}
+                screen = _copy_screen(spec, train_split, holdout)
+                result = export_samples(generator, plan, destination, lineage=lineage, root=storage.path, screen=screen)
+                manifest = result.manifest
+                context.log.info(f"exported {result.rows} rows in {result.wall_s:.1f} s to {destination}")
+        copies = manifest.get("memorization") or {}
         check = _check_export(destination, plan.total)
         return dg.MaterializeResult(
             metadata={
@@ -342,6 +283,7 @@ def build_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefinitio
                 "files": len(manifest["files"]),
                 "model_version": str(champion.version),
                 "counts_per_class": dg.MetadataValue.json(manifest["counts_per_class"]),
+                **({"near_copy_fraction": copies["near_copy_fraction"], "exact_copies": copies["exact_copies"]} if copies else {}),
             },
             check_results=[check],
         )
@@ -379,6 +321,86 @@ def build_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefinitio
     return [real_images, judge_classifier, gan_model, gan_evaluation, champion_model, synthetic_dataset, augmentation_report]
 
 
+def _train_and_register(
+    context: dg.AssetExecutionContext, spec: Spec, upstream: dict[str, Any], train_split: ImageData, train_config, experiment_id: str,
+    storage: StorageResource, mlflow_store: MLflowResource,
+) -> dg.MaterializeResult:
+    """gan_model's work, under the spec's lock."""
+    import mlflow
+
+    pending = storage.runs_dir(spec.name) / "pending"  # the version-to-be; a killed run resumes here
+
+    tags = {"dagster.run_id": context.run.run_id, "dagster.asset": "gan_model", "dagster.partition": spec.name, "data_hash": upstream["content_hash"]}
+    with mlflow.start_run(experiment_id=experiment_id, tags=tags) as run:
+        mlflow.log_params({f"train.{k}": v for k, v in dataclasses.asdict(train_config).items()})
+        mlflow.log_dict(spec.model_dump(mode="json"), "spec.json")
+
+        def report(progress: Progress) -> None:
+            mlflow.log_metrics(
+                {"d_loss": progress.d_loss, "g_loss": progress.g_loss, "images_per_s": progress.images_per_s, "augment_p": progress.augment_p},
+                step=progress.step,
+            )
+            context.log.info(
+                f"step {progress.step}/{progress.total_steps} d_loss {progress.d_loss:.3f} g_loss {progress.g_loss:.3f} "
+                f"{progress.images_per_s:.0f} images/s augment p {progress.augment_p:.2f}"
+            )
+
+        try:
+            result = train(train_split, train_config, pending, resume=True, callback=report)
+        except CheckpointError as error:  # a stale pending run for other data or settings
+            context.log.warning(f"not resuming: {error}")
+            shutil.rmtree(pending)
+            result = train(train_split, train_config, pending, resume=False, callback=report)
+        if result.resumed_from:
+            context.log.info(f"resumed from step {result.resumed_from}")
+        grid = pending / "samples.png"
+        save_grid(class_grid(result.generator), grid, columns=10)
+        mlflow.log_artifact(str(grid))
+        mlflow.log_metrics({"train_wall_s": result.wall_s, "train_images_per_s": result.images_per_s})
+        with tempfile.TemporaryDirectory() as scratch:
+            model_dir = Path(scratch) / "generator"
+            save_generator(result.generator, model_dir / "generator.safetensors", extra={"spec": spec.name})
+            info = mlflow.pyfunc.log_model(
+                name="generator",
+                python_model=MODEL_CODE,
+                artifacts={"generator": str(model_dir)},  # the weights and their JSON config
+                registered_model_name=model_name(spec.name),
+                pip_requirements=["torch", "safetensors", "numpy", "pandas", "pillow"],
+                signature=_model_signature(),
+                input_example=pd.DataFrame({"label": [0], "seed": [0]}),
+            )
+        version = str(info.registered_model_version)
+        run_id = run.info.run_id
+
+    final_dir = storage.runs_dir(spec.name) / run_id
+    pending.rename(final_dir)
+    client = mlflow_store.client()
+    for key, value in {"run_id": run_id, "data_hash": upstream["content_hash"], "generator_path": str(final_dir / "generator.safetensors"), "dagster_run_id": context.run.run_id}.items():
+        client.set_model_version_tag(model_name(spec.name), version, key, value)
+    link = mlflow_store.run_link(experiment_id, run_id)
+    return dg.MaterializeResult(
+        metadata={
+            "mlflow_run_id": run_id,
+            "mlflow_run": dg.MetadataValue.url(link),
+            "model_name": model_name(spec.name),
+            "model_version": version,
+            "generator_path": dg.MetadataValue.path(str(final_dir / "generator.safetensors")),
+            "steps": result.steps,
+            "resumed_from_step": result.resumed_from,
+            "images_per_s": round(result.images_per_s, 1),
+            "wall_s": round(result.wall_s, 1),
+            "sample_grid": _picture(final_dir / "samples.png"),
+        }
+    )
+
+
+def _copy_screen(spec: Spec, train: ImageData, holdout: ImageData) -> CopyScreen:
+    """Every export is screened against the training images with the evaluation's threshold."""
+    holdout_distances, _ = nearest_distances(holdout.images, train.images)
+    limit = spec.evaluation.gates.max_memorization_fraction
+    return CopyScreen(train.images, threshold=float(np.percentile(holdout_distances, 1)), max_near_copy_fraction=1.0 if limit is None else limit)
+
+
 def _model_signature():
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, Schema
@@ -408,6 +430,8 @@ def _check_export(destination: Path, expected_rows: int) -> dg.AssetCheckResult:
     problems = []
     try:
         manifest = verify_export(destination)
+        if not manifest.get("memorization"):
+            problems.append("the manifest has no copy screening (memorization) figure")
         if manifest["total_rows"] != expected_rows:
             problems.append(f"manifest has {manifest['total_rows']} rows, plan has {expected_rows}")
         for info in manifest["files"]:

@@ -4,6 +4,8 @@ the folder sensor and the resources."""
 from __future__ import annotations
 
 import os
+import re
+from pathlib import Path
 
 import dagster as dg
 
@@ -14,6 +16,7 @@ from .sensors import build_folder_sensor
 from .specs import load_specs
 
 JOB_NAME = "ganpipe_nightly"
+PARTITION_KEY = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 
 def build_definitions(specs_dir: str | None = None, storage_root: str | None = None, tracking_uri: str | None = None) -> dg.Definitions:
@@ -22,7 +25,9 @@ def build_definitions(specs_dir: str | None = None, storage_root: str | None = N
     specs, errors = load_specs(specs_dir)
     for message in errors.values():  # bad specs are reported and left out; the good ones still load
         dg.get_dagster_logger().error(f"spec not loaded: {message}")
-    partitions = dg.StaticPartitionsDefinition(sorted(specs))
+    # A bad spec keeps its partition: a run of it fails with the spec's error, naming file and field.
+    broken = {Path(file).stem for file in errors if PARTITION_KEY.match(Path(file).stem)}
+    partitions = dg.StaticPartitionsDefinition(sorted(set(specs) | broken))
     assets = build_assets(partitions)
     job = dg.define_asset_job(JOB_NAME, selection=dg.AssetSelection.assets(*assets), description="ingest, train, evaluate, promote, export")
     return dg.Definitions(

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
+import socket
 from pathlib import Path
+from typing import Iterator
 
 import dagster as dg
 from pydantic import Field
@@ -28,6 +32,32 @@ class StorageResource(dg.ConfigurableResource):
 
     def exports_dir(self, spec: str) -> Path:
         return self.path / "exports" / spec
+
+    @contextlib.contextmanager
+    def lock(self, spec: str, holder: str) -> Iterator[Path]:
+        """Only one writer per spec at a time: a second one fails at once, naming the holder.
+        An flock dies with its process, so a killed run never leaves the spec locked."""
+        path = self.path / "locks" / f"{spec}.lock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a+") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                raise SpecBusyError(f"spec '{spec}' is being written by another run ({handle.read().strip() or 'unknown'}); lock file {path}") from None
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"{holder} pid {os.getpid()} on {socket.gethostname()}")
+            handle.flush()
+            try:
+                yield path
+            finally:
+                handle.truncate(0)
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+class SpecBusyError(RuntimeError):
+    """Another run holds the spec's lock."""
 
 
 class SpecsResource(dg.ConfigurableResource):
@@ -78,6 +108,15 @@ class MLflowResource(dg.ConfigurableResource):
             self.client().search_experiments(max_results=1)
         except Exception as error:  # noqa: BLE001 - any failure here means the store is unusable
             raise RuntimeError(f"MLflow tracking store '{self.uri}' is not usable: {error}") from error
+
+    def check_writable(self, experiment_id: str) -> None:
+        """A read-only store passes a read; prove a write works before training, not after."""
+        import time
+
+        try:
+            self.client().set_experiment_tag(experiment_id, "ganpipe.last_write_check", str(time.time()))
+        except Exception as error:  # noqa: BLE001 - any failure here means the store is unusable
+            raise RuntimeError(f"MLflow tracking store '{self.uri}' is not writable: {error}") from error
 
     def experiment_id(self, spec: str) -> str:
         client = self.client()

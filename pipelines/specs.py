@@ -50,7 +50,7 @@ class SourceSpec(_Strict):
 class ImageSpec(_Strict):
     size: int = 32
     channels: Literal[1, 3] = 1
-    fit: Literal["pad", "resize"] = "pad"
+    fit: Literal["pad", "resize", "exact"] = "pad"  # exact: refuse images that would need converting
 
     @field_validator("size")
     @classmethod

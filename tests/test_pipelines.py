@@ -57,6 +57,8 @@ def test_whole_graph_then_a_failing_gate_keeps_the_champion(ganpipe_env):
     assert set(table.column("model_version").to_pylist()) == {"1"}
     manifest = json.loads((exports[0] / "_manifest.json").read_text())
     assert manifest["model"]["run_id"] == champion.run_id and "fid_domain" in manifest["metrics"]
+    screened = manifest["memorization"]  # every export is screened against the training images
+    assert screened["checked"] == table.num_rows and screened["exact_copies"] == 0 and screened["reference_images"] > 0
     assert not list((env["home"] / "staging").glob("*"))
 
     # The registered model loads from the registry and samples on demand.
@@ -103,7 +105,14 @@ def test_bad_spec_is_named_and_the_good_ones_still_load(ganpipe_env):
     assert "field 'name'" in errors[str(env["specs"] / "escape.yaml")]
     defs = build_definitions(str(env["specs"]), str(env["home"]))
     job = defs.resolve_job_def("ganpipe_nightly")
-    assert job.partitions_def.get_partition_keys() == ["good"]
+    # Bad specs keep their partition so that a click on one shows the spec's error; no schedule runs them.
+    assert job.partitions_def.get_partition_keys() == ["bad", "escape", "good", "typo"]
+    assets = {a.key.path[-1]: a for a in defs.assets}
+    with dg.instance_for_test() as instance:
+        result = dg.materialize([assets["real_images"]], partition_key="typo", resources=defs.resources, instance=instance, raise_on_error=False)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    assert "typo.yaml" in str(failure.step_failure_data.error) and "colour" in str(failure.step_failure_data.error)
 
 
 @pytest.mark.parametrize(
