@@ -25,9 +25,11 @@ test-slow: setup
 	$(PY) -m pytest -m slow -q
 
 # The Dagster instance for demo and ui (var/dagster/dagster.yaml, from deploy/).
-instance:
+# Its tables are created here, once: runs started together on a fresh instance race on migrations.
+instance: setup
 	mkdir -p var/dagster
 	test -f var/dagster/dagster.yaml || cp deploy/dagster.yaml var/dagster/dagster.yaml
+	$(DAGSTER_ENV) $(VENV)/bin/dagster instance migrate > /dev/null
 
 # The whole asset graph for the default spec (mnist-5k, quick profile).
 demo: setup instance

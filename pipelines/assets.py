@@ -135,14 +135,12 @@ def build_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefinitio
         compute: ComputeResource,
     ) -> dg.MaterializeResult:
         """Train the conditional GAN (resuming an interrupted run), log it to MLflow and register a version."""
-        mlflow_store.check_reachable()  # before any training
         spec = specs.get(context.partition_key)
+        experiment_id = mlflow_store.writable_experiment(spec.name)  # fail fast, before any training
         upstream = _upstream(context, "real_images")
         train_split, _ = _load_split(upstream["snapshot"])
         overrides = {k: v for k, v in {"steps": config.steps, "batch_size": config.batch_size}.items() if v is not None}
         train_config = spec.training.train_config(device=compute.device, precision=compute.precision, **overrides)
-        experiment_id = mlflow_store.experiment_id(spec.name)
-        mlflow_store.check_writable(experiment_id)
         with storage.lock(spec.name, f"Dagster run {context.run.run_id}"):
             return _train_and_register(context, spec, upstream, train_split, train_config, experiment_id, storage, mlflow_store)
 

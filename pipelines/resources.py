@@ -109,14 +109,18 @@ class MLflowResource(dg.ConfigurableResource):
         except Exception as error:  # noqa: BLE001 - any failure here means the store is unusable
             raise RuntimeError(f"MLflow tracking store '{self.uri}' is not usable: {error}") from error
 
-    def check_writable(self, experiment_id: str) -> None:
-        """A read-only store passes a read; prove a write works before training, not after."""
+    def writable_experiment(self, spec: str) -> str:
+        """The spec's experiment id, once the store has taken a write: a read-only store passes a
+        read, so prove a write works before training, not after it."""
         import time
 
+        self.check_reachable()
         try:
+            experiment_id = self.experiment_id(spec)
             self.client().set_experiment_tag(experiment_id, "ganpipe.last_write_check", str(time.time()))
         except Exception as error:  # noqa: BLE001 - any failure here means the store is unusable
             raise RuntimeError(f"MLflow tracking store '{self.uri}' is not writable: {error}") from error
+        return experiment_id
 
     def experiment_id(self, spec: str) -> str:
         client = self.client()

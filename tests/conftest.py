@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+BIN = Path(sys.executable).parent
+IN_PROCESS = json.dumps({"execution": {"config": {"in_process": {}}}})  # one process: half the CLI's start-up time
 
 TINY_TRAINING = "{profile: quick, steps: 20, batch_size: 16, z_dim: 8, g_width: 4, d_width: 4, checkpoint_every: 10, log_every: 10}"
 
@@ -58,3 +65,22 @@ def ganpipe_env(tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{home / 'mlflow.db'}")
     monkeypatch.chdir(tmp_path)
     return {"home": home, "specs": specs, "dagster_home": dagster_home, "root": tmp_path}
+
+
+def dagster_cli(*args: str, timeout: float = 300, in_process: bool = True, **popen) -> subprocess.CompletedProcess:
+    """The real `dagster` CLI in a subprocess, with this process's environment (GANPIPE_*, DAGSTER_HOME)."""
+    command = [str(BIN / "dagster"), *args]
+    if in_process and args[:2] == ("asset", "materialize"):
+        command += ["--config-json", IN_PROCESS]
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=os.environ.copy(), **popen)
+
+
+def initialise_instance() -> None:
+    """Create the SQLite instance's tables once, as `make instance` does on a real machine: two CLI
+    processes that both find a fresh DAGSTER_HOME race on its migrations."""
+    import dagster as dg
+
+    with dg.DagsterInstance.get() as instance:
+        instance.get_runs(limit=1)
+        instance.all_instigator_state()
+        instance.event_log_storage.get_concurrency_keys()

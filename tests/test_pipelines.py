@@ -172,18 +172,3 @@ def test_folder_sensor_fires_once_per_state(ganpipe_env):
     changed = sensor.evaluate_tick(dg.build_sensor_context(cursor=first.cursor, repository_def=repository))
     assert [r.partition_key for r in changed.run_requests] == ["pics"]
     assert changed.run_requests[0].run_key != first.run_requests[0].run_key
-
-
-def test_unusable_mlflow_store_fails_before_training(ganpipe_env):
-    env = ganpipe_env
-    write_tiny_spec(env["specs"])
-    (env["root"] / "a-file").write_text("not a directory")
-    bad_uri = f"sqlite:///{env['root'] / 'a-file' / 'mlflow.db'}"  # can never be created
-    defs = build_definitions(str(env["specs"]), str(env["home"]), bad_uri)
-    instance = dg.DagsterInstance.local_temp(str(env["dagster_home"]))
-    assets = {a.key.path[-1]: a for a in defs.assets}
-    result = dg.materialize([assets["real_images"], assets["gan_model"]], partition_key="tiny", resources=defs.resources, instance=instance, raise_on_error=False)
-    assert not result.success
-    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
-    assert bad_uri in str(failure.event_specific_data.error)
-    assert not (env["home"] / "runs").exists()  # no training started
