@@ -495,13 +495,12 @@ LOADERS = {
 
 
 def save_npz(data: ImageData, path: str | Path) -> Path:
-    """Snapshot for the pipeline: written to a temp file, then renamed."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.tmp")
-    with open(temp, "wb") as handle:
-        np.savez(handle, images=data.images, labels=data.labels, class_names=np.array(data.class_names))
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temp, path)
-    return path
+    """Snapshot for the pipeline: written to a temp file of this process, then renamed, so two
+    runs writing the same snapshot at once never mix their bytes."""
+    from .checkpoint import atomic_write
+
+    def write(temp: Path) -> None:
+        with open(temp, "wb") as handle:
+            np.savez(handle, images=data.images, labels=data.labels, class_names=np.array(data.class_names))
+
+    return atomic_write(Path(path), write)

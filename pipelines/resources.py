@@ -100,6 +100,15 @@ class MLflowResource(dg.ConfigurableResource):
 
         mlflow.set_tracking_uri(self.uri)  # never let MLflow fall back to ./mlflow.db
         mlflow.set_registry_uri(self.uri)
+        if self.uri not in _OPENED_STORES:
+            with _store_init_lock(self.uri):
+                client = mlflow.MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
+                try:
+                    client.search_experiments(max_results=1)  # creates and migrates a new store
+                    _OPENED_STORES.add(self.uri)
+                except Exception:  # noqa: BLE001 - the caller's own call reports the error with the URI
+                    pass
+            return client
         return mlflow.MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
 
     def check_reachable(self) -> None:
@@ -132,6 +141,22 @@ class MLflowResource(dg.ConfigurableResource):
 
     def run_link(self, experiment_id: str, run_id: str) -> str:
         return f"{self.ui_url}/#/experiments/{experiment_id}/runs/{run_id}"
+
+
+_OPENED_STORES: set[str] = set()
+
+
+@contextlib.contextmanager
+def _store_init_lock(uri: str) -> Iterator[None]:
+    """MLflow creates and migrates a SQLite store when a client first opens it; two processes doing
+    that at once corrupt its schema version. The first open in each process holds a lock beside it."""
+    database = Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
+    if database is None or not database.parent.is_dir():
+        yield
+        return
+    with open(database.with_name(database.name + ".init-lock"), "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
 
 
 class ComputeResource(dg.ConfigurableResource):
