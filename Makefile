@@ -4,10 +4,12 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-HOME_DIR := $(abspath var)
+HOME_DIR ?= $(abspath var)
+UI_PORT ?= 3000
+MLFLOW_PORT ?= 5000
 DAGSTER_ENV := DAGSTER_HOME=$(HOME_DIR)/dagster GANPIPE_HOME=$(HOME_DIR) MLFLOW_TRACKING_URI=sqlite:///$(HOME_DIR)/mlflow.db
 
-.PHONY: setup test test-slow demo demo-train ui instance clean
+.PHONY: setup test test-slow test-reliability demo demo-train ui instance clean
 
 setup: $(STAMP)
 
@@ -24,11 +26,16 @@ test: setup
 test-slow: setup
 	$(PY) -m pytest -m slow -q
 
+# The whole reliability suite, its slow part included (every bad input through the Dagster CLI,
+# a night of ten teams): about 10 minutes on 2 cores.
+test-reliability: setup
+	$(PY) -m pytest tests/reliability -q
+
 # The Dagster instance for demo and ui (var/dagster/dagster.yaml, from deploy/).
 # Its tables are created here, once: runs started together on a fresh instance race on migrations.
 instance: setup
-	mkdir -p var/dagster
-	test -f var/dagster/dagster.yaml || cp deploy/dagster.yaml var/dagster/dagster.yaml
+	mkdir -p $(HOME_DIR)/dagster
+	test -f $(HOME_DIR)/dagster/dagster.yaml || cp deploy/dagster.yaml $(HOME_DIR)/dagster/dagster.yaml
 	$(DAGSTER_ENV) $(VENV)/bin/dagster instance migrate > /dev/null
 
 # The whole asset graph for the default spec (mnist-5k, quick profile).
@@ -39,12 +46,12 @@ demo: setup instance
 demo-train: setup
 	$(PY) -m gan_core.demo --out var/demo
 
-# Dagster UI (webserver + daemon) and MLflow UI on 127.0.0.1, against the same storage.
+# Dagster UI (webserver + daemon) and MLflow UI on 127.0.0.1 only, against the same storage.
 ui: setup instance
 	$(DAGSTER_ENV) $(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(HOME_DIR)/mlflow.db \
-		--default-artifact-root $(HOME_DIR)/mlartifacts --host 127.0.0.1 --port 5000 & \
+		--default-artifact-root $(HOME_DIR)/mlartifacts --host 127.0.0.1 --port $(MLFLOW_PORT) & \
 	trap "kill $$!" EXIT INT TERM; \
-	$(DAGSTER_ENV) $(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+	$(DAGSTER_ENV) $(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p $(UI_PORT)
 
 clean:
 	rm -rf $(VENV) var
