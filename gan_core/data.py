@@ -320,6 +320,8 @@ def _decode_file(file: Path) -> Image.Image:
             return image.copy()
     except UnidentifiedImageError as error:
         raise DataError(f"{file}: not a readable image ({error})") from error
+    except Image.DecompressionBombError as error:
+        raise DataError(f"{file}: too many pixels to decode safely ({error})") from error
     except (OSError, SyntaxError, ValueError) as error:
         raise DataError(f"{file}: corrupt or truncated image ({error})") from error
 

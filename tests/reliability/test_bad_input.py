@@ -8,6 +8,7 @@ import gzip
 import os
 import struct
 import subprocess
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable
@@ -63,6 +64,16 @@ def _noise_png(path: Path) -> Path:
     return path
 
 
+def _bomb_png(path: Path) -> Path:
+    """A small file whose header claims 30,000 × 30,000 pixels."""
+    _png(path)
+    data = bytearray(path.read_bytes())
+    data[16:24] = struct.pack(">II", 30_000, 30_000)  # IHDR width and height
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))  # IHDR CRC
+    path.write_bytes(bytes(data))
+    return path
+
+
 def _jpeg(path: Path) -> Path:
     Image.new("L", (8, 8), 99).save(path, format="JPEG")
     return path
@@ -98,6 +109,7 @@ CASES: list[tuple[str, Callable[[Path], Callable[[str], str]], list[str]]] = [
     ("truncated-png", lambda d: _spec(_folder(d / "f", lambda r: _truncate(_noise_png(r / "a" / "bad.png"), -30))), ["bad.png", "corrupt or truncated image"]),
     ("truncated-png-header", lambda d: _spec(_folder(d / "f", lambda r: _truncate(_png(r / "a" / "head.png"), 10))), ["head.png", "not a readable image"]),
     ("truncated-jpeg", lambda d: _spec(_folder(d / "f", lambda r: _truncate(_jpeg(r / "a" / "bad.jpg"), 60))), ["bad.jpg", "image"]),
+    ("decompression-bomb", lambda d: _spec(_folder(d / "f", lambda r: _bomb_png(r / "a" / "bomb.png"))), ["bomb.png", "too many pixels"]),
     ("text-named-png", lambda d: _spec(_folder(d / "f", lambda r: (r / "a" / "notes.png").write_text("hello"))), ["notes.png", "not a readable image"]),
     ("not-an-image-suffix", lambda d: _spec(_folder(d / "f", lambda r: (r / "a" / "readme.txt").write_text("hi"))), ["readme.txt", "not an image file"]),
     ("mixed-sizes-exact", lambda d: _spec(_folder(d / "f", lambda r: _png(r / "a" / "big.png", size=(12, 12))), fit="exact"), ["big.png", "expects 8×8"]),
