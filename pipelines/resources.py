@@ -154,7 +154,12 @@ def _store_init_lock(uri: str) -> Iterator[None]:
     if database is None or not database.parent.is_dir():
         yield
         return
-    with open(database.with_name(database.name + ".init-lock"), "a") as handle:
+    try:
+        handle = open(database.with_name(database.name + ".init-lock"), "a")
+    except OSError:  # a read-only store cannot be migrated by anyone: nothing to guard
+        yield
+        return
+    with handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         yield
 

@@ -67,11 +67,12 @@ def ganpipe_env(tmp_path, monkeypatch):
     return {"home": home, "specs": specs, "dagster_home": dagster_home, "root": tmp_path}
 
 
-def dagster_cli(*args: str, timeout: float = 300, in_process: bool = True, **popen) -> subprocess.CompletedProcess:
-    """The real `dagster` CLI in a subprocess, with this process's environment (GANPIPE_*, DAGSTER_HOME)."""
+def dagster_cli(*args: str, timeout: float = 300, run_config: dict | None = None, **popen) -> subprocess.CompletedProcess:
+    """The real `dagster` CLI in a subprocess, with this process's environment (GANPIPE_*, DAGSTER_HOME);
+    `asset materialize` runs in one process, with `run_config` added."""
     command = [str(BIN / "dagster"), *args]
-    if in_process and args[:2] == ("asset", "materialize"):
-        command += ["--config-json", IN_PROCESS]
+    if args[:2] == ("asset", "materialize"):
+        command += ["--config-json", json.dumps({**json.loads(IN_PROCESS), **(run_config or {})})]
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=os.environ.copy(), **popen)
 
 
