@@ -88,8 +88,9 @@ class AdaptiveAugmentController:
     where r_t = E[sign(D(real))] over the interval. Accumulates on the device; reads back once per
     interval so the inner loop has no host sync."""
 
-    def __init__(self, augment: DiffAugment, target: float = 0.6, interval: int = 4, speed_kimg: float = 20.0):
+    def __init__(self, augment: DiffAugment, target: float = 0.6, interval: int = 4, speed_kimg: float = 20.0, all_sum=None):
         self.augment = augment
+        self.all_sum = all_sum or (lambda tensor: tensor)  # sums over training processes, so p stays the same on all
         self.target = target
         self.interval = interval
         self.speed_kimg = speed_kimg
@@ -102,8 +103,9 @@ class AdaptiveAugmentController:
         self.sign_sum = signs if self.sign_sum is None else self.sign_sum + signs
         self.count += len(real_logits)
         if self.count >= self.interval * len(real_logits):
-            rt = float(self.sign_sum) / self.count
-            step = self.count / (self.speed_kimg * 1000)
+            signs, count = self.all_sum(torch.stack([self.sign_sum, torch.tensor(float(self.count), device=self.sign_sum.device)])).tolist()
+            rt = signs / count
+            step = count / (self.speed_kimg * 1000)
             self.augment.p = float(min(max(self.augment.p + step * (1 if rt > self.target else -1), 0.0), 1.0))
             self.last_rt = rt
             self.sign_sum, self.count = None, 0

@@ -71,7 +71,9 @@ class GeneratorBlock(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, num_classes: int):
         super().__init__()
         self.norm = ConditionalBatchNorm(in_channels, num_classes)
-        self.conv = nn.Conv2d(in_channels, out_channels, 3, padding=1)
+        # No bias: the next batch norm subtracts it again, so its gradient is only rounding noise
+        # (which Adam would amplify into drift).
+        self.conv = nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False)
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         x = F.interpolate(F.relu(self.norm(x, labels)), scale_factor=2, mode="nearest")

@@ -1,12 +1,24 @@
 """The training loop: `TrainConfig`, profiles, EMA generator, DiffAugment + ADA, AMP on CUDA,
-atomic checkpoints with exact resume, a divergence guard and a progress callback.
+atomic checkpoints with exact resume, a divergence guard, a progress callback, and several
+processes when launched by torchrun (`python -m gan_core.train`, see `main`).
 
-Read `train()` top to bottom: set up, maybe resume, then one D step and one G step per iteration."""
+Read `train()` top to bottom: set up, maybe resume, then one D step and one G step per iteration.
+
+With N processes, `batch_size` stays the global batch: every rank draws the same global batch
+indices and latents and works on its own 1/N of them; gradients are averaged over ranks before
+each optimizer step. So N processes train the same model as one process with
+`g_norm_groups=N` (the generator's batch norm then normalises each 1/N of the batch on its own, as
+each rank does), up to floating-point summation order, when augmentation is off. Augmentation
+draws differ per rank; batch-norm running statistics are averaged over ranks at checkpoints."""
 
 from __future__ import annotations
 
+import argparse
 import copy
 import dataclasses
+import hashlib
+import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,13 +39,14 @@ from .checkpoint import (
     save_checkpoint,
     save_generator,
 )
-from .data import ImageData
+from .data import ImageData, load_source
 from .device import autocast_for, choose_device
+from .distributed import device_for, init_world, world_from_env
 from .losses import GANLoss
 from .models import Generator, ModelConfig, build_models
 
 SMALL_DATASET = 50_000  # augmentation defaults on below this many images
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2  # 2: RNG states per rank and the world size
 
 
 class TrainingDiverged(RuntimeError):
@@ -72,6 +85,7 @@ class TrainConfig:
     checkpoint_every: int = 500
     keep_checkpoints: int = 2
     log_every: int = 50  # progress callback and loss read-back interval
+    g_norm_groups: int = 1  # generator batch norm over this many equal parts of a batch (N processes: at least N)
     debug_nan_at_step: int | None = None  # for tests: poison the loss at this (1-based) step
 
     def __post_init__(self) -> None:
@@ -82,6 +96,7 @@ class TrainConfig:
             "lr_d": self.lr_d > 0,
             "checkpoint_every": self.checkpoint_every >= 1,
             "log_every": self.log_every >= 1,
+            "g_norm_groups": self.g_norm_groups >= 1,
             "augment": self.augment in ("auto", "on", "off"),
             "ada_target": 0 < self.ada_target < 1,
         }
@@ -158,6 +173,8 @@ def train(
     run_dir = Path(run_dir)
     checkpoint_dir = run_dir / "checkpoints"
     device = choose_device(config.device)
+    world = init_world(device)  # a world of one unless launched by torchrun
+    device = device_for(world, device)
     # channels_last is faster on CUDA and, measured here, on CPU too (about 20% for the quick model).
     channels_last = device.type in ("cuda", "cpu") if config.channels_last == "auto" else config.channels_last == "on"
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
@@ -165,9 +182,10 @@ def train(
 
     model_config = config.model_config(data)
     generator, discriminator = build_models(model_config)
-    generator_ema = copy.deepcopy(generator).eval().requires_grad_(False)
-    for module in (generator, discriminator, generator_ema):
+    for module in (generator, discriminator):
         module.to(device, memory_format=memory_format)
+    world.broadcast([*generator.state_dict().values(), *discriminator.state_dict().values()])  # one start for all ranks
+    generator_ema = copy.deepcopy(generator).eval().requires_grad_(False)
     fused = device.type == "cuda"
     betas = (config.beta1, config.beta2)
     opt_g = torch.optim.Adam(generator.parameters(), lr=config.lr_g, betas=betas, fused=fused)
@@ -177,41 +195,65 @@ def train(
     use_augment = config.augment == "on" or (config.augment == "auto" and len(data) < SMALL_DATASET)
     augment = DiffAugment(config.augment_policy if use_augment else "", p=config.augment_p or 0.0)
     adaptive = use_augment and config.augment_p is None
-    controller = AdaptiveAugmentController(augment, config.ada_target, config.ada_interval, config.ada_kimg)
+    controller = AdaptiveAugmentController(augment, config.ada_target, config.ada_interval, config.ada_kimg, all_sum=world.all_sum)
     gan_loss = GANLoss(config.loss, config.r1_gamma, class_weight=config.class_weight)
 
     # Small datasets live on the device as uint8; a batch is an index gather, no host copy per step.
     pixels = torch.from_numpy(data.images).to(device)
     labels_all = torch.from_numpy(data.labels).to(device)
     batch_size = min(config.batch_size, len(data))
-    data_rng = torch.Generator().manual_seed(config.seed + 1)
+    groups = max(config.g_norm_groups, world.size)
+    if groups % world.size or batch_size % groups:
+        raise ValueError(
+            f"batch_size {batch_size} must split into g_norm_groups={groups} equal parts, a multiple of the {world.size} process(es)"
+        )
+    local_size, local_groups = batch_size // world.size, groups // world.size
+    mine = slice(world.rank * local_size, (world.rank + 1) * local_size)  # this rank's share of every batch
+    data_rng = torch.Generator().manual_seed(config.seed + 1)  # the same order on every rank
+    latent_rng = torch.Generator(device=device).manual_seed(config.seed + 2)  # the same global latents on every rank
+    torch.manual_seed(config.seed + 7919 * world.rank)  # augmentation draws differ between ranks
     order, position = torch.randperm(len(data), generator=data_rng), 0
     data_hash = data.content_hash()
 
     start_step = 0
     if not resume:
-        for stale in list_checkpoints(checkpoint_dir):  # a fresh run must not mix with an old one's checkpoints
-            stale.unlink()
-    elif (found := latest_checkpoint(checkpoint_dir)) is not None:
+        if world.is_main:
+            for stale in list_checkpoints(checkpoint_dir):  # a fresh run must not mix with an old one's checkpoints
+                stale.unlink()
+        world.barrier()
+    elif (found := world.broadcast_object(latest_checkpoint(checkpoint_dir) if world.is_main else None)) is not None:
         state = load_checkpoint(found)
+        if state.get("format") != CHECKPOINT_FORMAT:
+            raise CheckpointError(f"{found}: checkpoint format {state.get('format')}, this version reads {CHECKPOINT_FORMAT}; cannot resume from it")
         if state.get("model_config") != model_config.to_dict() or state.get("data_hash") != data_hash:
             raise CheckpointError(f"{found}: was trained with another model config or dataset; cannot resume from it")
+        if state.get("world_size") != world.size:
+            raise CheckpointError(f"{found}: was written by {state.get('world_size')} process(es); resume it with the same number, not {world.size}")
         generator.load_state_dict(state["G"])
         discriminator.load_state_dict(state["D"])
         generator_ema.load_state_dict(state["G_ema"])
         opt_g.load_state_dict(state["opt_g"])
         opt_d.load_state_dict(state["opt_d"])
         controller.load_state_dict(state["augment"])
-        torch.set_rng_state(state["rng"]["torch"])
-        if device.type == "cuda" and state["rng"]["cuda"] is not None:
-            torch.cuda.set_rng_state(state["rng"]["cuda"], device)
+        torch.set_rng_state(state["rng"]["torch"][world.rank])
+        if device.type == "cuda" and state["rng"]["cuda"][world.rank] is not None:
+            torch.cuda.set_rng_state(state["rng"]["cuda"][world.rank], device)
         data_rng.set_state(state["rng"]["data"])
+        latent_rng.set_state(state["rng"]["latent"])
         order, position = state["order"], int(state["position"])
         start_step = int(state["step"])
 
     def save(step: int) -> Path:
+        """Collective: every rank calls it; rank 0 writes."""
+        world.average_floats([*generator.buffers(), *generator_ema.buffers()])
+        rng_torch = world.gather_objects(torch.get_rng_state())
+        rng_cuda = world.gather_objects(torch.cuda.get_rng_state(device) if device.type == "cuda" else None)
+        path = checkpoint_path(checkpoint_dir, step)
+        if not world.is_main:
+            return path
         state = {
             "format": CHECKPOINT_FORMAT,
+            "world_size": world.size,
             "step": step,
             "model_config": model_config.to_dict(),
             "train_config": dataclasses.asdict(config),
@@ -222,15 +264,11 @@ def train(
             "opt_g": opt_g.state_dict(),
             "opt_d": opt_d.state_dict(),
             "augment": controller.state_dict(),
-            "rng": {
-                "torch": torch.get_rng_state(),
-                "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
-                "data": data_rng.get_state(),
-            },
+            "rng": {"torch": rng_torch, "cuda": rng_cuda, "data": data_rng.get_state(), "latent": latent_rng.get_state()},
             "order": order,
             "position": position,
         }
-        path = save_checkpoint(state, checkpoint_path(checkpoint_dir, step))
+        save_checkpoint(state, path)
         prune_checkpoints(checkpoint_dir, config.keep_checkpoints)
         return path
 
@@ -239,27 +277,32 @@ def train(
     window: list[torch.Tensor] = []  # per-step (d_loss, g_loss) on the device, read back every log_every
     history: list[Progress] = []
     last_checkpoint = latest_checkpoint(checkpoint_dir) if start_step else None
-    bar = tqdm(total=config.steps, initial=start_step, disable=None if progress_bar is None else not progress_bar, desc="train")
+    quiet = not world.is_main or (progress_bar is not None and not progress_bar)
+    bar = tqdm(total=config.steps, initial=start_step, disable=True if quiet else None, desc="train")
     started = window_started = time.perf_counter()
     window_start_step = start_step
 
     for step in range(start_step + 1, config.steps + 1):
         if position + batch_size > len(order):
             order, position = torch.randperm(len(data), generator=data_rng), 0
-        index = order[position : position + batch_size].to(device, non_blocking=True)
+        index = order[position : position + batch_size][mine].to(device, non_blocking=True)
         position += batch_size
         real = (pixels[index].float() / 127.5 - 1).contiguous(memory_format=memory_format)
         labels = labels_all[index]
-        z = torch.randn(batch_size, model_config.z_dim, device=device)
+        z = torch.randn(batch_size, model_config.z_dim, device=device, generator=latent_rng)[mine]
 
         # Discriminator step; the same fake batch then trains G (one G forward per iteration).
         with autocast_for(device, config.precision):
-            fake = g_step(z, labels)
+            if local_groups == 1:
+                fake = g_step(z, labels)
+            else:
+                fake = torch.cat([g_step(zs, ls) for zs, ls in zip(z.chunk(local_groups), labels.chunk(local_groups))])
             d_loss, real_logits = gan_loss.discriminator_loss(d_step, real, fake, labels, augment)
         if config.debug_nan_at_step == step:
             d_loss = d_loss * float("nan")
         opt_d.zero_grad(set_to_none=True)
         d_loss.backward()
+        world.average_gradients(discriminator.parameters())
         opt_d.step()
         if adaptive:
             controller.observe(real_logits)
@@ -269,6 +312,7 @@ def train(
             g_loss = gan_loss.generator_loss(d_step, fake, labels, augment)
         opt_g.zero_grad(set_to_none=True)
         g_loss.backward()
+        world.average_gradients(generator.parameters())
         opt_g.step()
 
         # EMA of the generator, with a half-life ramped up from the start of training.
@@ -284,7 +328,8 @@ def train(
         bar.update(1)
         checkpoint_due = step % config.checkpoint_every == 0 or step == config.steps
         if step % config.log_every == 0 or checkpoint_due:
-            losses = torch.stack(window).cpu().numpy()  # the one host sync per window
+            # The one host sync per window; the mean over ranks, so every rank sees a divergence.
+            losses = (world.all_sum(torch.stack(window)) / world.size).cpu().numpy()
             bad = np.flatnonzero(~np.isfinite(losses).all(axis=1))
             if len(bad):
                 bar.close()
@@ -302,7 +347,7 @@ def train(
             )
             history.append(event)
             bar.set_postfix(d=f"{event.d_loss:.3f}", g=f"{event.g_loss:.3f}", p=f"{event.augment_p:.2f}")
-            if callback is not None:
+            if callback is not None and world.is_main:
                 callback(event)
             window, window_started, window_start_step = [], now, step
         if checkpoint_due:
@@ -313,11 +358,11 @@ def train(
     steps_run = config.steps - start_step
     if last_checkpoint is None:  # resumed at the final step: nothing left to run
         last_checkpoint = latest_checkpoint(checkpoint_dir)
-    generator_path = save_generator(
-        generator_ema,
-        run_dir / "generator.safetensors",
-        extra={"steps": config.steps, "train_config": dataclasses.asdict(config), "data_hash": data_hash},
-    )
+    world.average_floats(generator_ema.buffers())
+    generator_path = run_dir / "generator.safetensors"
+    if world.is_main:
+        save_generator(generator_ema, generator_path, extra={"steps": config.steps, "train_config": dataclasses.asdict(config), "data_hash": data_hash})
+    world.barrier()
     return TrainResult(
         generator=generator_ema,
         model_config=model_config,
@@ -332,3 +377,38 @@ def train(
         history=history,
     )
 
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`torchrun --nproc_per_node=N -m gan_core.train --data train.npz --run-dir DIR [--config JSON]`
+    (or plain `python -m`): progress as JSON lines and a summary from rank 0."""
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--data", required=True, help="an .npz of images and labels (gan_core.data's npz loader)")
+    parser.add_argument("--run-dir", required=True)
+    parser.add_argument("--config", default="{}", help="TrainConfig fields as JSON, profile included")
+    parser.add_argument("--resume", action="store_true")
+    args = parser.parse_args(argv)
+    fields = json.loads(args.config)
+    config = TrainConfig.from_profile(fields.pop("profile", "quick"), **fields)
+    data = load_source({"kind": "npz", "path": args.data})
+
+    def emit(payload: dict) -> None:  # one write per line: ranks share stdout, and short writes to a pipe do not interleave
+        os.write(1, (json.dumps(payload) + "\n").encode())
+
+    def report(progress: Progress) -> None:
+        emit({"progress": dataclasses.asdict(progress)})
+
+    result = train(data, config, args.run_dir, resume=args.resume, callback=report, progress_bar=False)
+    # Every rank reports its own digest of the weights: they must all be the same.
+    digest = hashlib.sha256(b"".join(t.detach().cpu().numpy().tobytes() for t in result.generator.state_dict().values())).hexdigest()
+    summary = {"rank": world_from_env().rank, "weights_sha256": digest, "augment_p": result.augment_p, "steps": result.steps, "resumed_from": result.resumed_from}
+    if world_from_env().is_main:
+        summary.update(generator_path=str(result.generator_path), checkpoint=str(result.checkpoint), wall_s=result.wall_s, images_per_s=result.images_per_s)
+    emit({"result": summary})
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
