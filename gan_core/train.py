@@ -379,10 +379,9 @@ def train(
 
 
 
-def main(argv: list[str] | None = None) -> int:
-    """`torchrun --nproc_per_node=N -m gan_core.train --data train.npz --run-dir DIR [--config JSON]`
-    (or plain `python -m`): progress as JSON lines and a summary from rank 0."""
-    parser = argparse.ArgumentParser(description=main.__doc__)
+def parse_cli(argv: list[str] | None = None, description: str | None = None) -> tuple[ImageData, TrainConfig, Path, bool]:
+    """(data, config, run directory, resume) from `--data --run-dir --config --resume`."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--data", required=True, help="an .npz of images and labels (gan_core.data's npz loader)")
     parser.add_argument("--run-dir", required=True)
     parser.add_argument("--config", default="{}", help="TrainConfig fields as JSON, profile included")
@@ -390,7 +389,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     fields = json.loads(args.config)
     config = TrainConfig.from_profile(fields.pop("profile", "quick"), **fields)
-    data = load_source({"kind": "npz", "path": args.data})
+    return load_source({"kind": "npz", "path": args.data}), config, Path(args.run_dir), args.resume
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`torchrun --nproc_per_node=N -m gan_core.train --data train.npz --run-dir DIR [--config JSON]`
+    (or plain `python -m`): progress as JSON lines and a summary from rank 0."""
+    data, config, run_dir, resume = parse_cli(argv, main.__doc__)
 
     def emit(payload: dict) -> None:  # one write per line: ranks share stdout, and short writes to a pipe do not interleave
         os.write(1, (json.dumps(payload) + "\n").encode())
@@ -398,7 +403,7 @@ def main(argv: list[str] | None = None) -> int:
     def report(progress: Progress) -> None:
         emit({"progress": dataclasses.asdict(progress)})
 
-    result = train(data, config, args.run_dir, resume=args.resume, callback=report, progress_bar=False)
+    result = train(data, config, run_dir, resume=resume, callback=report, progress_bar=False)
     # Every rank reports its own digest of the weights: they must all be the same.
     digest = hashlib.sha256(b"".join(t.detach().cpu().numpy().tobytes() for t in result.generator.state_dict().values())).hexdigest()
     summary = {"rank": world_from_env().rank, "weights_sha256": digest, "augment_p": result.augment_p, "steps": result.steps, "resumed_from": result.resumed_from}

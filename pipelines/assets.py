@@ -5,7 +5,9 @@ finds its inputs through the metadata of the upstream materialization of the sam
 
 import base64
 import dataclasses
+import json
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Optional
@@ -26,6 +28,14 @@ from .resources import ComputeResource, MLflowResource, SpecsResource, StorageRe
 from .specs import Spec, primary_metric
 
 MODEL_CODE = str(Path(__file__).with_name("mlflow_model.py"))
+# What the k8s executor (dagster-k8s) reads to give the training step's pod a GPU; other executors
+# ignore it. Override per deployment with the executor's own step config (see deploy/k8s/).
+K8S_GPU_TAGS = {
+    "dagster-k8s/config": {
+        "container_config": {"resources": {"requests": {"cpu": "4", "memory": "16Gi", "nvidia.com/gpu": "1"}, "limits": {"memory": "32Gi", "nvidia.com/gpu": "1"}}},
+        "pod_spec_config": {"tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]},
+    }
+}
 GROUP = "ganpipe"
 
 
@@ -125,7 +135,7 @@ def build_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefinitio
         context.log.info(f"judge holdout accuracy {accuracy:.4f}")
         return dg.MaterializeResult(metadata={"judge_path": dg.MetadataValue.path(str(path)), "holdout_accuracy": accuracy})
 
-    @dg.asset(partitions_def=partitions, group_name=GROUP, deps=[real_images], pool="gpu", kinds={"pytorch", "mlflow"})
+    @dg.asset(partitions_def=partitions, group_name=GROUP, deps=[real_images], pool="gpu", kinds={"pytorch", "mlflow"}, op_tags=K8S_GPU_TAGS)
     def gan_model(
         context: dg.AssetExecutionContext,
         config: GanModelConfig,
@@ -142,7 +152,7 @@ def build_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefinitio
         overrides = {k: v for k, v in {"steps": config.steps, "batch_size": config.batch_size}.items() if v is not None}
         train_config = spec.training.train_config(device=compute.device, precision=compute.precision, **overrides)
         with storage.lock(spec.name, f"Dagster run {context.run.run_id}"):
-            return _train_and_register(context, spec, upstream, train_split, train_config, experiment_id, storage, mlflow_store)
+            return _train_and_register(context, spec, upstream, train_split, train_config, experiment_id, storage, mlflow_store, compute.num_processes)
 
     @dg.asset(
         partitions_def=partitions,
@@ -319,9 +329,63 @@ def build_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefinitio
     return [real_images, judge_classifier, gan_model, gan_evaluation, champion_model, synthetic_dataset, augmentation_report]
 
 
+@dataclasses.dataclass
+class Trained:
+    generator: Any
+    steps: int
+    resumed_from: int
+    wall_s: float
+    images_per_s: float
+    processes: int
+
+
+def _log_progress(context: Optional[dg.AssetExecutionContext], progress: Progress) -> None:
+    """To the active MLflow run, and to the Dagster log when a context is given."""
+    import mlflow
+
+    mlflow.log_metrics(
+        {"d_loss": progress.d_loss, "g_loss": progress.g_loss, "images_per_s": progress.images_per_s, "augment_p": progress.augment_p}, step=progress.step
+    )
+    if context is not None:
+        context.log.info(
+            f"step {progress.step}/{progress.total_steps} d_loss {progress.d_loss:.3f} g_loss {progress.g_loss:.3f} "
+            f"{progress.images_per_s:.0f} images/s augment p {progress.augment_p:.2f}"
+        )
+
+
+def _train_in_process(context: dg.AssetExecutionContext, train_split: ImageData, train_config, pending: Path) -> Trained:
+    def report(progress: Progress) -> None:
+        _log_progress(context, progress)
+
+    try:
+        result = train(train_split, train_config, pending, resume=True, callback=report)
+    except CheckpointError as error:  # a stale pending run for other data or settings
+        context.log.warning(f"not resuming: {error}")
+        shutil.rmtree(pending)
+        result = train(train_split, train_config, pending, resume=False, callback=report)
+    return Trained(result.generator, result.steps, result.resumed_from, result.wall_s, result.images_per_s, 1)
+
+
+def _train_with_pipes(context: dg.AssetExecutionContext, snapshot: str, train_config, pending: Path, processes: int) -> Trained:
+    """torchrun with `processes` ranks, launched through Dagster Pipes: rank 0's logs stream into
+    this run; its progress messages are logged to MLflow here once training ends."""
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}", "-m", "pipelines.train_worker",
+        "--data", str(Path(snapshot) / "train.npz"), "--run-dir", str(pending), "--config", json.dumps(dataclasses.asdict(train_config)), "--resume",
+    ]
+    invocation = dg.PipesSubprocessClient().run(command=command, context=context)
+    messages = list(invocation.get_custom_messages())  # the payloads rank 0 reported, in order
+    for payload in messages:
+        if "progress" in payload:
+            _log_progress(None, Progress(**payload["progress"]))
+    summary = next(payload["result"] for payload in reversed(messages) if "result" in payload)
+    generator, _ = load_generator(pending / "generator.safetensors")
+    return Trained(generator, summary["steps"], summary["resumed_from"], summary["wall_s"], summary["images_per_s"], summary["processes"])
+
+
 def _train_and_register(
     context: dg.AssetExecutionContext, spec: Spec, upstream: dict[str, Any], train_split: ImageData, train_config, experiment_id: str,
-    storage: StorageResource, mlflow_store: MLflowResource,
+    storage: StorageResource, mlflow_store: MLflowResource, processes: int,
 ) -> dg.MaterializeResult:
     """gan_model's work, under the spec's lock."""
     import mlflow
@@ -333,22 +397,10 @@ def _train_and_register(
         mlflow.log_params({f"train.{k}": v for k, v in dataclasses.asdict(train_config).items()})
         mlflow.log_dict(spec.model_dump(mode="json"), "spec.json")
 
-        def report(progress: Progress) -> None:
-            mlflow.log_metrics(
-                {"d_loss": progress.d_loss, "g_loss": progress.g_loss, "images_per_s": progress.images_per_s, "augment_p": progress.augment_p},
-                step=progress.step,
-            )
-            context.log.info(
-                f"step {progress.step}/{progress.total_steps} d_loss {progress.d_loss:.3f} g_loss {progress.g_loss:.3f} "
-                f"{progress.images_per_s:.0f} images/s augment p {progress.augment_p:.2f}"
-            )
-
-        try:
-            result = train(train_split, train_config, pending, resume=True, callback=report)
-        except CheckpointError as error:  # a stale pending run for other data or settings
-            context.log.warning(f"not resuming: {error}")
-            shutil.rmtree(pending)
-            result = train(train_split, train_config, pending, resume=False, callback=report)
+        if processes > 1:
+            result = _train_with_pipes(context, upstream["snapshot"], train_config, pending, processes)
+        else:
+            result = _train_in_process(context, train_split, train_config, pending)
         if result.resumed_from:
             context.log.info(f"resumed from step {result.resumed_from}")
         grid = pending / "samples.png"
@@ -387,6 +439,7 @@ def _train_and_register(
             "resumed_from_step": result.resumed_from,
             "images_per_s": round(result.images_per_s, 1),
             "wall_s": round(result.wall_s, 1),
+            "processes": result.processes,
             "sample_grid": _picture(final_dir / "samples.png"),
         }
     )

@@ -167,4 +167,4 @@ def _store_init_lock(uri: str) -> Iterator[None]:
 class ComputeResource(dg.ConfigurableResource):
     device: str = "auto"  # auto: cuda, then mps, then cpu
     precision: str = "auto"  # auto: bf16 autocast on CUDA
-    num_processes: int = 1
+    num_processes: int = 1  # above 1: gan_model trains under torchrun with this many ranks, through Dagster Pipes

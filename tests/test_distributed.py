@@ -4,6 +4,7 @@ global batch and g_norm_groups=2, weights in sync on every rank, exact resume, o
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -96,3 +97,30 @@ def test_resume_at_the_same_world_size_is_exact_and_other_sizes_are_refused(two_
             torch.testing.assert_close(resumed[module][name], value, rtol=0, atol=0, msg=f"{module}.{name}")
     with pytest.raises(CheckpointError, match="written by 2 process"):
         train(load_source({"kind": "npz", "path": str(data_file)}), TrainConfig(**SETTINGS), resumed_dir, resume=True, progress_bar=False)
+
+
+def test_gan_model_trains_on_two_processes_through_dagster_pipes(ganpipe_env, monkeypatch):
+    import dagster as dg
+    import mlflow
+
+    from conftest import write_tiny_spec
+    from pipelines.assets import K8S_GPU_TAGS
+    from pipelines.definitions import build_definitions
+
+    env = ganpipe_env
+    write_tiny_spec(env["specs"])
+    monkeypatch.setenv("GANPIPE_PROCESSES", "2")
+    defs = build_definitions(str(env["specs"]), str(env["home"]))
+    assets = {a.key.path[-1]: a for a in defs.assets}
+    assert json.loads(assets["gan_model"].op.tags["dagster-k8s/config"]) == K8S_GPU_TAGS["dagster-k8s/config"]  # what dagster-k8s reads
+    with dg.instance_for_test() as instance:
+        result = dg.materialize([assets["real_images"], assets["gan_model"]], partition_key="tiny", resources=defs.resources, instance=instance)
+        assert result.success
+        logs = [entry.user_message for entry in instance.all_logs(result.run_id)]
+    metadata = {k: v.value for k, v in result.asset_materializations_for_node("gan_model")[0].metadata.items()}
+    assert metadata["processes"] == 2 and metadata["steps"] == 20
+    assert any("step 20/20" in message and "(2 processes)" in message for message in logs)  # streamed from rank 0
+    run_dir = Path(metadata["generator_path"]).parent
+    assert load_checkpoint(run_dir / "checkpoints" / "ckpt-00000020.pt")["world_size"] == 2
+    client = mlflow.MlflowClient(os.environ["MLFLOW_TRACKING_URI"])
+    assert [m.step for m in client.get_metric_history(metadata["mlflow_run_id"], "d_loss")] == [10, 20]

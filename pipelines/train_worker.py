@@ -1,0 +1,51 @@
+"""The torchrun target of `gan_model` when the compute resource asks for several processes, launched
+through Dagster Pipes: every rank trains; rank 0 streams logs and progress into the Dagster run.
+
+    torchrun --nproc_per_node=N -m pipelines.train_worker --data train.npz --run-dir DIR --config JSON --resume
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from gan_core.checkpoint import CheckpointError
+from gan_core.distributed import world_from_env
+from gan_core.train import Progress, parse_cli, train
+
+
+def main() -> int:
+    data, config, run_dir, resume = parse_cli(description=__doc__)
+    world = world_from_env()
+    if not world.is_main:
+        _train(data, config, run_dir, resume, None)
+        return 0
+    from dagster_pipes import open_dagster_pipes
+
+    with open_dagster_pipes() as pipes:
+        _train(data, config, run_dir, resume, pipes)
+    return 0
+
+
+def _train(data, config, run_dir, resume, pipes) -> None:
+    def report(progress: Progress) -> None:
+        pipes.log.info(
+            f"step {progress.step}/{progress.total_steps} d_loss {progress.d_loss:.3f} g_loss {progress.g_loss:.3f} "
+            f"{progress.images_per_s:.0f} images/s augment p {progress.augment_p:.2f} ({world_from_env().size} processes)"
+        )
+        pipes.report_custom_message({"progress": dataclasses.asdict(progress)})
+
+    callback = report if pipes is not None else None
+    try:
+        result = train(data, config, run_dir, resume=resume, callback=callback, progress_bar=False)
+    except CheckpointError as error:  # every rank reads the same checkpoint, so every rank lands here
+        if pipes is not None:
+            pipes.log.warning(f"not resuming: {error}")
+        result = train(data, config, run_dir, resume=False, callback=callback, progress_bar=False)
+    if pipes is not None:
+        pipes.report_custom_message(
+            {"result": {"steps": result.steps, "resumed_from": result.resumed_from, "wall_s": result.wall_s, "images_per_s": result.images_per_s, "processes": world_from_env().size}}
+        )
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
