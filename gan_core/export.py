@@ -145,6 +145,11 @@ class ExportPlan:
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "class_names": list(self.class_names), "counts": [int(c) for c in self.counts]}
 
+    @classmethod
+    def from_dict(cls, fields: Mapping[str, Any]) -> ExportPlan:
+        """The inverse of `to_dict` (a plan handed to another process as JSON)."""
+        return cls(**{**fields, "class_names": tuple(fields["class_names"]), "counts": tuple(int(c) for c in fields["counts"])})
+
     def identity(self) -> dict[str, Any]:
         """What fixes the rows and files: batch size only paces the work, so a rerun may change it."""
         return {key: value for key, value in self.to_dict().items() if key != "batch_size"}

@@ -6,7 +6,9 @@ finds its inputs through the metadata of the upstream materialization of the sam
 import base64
 import dataclasses
 import json
+import os
 import shutil
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -19,7 +21,7 @@ import pandas as pd
 from gan_core.checkpoint import CheckpointError, load_generator, save_generator
 from gan_core.classifier import ClassifierConfig, Judge, train_classifier
 from gan_core.data import ImageData, load_source, save_npz
-from gan_core.export import EXPORT_SCHEMA, CopyScreen, ExportPlan, export_samples, read_export, verify_export
+from gan_core.export import EXPORT_SCHEMA, CopyScreen, ExportPlan, commit_export, export_samples, read_export, verify_export
 from gan_core.metrics import augmentation_uplift, evaluate, nearest_distances
 from gan_core.sample import class_grid, save_grid
 from gan_core.train import Progress, train
@@ -254,7 +256,12 @@ def build_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefinitio
         check_specs=[dg.AssetCheckSpec("export_valid", asset="synthetic_dataset", description="row count, schema and readability against the manifest")],
     )
     def synthetic_dataset(
-        context: dg.AssetExecutionContext, config: ExportConfig, specs: SpecsResource, storage: StorageResource, mlflow_store: MLflowResource
+        context: dg.AssetExecutionContext,
+        config: ExportConfig,
+        specs: SpecsResource,
+        storage: StorageResource,
+        mlflow_store: MLflowResource,
+        compute: ComputeResource,
     ) -> dg.MaterializeResult:
         """Export a labelled synthetic dataset from the champion to Parquet."""
         import mlflow
@@ -279,9 +286,13 @@ def build_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefinitio
                 metrics = {k[len("metric."):]: float(v) for k, v in champion.tags.items() if k.startswith("metric.")}
                 lineage = {"model_name": name, "model_version": str(champion.version), "run_id": champion.run_id, "metrics": metrics, "spec": spec.name}
                 screen = _copy_screen(spec, train_split, holdout)
-                result = export_samples(generator, plan, destination, lineage=lineage, root=storage.path, screen=screen)
-                manifest = result.manifest
-                context.log.info(f"exported {result.rows} rows in {result.wall_s:.1f} s to {destination}")
+                if compute.export_processes > 1:
+                    snapshot = Path(_upstream(context, "real_images")["snapshot"])
+                    manifest = _export_in_processes(context, generator, plan, destination, lineage, storage.path, screen, snapshot, compute.export_processes)
+                else:
+                    result = export_samples(generator, plan, destination, lineage=lineage, root=storage.path, screen=screen)
+                    manifest = result.manifest
+                    context.log.info(f"exported {result.rows} rows in {result.wall_s:.1f} s to {destination}")
         copies = manifest.get("memorization") or {}
         check = _check_export(destination, plan.total)
         return dg.MaterializeResult(
@@ -289,6 +300,8 @@ def build_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefinitio
                 "path": dg.MetadataValue.path(str(destination)),
                 "rows": manifest["total_rows"],
                 "files": len(manifest["files"]),
+                "export_processes": len(manifest.get("shard_pids", [])) or 1,
+                **({"shard_pids": dg.MetadataValue.json(manifest["shard_pids"])} if "shard_pids" in manifest else {}),
                 "model_version": str(champion.version),
                 "counts_per_class": dg.MetadataValue.json(manifest["counts_per_class"]),
                 **({"near_copy_fraction": copies["near_copy_fraction"], "exact_copies": copies["exact_copies"]} if copies else {}),
@@ -443,6 +456,34 @@ def _train_and_register(
             "sample_grid": _picture(final_dir / "samples.png"),
         }
     )
+
+
+def _export_in_processes(
+    context: dg.AssetExecutionContext, generator, plan: ExportPlan, destination: Path, lineage: dict[str, Any], root: Path, screen: CopyScreen, snapshot: Path, processes: int
+) -> dict[str, Any]:
+    """One `pipelines.export_worker` process per shard (disjoint parts), then one commit here."""
+    (root / "staging").mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=root / "staging", prefix="export-job-") as scratch:
+        generator_path = save_generator(generator, Path(scratch) / "generator.safetensors")
+        job = {
+            "generator": str(generator_path), "plan": plan.to_dict(), "destination": str(destination), "root": str(root), "lineage": lineage,
+            "shards": processes, "threads": max(1, (os.cpu_count() or 1) // processes),
+            "screen": {"train_npz": str(snapshot / "train.npz"), "threshold": screen.threshold, "max_near_copy_fraction": screen.max_near_copy_fraction},
+        }
+        (Path(scratch) / "job.json").write_text(json.dumps(job))
+        command = [sys.executable, "-m", "pipelines.export_worker", "--job", str(Path(scratch) / "job.json")]
+        workers = [subprocess.Popen([*command, "--shard", str(shard)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for shard in range(processes)]
+        outputs = [worker.communicate() for worker in workers]
+    failed = [(shard, err) for shard, (worker, (_, err)) in enumerate(zip(workers, outputs)) if worker.returncode != 0]
+    if failed:
+        shard, err = failed[0]
+        raise dg.Failure(f"export shard {shard} of {processes} failed (finished parts stay in staging for a rerun): {err.strip().splitlines()[-1] if err.strip() else 'no output'}")
+    reports = [json.loads(out.strip().splitlines()[-1]) for out, _ in outputs]
+    for report in reports:
+        context.log.info(f"shard {report['shard']} (pid {report['pid']}) wrote parts {report['parts']}")
+    manifest = commit_export(plan, destination, root=root)
+    manifest["shard_pids"] = [report["pid"] for report in reports]  # for the asset's metadata only
+    return manifest
 
 
 def _copy_screen(spec: Spec, train: ImageData, holdout: ImageData) -> CopyScreen:

@@ -39,7 +39,11 @@ def build_definitions(specs_dir: str | None = None, storage_root: str | None = N
             "specs": SpecsResource(directory=specs_dir),
             "storage": StorageResource(root=storage_root),
             "mlflow_store": MLflowResource(tracking_uri=tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", ""), storage_root=storage_root),
-            "compute": ComputeResource(device=os.environ.get("GANPIPE_DEVICE", "auto"), num_processes=int(os.environ.get("GANPIPE_PROCESSES", "1"))),
+            "compute": ComputeResource(
+                device=os.environ.get("GANPIPE_DEVICE", "auto"),
+                num_processes=int(os.environ.get("GANPIPE_PROCESSES", "1")),
+                export_processes=int(os.environ.get("GANPIPE_EXPORT_PROCESSES", "1")),
+            ),
         },
     )
 

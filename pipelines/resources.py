@@ -168,3 +168,4 @@ class ComputeResource(dg.ConfigurableResource):
     device: str = "auto"  # auto: cuda, then mps, then cpu
     precision: str = "auto"  # auto: bf16 autocast on CUDA
     num_processes: int = 1  # above 1: gan_model trains under torchrun with this many ranks, through Dagster Pipes
+    export_processes: int = 1  # above 1: synthetic_dataset writes that many shards in parallel processes

@@ -124,3 +124,29 @@ def test_gan_model_trains_on_two_processes_through_dagster_pipes(ganpipe_env, mo
     assert load_checkpoint(run_dir / "checkpoints" / "ckpt-00000020.pt")["world_size"] == 2
     client = mlflow.MlflowClient(os.environ["MLFLOW_TRACKING_URI"])
     assert [m.step for m in client.get_metric_history(metadata["mlflow_run_id"], "d_loss")] == [10, 20]
+
+
+def test_synthetic_dataset_writes_two_shards_in_two_processes_and_commits_once(ganpipe_env, monkeypatch):
+    import dagster as dg
+
+    from conftest import write_tiny_spec
+    from gan_core.export import read_export
+    from pipelines.definitions import build_definitions
+
+    env = ganpipe_env
+    write_tiny_spec(env["specs"])  # 3 classes × 10 samples, 12 rows per part: 3 parts
+    monkeypatch.setenv("GANPIPE_EXPORT_PROCESSES", "2")
+    defs = build_definitions(str(env["specs"]), str(env["home"]))
+    selection = [a for a in defs.assets if a.key.path[-1] != "augmentation_report"]
+    with dg.instance_for_test() as instance:
+        result = dg.materialize(selection, partition_key="tiny", resources=defs.resources, instance=instance)
+    assert result.success
+    metadata = {k: v.value for k, v in result.asset_materializations_for_node("synthetic_dataset")[0].metadata.items()}
+    assert metadata["export_processes"] == 2
+    pids = metadata["shard_pids"]
+    assert len(set(pids)) == 2 and os.getpid() not in pids
+    table = read_export(metadata["path"])
+    assert table.num_rows == 30 and sorted(table.column("sample_id").to_pylist()) == list(range(30))
+    manifest = json.loads((Path(metadata["path"]) / "_manifest.json").read_text())
+    assert len(manifest["files"]) == 3 and manifest["memorization"]["checked"] == 30  # every shard screened its rows
+    assert not list((env["home"] / "staging").iterdir())
