@@ -15,8 +15,8 @@ from pipelines.definitions import build_definitions
 from pipelines.specs import SpecError, load_spec, load_specs
 
 
-def _materialize(env, **kwargs):
-    defs = build_definitions(str(env["specs"]), str(env["home"]), f"sqlite:///{env['home'] / 'mlflow.db'}")
+def _materialize(env, tracking_uri: str | None = None, **kwargs):
+    defs = build_definitions(str(env["specs"]), str(env["home"]), tracking_uri or f"sqlite:///{env['home'] / 'mlflow.db'}")
     instance = kwargs.pop("instance")
     return dg.materialize(
         list(defs.assets),
@@ -28,21 +28,18 @@ def _materialize(env, **kwargs):
     )
 
 
-def _client(env):
-    uri = f"sqlite:///{env['home'] / 'mlflow.db'}"
+def _client(env, tracking_uri: str | None = None):
+    uri = tracking_uri or f"sqlite:///{env['home'] / 'mlflow.db'}"
     return mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
-def test_whole_graph_then_a_failing_gate_keeps_the_champion(ganpipe_env):
-    env = ganpipe_env
-    spec_path = write_tiny_spec(env["specs"])
-    instance = dg.DagsterInstance.local_temp(str(env["dagster_home"]))
-    result = _materialize(env, instance=instance)
+def assert_first_night(env, result, tracking_uri: str | None = None) -> None:
+    """What one whole run of the graph for the tiny spec must leave behind (any storage backend)."""
     assert result.success
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
     assert checks == {"quality_gate": True, "export_valid": True}
 
-    client = _client(env)
+    client = _client(env, tracking_uri)
     champion = client.get_model_version_by_alias("gan-tiny", "champion")
     assert str(champion.version) == "1"
     run = client.get_run(champion.run_id)
@@ -65,6 +62,15 @@ def test_whole_graph_then_a_failing_gate_keeps_the_champion(ganpipe_env):
     model = mlflow.pyfunc.load_model("models:/gan-tiny@champion")
     out = model.predict(__import__("pandas").DataFrame({"label": [0, 2], "seed": [5, 6]}))
     assert list(out.columns) == ["label", "seed", "image"] and out["image"].iloc[0][:4] == b"\x89PNG"
+
+
+def test_whole_graph_then_a_failing_gate_keeps_the_champion(ganpipe_env):
+    env = ganpipe_env
+    spec_path = write_tiny_spec(env["specs"])
+    instance = dg.DagsterInstance.local_temp(str(env["dagster_home"]))
+    result = _materialize(env, instance=instance)
+    assert_first_night(env, result)
+    client = _client(env)
 
     # Second run: a gate nobody can pass. The new version is registered but not promoted.
     spec_path.write_text(spec_path.read_text().replace("{min_label_accuracy: 0.0}", "{max_fid: 0.0}"))
