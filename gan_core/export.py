@@ -427,7 +427,7 @@ def export_samples(
     root = Path(root) if root is not None else default_root()
     lineage = dict(lineage or {})
     _check_destination(destination, root, allow_outside_root)
-    if _exists(destination):
+    if export_exists(destination):
         raise ExportError(f"export '{destination}' already exists and is complete; refusing to overwrite it")
     staging = _staging_dir(destination, root)
     config = generator.config
@@ -464,13 +464,12 @@ def export_samples(
     )
 
 
-def _exists(destination: str | Path) -> bool:
+def export_exists(destination: str | Path) -> bool:
+    """Whether a complete export (its manifest) is at `destination`, local or remote."""
     if _is_uri(destination):
-        import fsspec
-
-        fs, path = fsspec.core.url_to_fs(str(destination))
-        return fs.exists(f"{path.rstrip('/')}/{MANIFEST}")
-    return Path(destination).exists()
+        fs, base = _filesystem(destination)
+        return fs.exists(f"{base}/{MANIFEST}")
+    return Path(destination).exists()  # a local export appears in one rename, complete
 
 
 def commit_export(plan: ExportPlan, destination: str | Path, *, root: str | Path | None = None, allow_outside_root: bool = False) -> dict[str, Any]:
@@ -478,7 +477,7 @@ def commit_export(plan: ExportPlan, destination: str | Path, *, root: str | Path
     make the export visible in one step."""
     root = Path(root) if root is not None else default_root()
     _check_destination(destination, root, allow_outside_root)
-    if _exists(destination):
+    if export_exists(destination):
         raise ExportError(f"export '{destination}' already exists and is complete; refusing to overwrite it")
     staging = _staging_dir(destination, root)
     if not (staging / PLAN_FILE).exists():
@@ -551,34 +550,60 @@ def _upload(staging: Path, uri: str) -> None:
 # ---------------------------------------------------------------- reader
 
 
+def _filesystem(path: str | Path):
+    """(fsspec filesystem, path on it): a local path or any fsspec URI (s3://, gs://, memory://...)."""
+    import fsspec
+
+    if _is_uri(path):
+        fs, inner = fsspec.core.url_to_fs(str(path))
+        return fs, inner.rstrip("/")
+    return fsspec.filesystem("file"), str(Path(path))
+
+
+def _sha256_on(fs, path: str) -> str:
+    digest = hashlib.sha256()
+    with fs.open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def read_manifest(path: str | Path) -> dict[str, Any]:
-    manifest_path = Path(path) / MANIFEST
+    fs, base = _filesystem(path)
+    manifest_path = f"{base}/{MANIFEST}"
     try:
-        return json.loads(manifest_path.read_text())
+        return json.loads(fs.cat_file(manifest_path))
     except FileNotFoundError as error:
         raise ExportError(f"{manifest_path}: missing; '{path}' is not a complete export") from error
     except ValueError as error:
         raise ExportError(f"{manifest_path}: not valid JSON ({error})") from error
 
 
+def export_files(path: str | Path) -> list[tuple[str, pq.ParquetFile]]:
+    """(name, open Parquet file) of every file the manifest lists, unverified: for schema checks."""
+    fs, base = _filesystem(path)
+    return [(info["path"], pq.ParquetFile(fs.open(f"{base}/{info['path']}", "rb"))) for info in read_manifest(path)["files"]]
+
+
 def verify_export(path: str | Path) -> dict[str, Any]:
     """Check every file the manifest lists: present, row count and SHA-256. Returns the manifest."""
-    root = Path(path)
-    manifest = read_manifest(root)
+    fs, base = _filesystem(path)
+    manifest = read_manifest(path)
     total = 0
     for info in manifest["files"]:
-        file = root / info["path"]
+        file = f"{base}/{info['path']}"
         if Path(info["path"]).name != info["path"]:
-            raise ExportError(f"{root / MANIFEST}: file entry {info['path']!r} is not a plain file name")
-        if not file.is_file():
+            raise ExportError(f"{base}/{MANIFEST}: file entry {info['path']!r} is not a plain file name")
+        if not fs.isfile(file):
             raise ExportError(f"{file}: listed in the manifest but missing")
-        if file_sha256(file) != info["sha256"]:
+        if _sha256_on(fs, file) != info["sha256"]:
             raise ExportError(f"{file}: SHA-256 does not match the manifest (corrupted or modified)")
-        if pq.ParquetFile(file).metadata.num_rows != info["rows"]:
-            raise ExportError(f"{file}: row count does not match the manifest")
+        with fs.open(file, "rb") as handle:
+            if pq.ParquetFile(handle).metadata.num_rows != info["rows"]:
+                raise ExportError(f"{file}: row count does not match the manifest")
         total += info["rows"]
     if total != manifest["total_rows"]:
-        raise ExportError(f"{root}: files hold {total} rows, the manifest says {manifest['total_rows']}")
+        raise ExportError(f"{base}: files hold {total} rows, the manifest says {manifest['total_rows']}")
     return manifest
 
 
@@ -601,8 +626,12 @@ def read_export(path: str | Path, *, as_pandas: bool = False, decode: bool = Fal
 
     Returns a pyarrow Table (or a pandas DataFrame with as_pandas=True); with decode=True, a pair
     (table or frame, images as uint8 N×C×H×W in sample_id order)."""
-    root = Path(path)
-    manifest = verify_export(root) if verify else read_manifest(root)
-    table = pa.concat_tables(pq.read_table(root / info["path"]) for info in manifest["files"]).sort_by("sample_id")
+    fs, base = _filesystem(path)
+    manifest = verify_export(path) if verify else read_manifest(path)
+    tables = []
+    for info in manifest["files"]:
+        with fs.open(f"{base}/{info['path']}", "rb") as handle:
+            tables.append(pq.read_table(handle))
+    table = pa.concat_tables(tables).sort_by("sample_id")
     frame = table.to_pandas() if as_pandas else table
     return (frame, decode_images(table, manifest)) if decode else frame

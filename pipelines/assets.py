@@ -21,7 +21,7 @@ import pandas as pd
 from gan_core.checkpoint import CheckpointError, load_generator, save_generator
 from gan_core.classifier import ClassifierConfig, Judge, train_classifier
 from gan_core.data import ImageData, load_source, save_npz
-from gan_core.export import EXPORT_SCHEMA, CopyScreen, ExportPlan, commit_export, export_samples, read_export, verify_export
+from gan_core.export import EXPORT_SCHEMA, CopyScreen, ExportPlan, commit_export, export_exists, export_files, export_samples, read_export, verify_export
 from gan_core.metrics import augmentation_uplift, evaluate, nearest_distances
 from gan_core.sample import class_grid, save_grid
 from gan_core.train import Progress, train
@@ -277,9 +277,9 @@ def build_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefinitio
         per_class = config.samples_per_class or spec.export.samples_per_class
         plan = ExportPlan.per_class(class_names, per_class, seed=spec.export.seed, image_format=spec.export.image_format, rows_per_part=spec.export.rows_per_part)
         export_id = f"n{per_class}-s{spec.export.seed}-{spec.export.image_format}"
-        destination = storage.exports_dir(spec.name) / f"v{champion.version}" / export_id
+        destination = storage.export_destination(spec.name, str(champion.version), export_id)
         with storage.lock(spec.name, f"Dagster run {context.run.run_id}"):
-            if destination.exists():
+            if export_exists(destination):
                 context.log.info(f"{destination} already holds this export of v{champion.version}; verifying it")
                 manifest = verify_export(destination)
             else:
@@ -516,9 +516,7 @@ def _gates(spec: Spec, metrics: dict[str, float], backbone: str) -> dict[str, tu
     return results
 
 
-def _check_export(destination: Path, expected_rows: int) -> dg.AssetCheckResult:
-    import pyarrow.parquet as pq
-
+def _check_export(destination: str | Path, expected_rows: int) -> dg.AssetCheckResult:
     problems = []
     try:
         manifest = verify_export(destination)
@@ -526,10 +524,9 @@ def _check_export(destination: Path, expected_rows: int) -> dg.AssetCheckResult:
             problems.append("the manifest has no copy screening (memorization) figure")
         if manifest["total_rows"] != expected_rows:
             problems.append(f"manifest has {manifest['total_rows']} rows, plan has {expected_rows}")
-        for info in manifest["files"]:
-            schema = pq.read_schema(destination / info["path"]).remove_metadata()
-            if not schema.equals(EXPORT_SCHEMA):
-                problems.append(f"{info['path']}: schema differs from the export schema")
+        for name, parquet in export_files(destination):
+            if not parquet.schema_arrow.remove_metadata().equals(EXPORT_SCHEMA):
+                problems.append(f"{name}: schema differs from the export schema")
         first = read_export(destination, verify=False).slice(0, 1)
         if first.num_rows != 1:
             problems.append("no readable rows")

@@ -19,6 +19,7 @@ class StorageResource(dg.ConfigurableResource):
     """The storage root (GANPIPE_HOME, default ./var) and the layout under it."""
 
     root: str = Field(default_factory=lambda: os.environ.get("GANPIPE_HOME", "var"))
+    export_uri: str = Field(default_factory=lambda: os.environ.get("GANPIPE_EXPORT_URI", ""))  # e.g. s3://bucket/exports
 
     @property
     def path(self) -> Path:
@@ -32,6 +33,12 @@ class StorageResource(dg.ConfigurableResource):
 
     def exports_dir(self, spec: str) -> Path:
         return self.path / "exports" / spec
+
+    def export_destination(self, spec: str, version: str, export_id: str) -> str | Path:
+        """<export root>/<spec>/v<version>/<export id>: under the storage root, or the object store."""
+        if self.export_uri:
+            return f"{self.export_uri.rstrip('/')}/{spec}/v{version}/{export_id}"
+        return self.exports_dir(spec) / f"v{version}" / export_id
 
     @contextlib.contextmanager
     def lock(self, spec: str, holder: str) -> Iterator[Path]:
@@ -91,9 +98,12 @@ class MLflowResource(dg.ConfigurableResource):
         root.mkdir(parents=True, exist_ok=True)
         return f"sqlite:///{root / 'mlflow.db'}"
 
+    artifacts: str = Field(default_factory=lambda: os.environ.get("GANPIPE_MLFLOW_ARTIFACTS", ""))  # e.g. s3://bucket/mlflow
+
     @property
     def artifact_root(self) -> str:
-        return (Path(self.storage_root).absolute() / "mlartifacts").as_uri()
+        """Where new experiments keep their artifacts: GANPIPE_MLFLOW_ARTIFACTS, else <root>/mlartifacts."""
+        return self.artifacts.rstrip("/") if self.artifacts else (Path(self.storage_root).absolute() / "mlartifacts").as_uri()
 
     def client(self):
         import mlflow

@@ -178,3 +178,22 @@ def test_folder_sensor_fires_once_per_state(ganpipe_env):
     changed = sensor.evaluate_tick(dg.build_sensor_context(cursor=first.cursor, repository_def=repository))
     assert [r.partition_key for r in changed.run_requests] == ["pics"]
     assert changed.run_requests[0].run_key != first.run_requests[0].run_key
+
+
+def test_exports_to_an_object_store_uri(ganpipe_env, monkeypatch):
+    """GANPIPE_EXPORT_URI sends exports to any fsspec store (memory:// here, s3:// in production)."""
+    import fsspec
+
+    env = ganpipe_env
+    write_tiny_spec(env["specs"])
+    monkeypatch.setenv("GANPIPE_EXPORT_URI", "memory://ganpipe-test/exports")
+    result = _materialize(env, instance=dg.DagsterInstance.local_temp(str(env["dagster_home"])))
+    assert result.success
+    assert {e.check_name: e.passed for e in result.get_asset_check_evaluations()} == {"quality_gate": True, "export_valid": True}
+    path = result.asset_materializations_for_node("synthetic_dataset")[0].metadata["path"].value
+    assert path.startswith("memory://ganpipe-test/exports/tiny/v1/")
+    names = sorted(p.rsplit("/", 1)[1] for p in fsspec.filesystem("memory").ls(path.removeprefix("memory://"), detail=False))
+    assert names == ["_manifest.json", "part-00000.parquet", "part-00001.parquet", "part-00002.parquet"]
+    assert read_export(path).num_rows == 30
+    assert "augmentation_report" in {e.asset_key.path[-1] for e in result.get_asset_materialization_events()}  # read back from the store
+    assert not (env["home"] / "exports").exists() and not list((env["home"] / "staging").iterdir())
