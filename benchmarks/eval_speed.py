@@ -8,10 +8,14 @@
    backbone is used for this part (Inception at 299 px would take an hour for 50,000 on 2 cores);
    `--memory-backbone inception` forces Inception (use it on a GPU).
 
-Last line: one JSON object with ours_images_per_s, torchmetrics_images_per_s, ratio,
-peak_rss_mb_10k, peak_rss_mb_50k.
+3. With `--fid-samples N` (default 50,000 on CUDA, off on CPU): the wall time of Inception FID on N
+   generated samples against the real set (generation, features of both sets, the Fréchet distance),
+   the figure to hold against torch-fidelity's 2 min 26 s for its metrics on 50k CIFAR images (P100).
 
-    .venv/bin/python benchmarks/eval_speed.py [--device cuda] [--images 256]
+Last line: one JSON object with ours_images_per_s, torchmetrics_images_per_s, ratio,
+peak_rss_mb_10k, peak_rss_mb_50k (and fid_wall_s_<N> when measured).
+
+    .venv/bin/python benchmarks/eval_speed.py [--device cuda] [--images 256] [--fid-samples 50000]
 """
 
 from __future__ import annotations
@@ -57,6 +61,33 @@ def throughput(device: str, n_images: int, batch_size: int, repeats: int) -> tup
     return n_images / min(ours_times), n_images / min(reference_times)
 
 
+def fid_wall(device: str, n: int, batch_size: int) -> tuple[float, float]:
+    """(seconds, FID) for FID of n generated samples against mnist-5k's train split, Inception backbone."""
+    from gan_core.data import load_source
+    from gan_core.metrics import InceptionBackbone, fid_from_features, resolve_inception_weights, write_random_inception_weights
+    from gan_core.models import Generator, ModelConfig
+    from gan_core.sample import generate
+
+    real = load_source({"kind": "builtin", "name": "mnist-5k"}, size=32, channels=1).split(0.2, seed=0)[0]
+    torch.manual_seed(0)
+    generator = Generator(ModelConfig(32, 1, 10, 64, 16, 16)).to(choose_device(device)).eval()
+    with tempfile.TemporaryDirectory() as scratch:
+        backbone = InceptionBackbone(resolve_inception_weights(write_random_inception_weights(Path(scratch) / "r.pth"), allow_unverified=True), device=device)
+    backbone.extract(real.images[:batch_size], batch_size)  # warm-up: kernels and allocator
+    dev = choose_device(device)
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+    started = time.perf_counter()
+    labels = np.arange(n) % 10
+    synthetic_features = []
+    for start in range(0, n, batch_size):  # generate and extract batch by batch, as evaluate() does
+        images = generate(generator, labels[start : start + batch_size], seed=start, batch_size=batch_size)
+        synthetic_features.append(backbone.extract(images, batch_size)[0])
+    real_features, _ = backbone.extract(real.images, batch_size)
+    fid = fid_from_features(real_features, np.concatenate(synthetic_features))
+    return time.perf_counter() - started, fid
+
+
 def memory_worker(n: int, backbone: str, device: str) -> None:
     """Peak RSS of one `evaluate()` call on n samples (no uplift), in this fresh process."""
     from gan_core.classifier import ClassifierConfig, train_classifier
@@ -90,6 +121,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--memory-backbone", default=None, help="domain (default on CPU) or inception (default on CUDA)")
     parser.add_argument("--sizes", default="10000,50000")
+    parser.add_argument("--fid-samples", type=int, default=None, help="time Inception FID on this many samples (default: 50000 on CUDA, 0 on CPU)")
+    parser.add_argument("--fid-batch-size", type=int, default=500)
     parser.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -109,6 +142,11 @@ def main() -> None:
         figures[f"peak_rss_mb_{label}"] = result["peak_rss_mb"]
         print(f"evaluate() on {n:,} samples ({backbone} backbone): peak RSS {result['peak_rss_mb']:.0f} MB, {result['rss_before_eval_mb']:.0f} MB before it "
               f"(features and logits {result['feature_mb']:.1f} MB), {result['wall_s']:.0f} s")
+    fid_samples = args.fid_samples if args.fid_samples is not None else (50_000 if device.type == "cuda" else 0)
+    if fid_samples:
+        wall, fid = fid_wall(args.device, fid_samples, args.fid_batch_size)
+        figures[f"fid_wall_s_{fid_samples}"] = wall
+        print(f"Inception FID of {fid_samples:,} generated samples against 4,000 real ones on {device}: {wall:.1f} s wall (FID {fid:.1f}, random weights)")
     print(json.dumps({key: round(value, 3) for key, value in figures.items()}))
 
 

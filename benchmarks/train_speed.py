@@ -6,12 +6,19 @@ Runs are interleaved (trainer, bare, trainer, bare, ...) and the best of each is
 noise hits both alike. Last line: one JSON object with trainer_images_per_s, baseline_images_per_s
 and ratio (trainer / baseline).
 
-    .venv/bin/python benchmarks/train_speed.py [--device cuda] [--size 32] [--steps 200]
+With `--gpu-paths` (the default on CUDA) it instead compares, at 32 and 64 px, the trainer in fp32
+eager mode (no autocast, no channels_last, no compile, the profile's batch) against its optimized
+path (bf16 autocast, channels_last, fused Adam, torch.compile with CUDA graphs, a larger batch; the
+dataset lives on the device and losses are read back once per log interval in both). Last line:
+fp32_eager_images_per_s_32, optimized_images_per_s_32, ratio_32 and the same for 64.
+
+    .venv/bin/python benchmarks/train_speed.py [--device cuda] [--size 32] [--steps 200] [--gpu-paths]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import tempfile
 import time
@@ -68,6 +75,32 @@ def bare_loop(data: ImageData, config: TrainConfig, steps: int) -> float:
     return steps * config.batch_size / (time.perf_counter() - started)
 
 
+def gpu_paths(device: str, profile: str, steps: int, optimized_batch: int, sizes: list[int]) -> dict[str, float]:
+    """fp32 eager against the optimized path, one after the other at each size, best of two each."""
+    figures = {}
+    for size in sizes:
+        data = normalise(load_source({"kind": "builtin", "name": "mnist-5k"}), size, 1)
+        common = {"steps": steps, "augment": "on", "augment_p": 0.2, "device": device, "log_every": steps, "checkpoint_every": steps}
+        eager = TrainConfig.from_profile(profile, **common, precision="fp32", channels_last="off", compile=False)
+        fast = TrainConfig.from_profile(profile, **common, precision="bf16", channels_last="on", compile=True, compile_mode="max-autotune-no-cudagraphs" if choose_device(device).type != "cuda" else "reduce-overhead", batch_size=optimized_batch)
+        rates = {}
+        for label, config in (("fp32_eager", eager), ("optimized", fast)):
+            torch._dynamo.reset()  # compiled graphs are cached per code object: start each path clean
+            with tempfile.TemporaryDirectory() as run_dir:
+                train(data, dataclasses.replace(config, steps=max(10, steps // 10)), run_dir, progress_bar=False)  # compile and warm up
+            best = 0.0
+            for _ in range(2):
+                with tempfile.TemporaryDirectory() as run_dir:
+                    best = max(best, train(data, config, run_dir, progress_bar=False).images_per_s)
+            rates[label] = best
+        figures[f"fp32_eager_images_per_s_{size}"] = round(rates["fp32_eager"], 1)
+        figures[f"optimized_images_per_s_{size}"] = round(rates["optimized"], 1)
+        figures[f"ratio_{size}"] = round(rates["optimized"] / rates["fp32_eager"], 3)
+        print(f"{size} px: fp32 eager {rates['fp32_eager']:.0f} images/s (batch {eager.batch_size}), optimized {rates['optimized']:.0f} images/s "
+              f"(batch {fast.batch_size}), ratio {figures[f'ratio_{size}']:.2f}")
+    return figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="auto")
@@ -75,7 +108,14 @@ def main() -> None:
     parser.add_argument("--profile", default="quick")
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--gpu-paths", action=argparse.BooleanOptionalAction, default=None, help="fp32 eager vs optimized at 32 and 64 px (default on CUDA)")
+    parser.add_argument("--optimized-batch", type=int, default=1024)
+    parser.add_argument("--gpu-sizes", default="32,64")
     args = parser.parse_args()
+    if args.gpu_paths or (args.gpu_paths is None and choose_device(args.device).type == "cuda"):
+        print(f"device {choose_device(args.device)}, profile {args.profile}, {args.steps} steps per measurement")
+        print(json.dumps(gpu_paths(args.device, args.profile, args.steps, args.optimized_batch, [int(s) for s in args.gpu_sizes.split(",")])))
+        return
 
     data = normalise(load_source({"kind": "builtin", "name": "mnist-5k"}), args.size, 1)
     config = TrainConfig.from_profile(args.profile, steps=args.steps, augment="on", augment_p=0.2, device=args.device)
