@@ -31,6 +31,7 @@ def build_definitions(specs_dir: str | None = None, storage_root: str | None = N
     assets = build_assets(partitions)
     job = dg.define_asset_job(JOB_NAME, selection=dg.AssetSelection.assets(*assets), description="ingest, train, evaluate, promote, export")
     return dg.Definitions(
+        executor=_executor(),
         assets=assets,
         jobs=[job],
         schedules=build_schedules(specs, job),
@@ -46,6 +47,19 @@ def build_definitions(specs_dir: str | None = None, storage_root: str | None = N
             ),
         },
     )
+
+
+def _executor():
+    """GANPIPE_EXECUTOR=k8s: every step its own Kubernetes job, sized by its `dagster-k8s/config`
+    tags (gan_model asks for a GPU); otherwise Dagster's default (multiprocess) executor."""
+    choice = os.environ.get("GANPIPE_EXECUTOR", "default")
+    if choice == "default":
+        return None
+    if choice == "k8s":
+        from dagster_k8s import k8s_job_executor  # the `k8s` extra
+
+        return k8s_job_executor
+    raise ValueError(f"GANPIPE_EXECUTOR: expected 'default' or 'k8s', got {choice!r}")
 
 
 defs = build_definitions()
