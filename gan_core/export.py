@@ -17,7 +17,9 @@ import io
 import json
 import os
 import shutil
+import struct
 import time
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -240,11 +242,23 @@ def _schema_for(plan: ExportPlan, lineage: Mapping[str, Any], image_shape: Seque
 # ---------------------------------------------------------------- encoding
 
 
-def encode_png(image: np.ndarray) -> bytes:
-    """C×H×W uint8 → PNG bytes (grayscale or RGB)."""
-    buffer = io.BytesIO()
-    Image.fromarray(image[0] if image.shape[0] == 1 else image.transpose(1, 2, 0)).save(buffer, format="PNG")
-    return buffer.getvalue()
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(data, zlib.crc32(kind)))
+
+
+def encode_png(image: np.ndarray, level: int = 6) -> bytes:
+    """C×H×W uint8 → PNG bytes (8-bit grayscale or RGB), written directly: for small images
+    Pillow's per-image overhead is most of the cost. Filter "none" on every row compresses
+    generated digits smaller than Pillow's adaptive filters, at about twice the speed."""
+    channels, height, width = image.shape
+    pixels = (image[0] if channels == 1 else image.transpose(1, 2, 0)).reshape(height, width * channels)
+    rows = np.zeros((height, 1 + width * channels), np.uint8)  # a leading 0 per row: filter type "none"
+    rows[:, 1:] = pixels
+    header = struct.pack(">IIBBBBB", width, height, 8, 0 if channels == 1 else 2, 0, 0, 0)
+    return _PNG_SIGNATURE + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", zlib.compress(rows.tobytes(), level)) + _png_chunk(b"IEND", b"")
 
 
 def _encode_batch(images: np.ndarray, image_format: str) -> list[bytes]:

@@ -215,3 +215,21 @@ def test_hugging_face_datasets_decodes_images_and_labels(tmp_path, monkeypatch):
     row = dataset.sort("sample_id")[40]
     expected = generate(generator, np.array([row["label"]]), seeds=np.array([row["seed"]]))[0, 0]
     np.testing.assert_array_equal(np.asarray(row["image"]), expected)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_png_encoder_round_trips_through_pillow(channels):
+    import io
+
+    from PIL import Image
+
+    from gan_core.export import encode_png
+
+    rng = np.random.default_rng(channels)
+    for height, width in ((1, 1), (5, 7), (32, 32)):
+        image = rng.integers(0, 256, (channels, height, width), dtype=np.uint8)
+        decoded = Image.open(io.BytesIO(encode_png(image)))
+        decoded.load()  # checks every chunk's CRC and the zlib stream
+        assert decoded.mode == ("L" if channels == 1 else "RGB") and decoded.size == (width, height)
+        array = np.asarray(decoded)
+        np.testing.assert_array_equal(array[None] if channels == 1 else array.transpose(2, 0, 1), image)
