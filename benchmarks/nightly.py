@@ -63,8 +63,11 @@ def tick_schedules() -> list[tuple[str, dict[str, str]]]:
     return requests
 
 
-def run_one(partition: str, tags: dict[str, str]) -> tuple[str, bool, float]:
+def run_one(partition: str, tags: dict[str, str], threads: int) -> tuple[str, bool, float]:
     import dagster as dg
+    import torch
+
+    torch.set_num_threads(threads)  # runs side by side share the cores: oversubscribed OpenMP threads spin
 
     from pipelines.definitions import JOB_NAME, build_definitions
 
@@ -91,11 +94,12 @@ def night_here(workdir: str, teams: int, workers: int) -> dict[str, float]:
     os.environ.update(prepare(Path(workdir), teams))
     started = time.perf_counter()
     requests = tick_schedules()
+    threads = max(1, (os.cpu_count() or 1) // workers)
     if workers > 1:
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            outcomes = list(pool.map(run_one, *zip(*requests)))
+            outcomes = list(pool.map(run_one, *zip(*requests), [threads] * len(requests)))
     else:
-        outcomes = [run_one(partition, tags) for partition, tags in requests]
+        outcomes = [run_one(partition, tags, threads) for partition, tags in requests]
     wall = time.perf_counter() - started
     peak = max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)) / 1024
     for partition, success, seconds in outcomes:
