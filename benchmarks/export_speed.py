@@ -79,12 +79,16 @@ def run_baseline(n: int, work: Path) -> dict:
 
 
 def run_generation(n: int, work: Path) -> dict:
+    """Best of three passes: a bound should not carry one pass's noise from a shared machine."""
     generator = quick_generator()
     labels = np.arange(n) % 10
     generate(generator, labels[:BATCH], batch_size=BATCH)  # warm-up
-    started = time.perf_counter()
-    generate(generator, labels, seed=1, batch_size=BATCH)
-    return {"wall_s": time.perf_counter() - started}
+    walls = []
+    for repeat in range(3):
+        started = time.perf_counter()
+        generate(generator, labels, seed=1 + repeat, batch_size=BATCH)
+        walls.append(time.perf_counter() - started)
+    return {"wall_s": min(walls)}
 
 
 def run_encoding(n: int, work: Path) -> dict:

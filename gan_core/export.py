@@ -12,6 +12,7 @@ up from the finished parts."""
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import io
 import json
@@ -358,6 +359,16 @@ def _screen_verdict(parts: Sequence[Mapping[str, Any]], recorded: Mapping[str, A
 # ---------------------------------------------------------------- writer
 
 
+def _release_memory() -> None:
+    """Hand freed memory back after each part, so RSS does not creep with the number of parts:
+    encoder threads allocate payloads in their own malloc arenas and the writer frees them."""
+    pa.default_memory_pool().release_unused()
+    try:
+        ctypes.CDLL(None).malloc_trim(0)  # glibc; absent elsewhere
+    except (AttributeError, OSError):
+        pass
+
+
 def _part_name(part: int) -> str:
     return f"part-{part:05d}.parquet"
 
@@ -394,16 +405,14 @@ def _write_part(generator, plan: ExportPlan, part: int, staging: Path, lineage, 
     temp = staging / f".{_part_name(part)}.{os.getpid()}.tmp"
     try:
         with pq.ParquetWriter(temp, schema, compression="zstd", write_statistics=["sample_id", "label", "seed"]) as writer:
-            buffered: list[pa.Table] = []
-            buffered_rows = 0
+            # Payloads are collected as plain bytes and become one Arrow table per row group: many
+            # small per-batch tables cost far more memory than the payloads themselves.
+            group_start, group = start, []
             for batch_start, batch_stop, payloads in _encoded_batches(generator, plan, start, stop, pool, workers, depth, screen, copies):
-                buffered.append(_batch_table(plan, batch_start, batch_stop, payloads, lineage, schema))
-                buffered_rows += batch_stop - batch_start
-                if buffered_rows >= plan.row_group_size:
-                    writer.write_table(pa.concat_tables(buffered), row_group_size=plan.row_group_size)
-                    buffered, buffered_rows = [], 0
-            if buffered:
-                writer.write_table(pa.concat_tables(buffered), row_group_size=plan.row_group_size)
+                group.extend(payloads)
+                if len(group) >= plan.row_group_size or batch_stop == stop:
+                    writer.write_table(_batch_table(plan, group_start, batch_stop, group, lineage, schema), row_group_size=plan.row_group_size)
+                    group_start, group = batch_stop, []
         with open(temp, "rb+") as handle:
             os.fsync(handle.fileno())
         checksum = file_sha256(temp)
@@ -461,6 +470,7 @@ def export_samples(
             if part in finished:
                 continue
             _write_part(generator, plan, part, staging, lineage, schema, pool, workers, depth=2, screen=screen)
+            _release_memory()
             written += 1
     result_files = sorted(_finished_parts(staging).values(), key=lambda info: info["part"])
     manifest: dict[str, Any] = {}
