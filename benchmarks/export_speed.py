@@ -7,6 +7,9 @@ generator alone on all cores, PNG encoding alone on one core, and the ideal expo
 1 / (1/generation + 1/(encoding_per_core × cores)). Every measurement runs in a fresh process so
 its peak RSS is its own. Last line: one JSON object with the figures.
 
+"ours-sharded" is the same export written as the pipeline does with GANPIPE_EXPORT_PROCESSES set to
+the number of cores: one single-threaded shard writer per core, then one commit.
+
     .venv/bin/python benchmarks/export_speed.py [--sizes 100000,1000000]
 """
 
@@ -49,13 +52,45 @@ def directory_bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
+LINEAGE = {"model_name": "bench", "model_version": "1"}
+
+
 def run_ours(n: int, work: Path) -> dict:
+    """One process: generation on all cores' torch threads, encoding overlapped in threads."""
     plan = ExportPlan.from_total(CLASSES, n, seed=0)
     destination = work / "exports" / "ours"
     started = time.perf_counter()
-    export_samples(quick_generator(), plan, destination, root=work, lineage={"model_name": "bench", "model_version": "1"})
+    export_samples(quick_generator(), plan, destination, root=work, lineage=LINEAGE)
     wall = time.perf_counter() - started
     return {"wall_s": wall, "bytes": directory_bytes(destination)}
+
+
+def sharded_plan(n: int, shards: int) -> ExportPlan:
+    return ExportPlan.from_total(CLASSES, n, seed=0, rows_per_part=-(-n // (2 * shards)))  # two parts per writer
+
+
+def run_shard(n: int, work: Path, shard: int, shards: int) -> dict:
+    torch.set_num_threads(1)  # one core per shard writer: small convolutions scale better as processes
+    plan = sharded_plan(n, shards)
+    export_samples(quick_generator(), plan, work / "exports" / "ours", root=work, lineage=LINEAGE, shard=(shard, shards), commit=False, workers=1)
+    return {"peak_rss_mb": peak_rss_mb()}
+
+
+def run_ours_sharded(n: int, work: Path) -> dict:
+    """The pipeline's GANPIPE_EXPORT_PROCESSES=cores: one single-threaded shard writer per core,
+    then one commit. Peak RSS reported as the sum of the writers' peaks and this process's."""
+    from gan_core.export import commit_export
+
+    shards = os.cpu_count() or 1
+    plan = sharded_plan(n, shards)
+    started = time.perf_counter()
+    writers = [subprocess.Popen([sys.executable, __file__, "--worker", f"shard:{i}:{shards}:{work}", str(n)], stdout=subprocess.PIPE, text=True) for i in range(shards)]
+    peaks = [json.loads(w.communicate()[0].strip().splitlines()[-1])["peak_rss_mb"] for w in writers]
+    if any(w.returncode for w in writers):
+        raise SystemExit("a shard writer failed")
+    commit_export(plan, work / "exports" / "ours", root=work)
+    wall = time.perf_counter() - started
+    return {"wall_s": wall, "bytes": directory_bytes(work / "exports" / "ours"), "peak_rss_mb_total": sum(peaks) + peak_rss_mb()}
 
 
 def run_baseline(n: int, work: Path) -> dict:
@@ -99,7 +134,7 @@ def run_encoding(n: int, work: Path) -> dict:
     return {"wall_s": time.perf_counter() - started}
 
 
-MODES = {"ours": run_ours, "baseline": run_baseline, "generation": run_generation, "encoding": run_encoding}
+MODES = {"ours": run_ours, "ours-sharded": run_ours_sharded, "baseline": run_baseline, "generation": run_generation, "encoding": run_encoding}
 
 
 def measure(mode: str, n: int) -> dict:
@@ -115,11 +150,15 @@ def main() -> None:
     args = parser.parse_args()
     if args.worker:
         mode, n = args.worker[0], int(args.worker[1])
+        if mode.startswith("shard:"):
+            _, shard, shards, work = mode.split(":", 3)
+            print(json.dumps(run_shard(n, Path(work), int(shard), int(shards))))
+            return
         if mode == "encoding":
             torch.set_num_threads(1)
         with tempfile.TemporaryDirectory() as work:
             result = MODES[mode](n, Path(work))
-        print(json.dumps({**result, "n": n, "peak_rss_mb": peak_rss_mb()}))
+        print(json.dumps({"n": n, "peak_rss_mb": peak_rss_mb(), **result}))
         return
 
     sizes = [int(s) for s in args.sizes.split(",")]
@@ -134,18 +173,22 @@ def main() -> None:
     print(f"ideal export rate: {ideal:.0f} samples/s")
     figures: dict[str, float] = {"generation_images_per_s": generation_rate, "encoding_images_per_s_per_core": encoding_rate, "ideal_samples_per_s": ideal}
     for n in sizes:
-        for mode in ("ours", "baseline"):
+        for mode in ("ours", "ours-sharded", "baseline"):
             result = measure(mode, n)
+            result["peak_rss_mb"] = result.pop("peak_rss_mb_total", result["peak_rss_mb"])
             rate = n / result["wall_s"]
             print(f"{mode:8s} {n:>9,d} samples: {rate:8.0f} samples/s  {result['bytes'] / 1e6 / result['wall_s']:6.2f} MB/s  peak RSS {result['peak_rss_mb']:7.0f} MB  ({result['wall_s']:.1f} s)")
             label = {100_000: "100k", 1_000_000: "1m"}.get(n, str(n))
-            figures[f"{mode}_samples_per_s_{label}"] = rate
-            figures[f"{mode}_mb_per_s_{label}"] = result["bytes"] / 1e6 / result["wall_s"]
-            figures[f"{mode}_peak_rss_mb_{label}"] = result["peak_rss_mb"]
+            key = mode.replace("-", "_")
+            figures[f"{key}_samples_per_s_{label}"] = rate
+            figures[f"{key}_mb_per_s_{label}"] = result["bytes"] / 1e6 / result["wall_s"]
+            figures[f"{key}_peak_rss_mb_{label}"] = result["peak_rss_mb"]
     largest = {100_000: "100k", 1_000_000: "1m"}.get(sizes[-1], str(sizes[-1]))
     figures[f"efficiency_{largest}"] = figures[f"ours_samples_per_s_{largest}"] / ideal
     figures[f"speedup_vs_baseline_{largest}"] = figures[f"ours_samples_per_s_{largest}"] / figures[f"baseline_samples_per_s_{largest}"]
-    print(f"at {sizes[-1]:,}: {figures[f'speedup_vs_baseline_{largest}']:.2f}× the baseline, {figures[f'efficiency_{largest}']:.0%} of the ideal rate")
+    figures[f"sharded_speedup_vs_baseline_{largest}"] = figures[f"ours_sharded_samples_per_s_{largest}"] / figures[f"baseline_samples_per_s_{largest}"]
+    print(f"at {sizes[-1]:,}: {figures[f'speedup_vs_baseline_{largest}']:.2f}× the baseline, {figures[f'efficiency_{largest}']:.0%} of the ideal rate; "
+          f"one shard writer per core: {figures[f'sharded_speedup_vs_baseline_{largest}']:.2f}× the baseline")
     print(json.dumps({key: round(value, 3) for key, value in figures.items()}))
 
 
