@@ -24,11 +24,21 @@ class CheckpointError(RuntimeError):
     """A checkpoint that cannot be read or does not match what is asked of it."""
 
 
-def file_sha256(path: str | Path) -> str:
+def file_sha256(path: str | Path, opener=open) -> str:
+    """SHA-256 of a file, read in 1 MiB chunks; `opener` may be an fsspec filesystem's `open`."""
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
+    with opener(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
+    return digest.hexdigest()
+
+
+def weights_digest(module) -> str:
+    """SHA-256 of a module's state (names and tensors): the same weights, bit for bit."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()
 
 

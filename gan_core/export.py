@@ -12,7 +12,6 @@ up from the finished parts."""
 
 from __future__ import annotations
 
-import ctypes
 import hashlib
 import io
 import json
@@ -31,7 +30,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
 
-from .checkpoint import atomic_write, file_sha256
+from .checkpoint import atomic_write, file_sha256, weights_digest  # a resumed export must come from the very same weights
 from .sample import generate, sample_seeds
 
 SCHEMA_VERSION = 1
@@ -201,15 +200,6 @@ def _write_json_atomic(path: Path, payload: Any) -> None:
     atomic_write(path, lambda temp: temp.write_text(json.dumps(payload, indent=2, sort_keys=True)))
 
 
-def weights_digest(module) -> str:
-    """SHA-256 of a module's state: a resumed export must come from the very same weights."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(module.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
-
-
 def _hf_features(class_names: Sequence[str], image_format: str) -> dict[str, Any]:
     """The `huggingface` schema metadata: `datasets` then decodes `image` and `label` itself."""
     value = lambda dtype: {"dtype": dtype, "_type": "Value"}  # noqa: E731
@@ -269,14 +259,15 @@ def _encode_batch(images: np.ndarray, image_format: str) -> list[bytes]:
 
 
 def _encoded_batches(
-    generator, plan: ExportPlan, start: int, stop: int, pool: ThreadPoolExecutor, workers: int, depth: int, screen: CopyScreen | None = None, copies: dict[str, int] | None = None
+    generator, plan: ExportPlan, start: int, stop: int, pool: ThreadPoolExecutor, workers: int, depth: int, screen: CopyScreen | None, copies: dict[str, int]
 ) -> Iterator[tuple[int, int, list[bytes]]]:
-    """Generate on the device in the calling thread while `pool` encodes earlier batches."""
+    """Generate on the device in the calling thread while `pool` encodes earlier batches; with a
+    `screen`, its counts for each batch are added to `copies`."""
     pending: list[tuple[int, int, Any]] = []
     for batch_start in range(start, stop, plan.batch_size):
         batch_stop = min(batch_start + plan.batch_size, stop)
         images = generate(generator, plan.labels_for(batch_start, batch_stop), seeds=plan.seeds_for(batch_start, batch_stop), batch_size=plan.batch_size)
-        if screen is not None and copies is not None:
+        if screen is not None:
             for key, value in screen.count(images).items():
                 copies[key] = copies.get(key, 0) + value
         # Split the batch so every worker gets a share even when one batch is in flight.
@@ -357,16 +348,6 @@ def _screen_verdict(parts: Sequence[Mapping[str, Any]], recorded: Mapping[str, A
 
 
 # ---------------------------------------------------------------- writer
-
-
-def _release_memory() -> None:
-    """Hand freed memory back after each part, so RSS does not creep with the number of parts:
-    encoder threads allocate payloads in their own malloc arenas and the writer frees them."""
-    pa.default_memory_pool().release_unused()
-    try:
-        ctypes.CDLL(None).malloc_trim(0)  # glibc; absent elsewhere
-    except (AttributeError, OSError):
-        pass
 
 
 def _part_name(part: int) -> str:
@@ -470,7 +451,6 @@ def export_samples(
             if part in finished:
                 continue
             _write_part(generator, plan, part, staging, lineage, schema, pool, workers, depth=2, screen=screen)
-            _release_memory()
             written += 1
     result_files = sorted(_finished_parts(staging).values(), key=lambda info: info["part"])
     manifest: dict[str, Any] = {}
@@ -584,14 +564,6 @@ def _filesystem(path: str | Path):
     return fsspec.filesystem("file"), str(Path(path))
 
 
-def _sha256_on(fs, path: str) -> str:
-    digest = hashlib.sha256()
-    with fs.open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def read_manifest(path: str | Path) -> dict[str, Any]:
     fs, base = _filesystem(path)
     manifest_path = f"{base}/{MANIFEST}"
@@ -603,10 +575,14 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
         raise ExportError(f"{manifest_path}: not valid JSON ({error})") from error
 
 
-def export_files(path: str | Path) -> list[tuple[str, pq.ParquetFile]]:
-    """(name, open Parquet file) of every file the manifest lists, unverified: for schema checks."""
+def export_schemas(path: str | Path) -> list[tuple[str, pa.Schema]]:
+    """(name, Arrow schema) of every file the manifest lists, unverified: for schema checks."""
     fs, base = _filesystem(path)
-    return [(info["path"], pq.ParquetFile(fs.open(f"{base}/{info['path']}", "rb"))) for info in read_manifest(path)["files"]]
+    schemas = []
+    for info in read_manifest(path)["files"]:
+        with fs.open(f"{base}/{info['path']}", "rb") as handle:
+            schemas.append((info["path"], pq.read_schema(handle)))
+    return schemas
 
 
 def verify_export(path: str | Path) -> dict[str, Any]:
@@ -620,7 +596,7 @@ def verify_export(path: str | Path) -> dict[str, Any]:
             raise ExportError(f"{base}/{MANIFEST}: file entry {info['path']!r} is not a plain file name")
         if not fs.isfile(file):
             raise ExportError(f"{file}: listed in the manifest but missing")
-        if _sha256_on(fs, file) != info["sha256"]:
+        if file_sha256(file, fs.open) != info["sha256"]:
             raise ExportError(f"{file}: SHA-256 does not match the manifest (corrupted or modified)")
         with fs.open(file, "rb") as handle:
             if pq.ParquetFile(handle).metadata.num_rows != info["rows"]:

@@ -300,8 +300,13 @@ def memorization(synthetic: np.ndarray, train: np.ndarray, holdout: np.ndarray, 
     return memorization_from_distances(synthetic_d, synthetic_i, holdout_d, space, top)
 
 
+def near_copy_threshold(holdout_distances: np.ndarray) -> float:
+    """Closer to a training image than 99% of unseen real images are: a likely copy."""
+    return float(np.percentile(holdout_distances, 1))
+
+
 def memorization_from_distances(synthetic_d: np.ndarray, synthetic_i: np.ndarray, holdout_d: np.ndarray, space: str, top: int = 8) -> Memorization:
-    threshold = float(np.percentile(holdout_d, 1))
+    threshold = near_copy_threshold(holdout_d)
     order = np.argsort(synthetic_d, kind="stable")[:top]
     return Memorization(
         space=space,

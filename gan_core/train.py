@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
-import hashlib
 import json
 import os
 import time
@@ -38,6 +37,7 @@ from .checkpoint import (
     prune_checkpoints,
     save_checkpoint,
     save_generator,
+    weights_digest,
 )
 from .data import ImageData, load_source
 from .device import autocast_for, choose_device
@@ -406,9 +406,9 @@ def main(argv: list[str] | None = None) -> int:
 
     result = train(data, config, run_dir, resume=resume, callback=report, progress_bar=False)
     # Every rank reports its own digest of the weights: they must all be the same.
-    digest = hashlib.sha256(b"".join(t.detach().cpu().numpy().tobytes() for t in result.generator.state_dict().values())).hexdigest()
-    summary = {"rank": world_from_env().rank, "weights_sha256": digest, "augment_p": result.augment_p, "steps": result.steps, "resumed_from": result.resumed_from}
-    if world_from_env().is_main:
+    world = world_from_env()
+    summary = {"rank": world.rank, "weights_sha256": weights_digest(result.generator), "augment_p": result.augment_p, "steps": result.steps, "resumed_from": result.resumed_from}
+    if world.is_main:
         summary.update(generator_path=str(result.generator_path), checkpoint=str(result.checkpoint), wall_s=result.wall_s, images_per_s=result.images_per_s)
     emit({"result": summary})
     if torch.distributed.is_initialized():

@@ -21,8 +21,8 @@ import pandas as pd
 from gan_core.checkpoint import CheckpointError, load_generator, save_generator
 from gan_core.classifier import ClassifierConfig, Judge, train_classifier
 from gan_core.data import ImageData, load_source, save_npz
-from gan_core.export import EXPORT_SCHEMA, CopyScreen, ExportPlan, commit_export, export_exists, export_files, export_samples, read_export, verify_export
-from gan_core.metrics import augmentation_uplift, evaluate, nearest_distances
+from gan_core.export import EXPORT_SCHEMA, CopyScreen, ExportPlan, commit_export, export_exists, export_samples, export_schemas, read_export, verify_export
+from gan_core.metrics import augmentation_uplift, evaluate, near_copy_threshold, nearest_distances
 from gan_core.sample import class_grid, save_grid
 from gan_core.train import Progress, train
 
@@ -278,6 +278,7 @@ def build_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefinitio
         plan = ExportPlan.per_class(class_names, per_class, seed=spec.export.seed, image_format=spec.export.image_format, rows_per_part=spec.export.rows_per_part)
         export_id = f"n{per_class}-s{spec.export.seed}-{spec.export.image_format}"
         destination = storage.export_destination(spec.name, str(champion.version), export_id)
+        shard_pids: list[int] = []
         with storage.lock(spec.name, f"Dagster run {context.run.run_id}"):
             if export_exists(destination):
                 context.log.info(f"{destination} already holds this export of v{champion.version}; verifying it")
@@ -288,7 +289,7 @@ def build_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefinitio
                 screen = _copy_screen(spec, train_split, holdout)
                 if compute.export_processes > 1:
                     snapshot = Path(_upstream(context, "real_images")["snapshot"])
-                    manifest = _export_in_processes(context, generator, plan, destination, lineage, storage.path, screen, snapshot, compute.export_processes)
+                    manifest, shard_pids = _export_in_processes(context, generator, plan, destination, lineage, storage.path, screen, snapshot, compute.export_processes)
                 else:
                     result = export_samples(generator, plan, destination, lineage=lineage, root=storage.path, screen=screen)
                     manifest = result.manifest
@@ -300,8 +301,8 @@ def build_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefinitio
                 "path": dg.MetadataValue.path(str(destination)),
                 "rows": manifest["total_rows"],
                 "files": len(manifest["files"]),
-                "export_processes": len(manifest.get("shard_pids", [])) or 1,
-                **({"shard_pids": dg.MetadataValue.json(manifest["shard_pids"])} if "shard_pids" in manifest else {}),
+                "export_processes": len(shard_pids) or 1,
+                **({"shard_pids": dg.MetadataValue.json(shard_pids)} if shard_pids else {}),
                 "model_version": str(champion.version),
                 "counts_per_class": dg.MetadataValue.json(manifest["counts_per_class"]),
                 **({"near_copy_fraction": copies["near_copy_fraction"], "exact_copies": copies["exact_copies"]} if copies else {}),
@@ -460,8 +461,9 @@ def _train_and_register(
 
 def _export_in_processes(
     context: dg.AssetExecutionContext, generator, plan: ExportPlan, destination: Path, lineage: dict[str, Any], root: Path, screen: CopyScreen, snapshot: Path, processes: int
-) -> dict[str, Any]:
-    """One `pipelines.export_worker` process per shard (disjoint parts), then one commit here."""
+) -> tuple[dict[str, Any], list[int]]:
+    """One `pipelines.export_worker` process per shard (disjoint parts), then one commit here.
+    Returns the manifest and the writers' pids."""
     (root / "staging").mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=root / "staging", prefix="export-job-") as scratch:
         generator_path = save_generator(generator, Path(scratch) / "generator.safetensors")
@@ -481,16 +483,14 @@ def _export_in_processes(
     reports = [json.loads(out.strip().splitlines()[-1]) for out, _ in outputs]
     for report in reports:
         context.log.info(f"shard {report['shard']} (pid {report['pid']}) wrote parts {report['parts']}")
-    manifest = commit_export(plan, destination, root=root)
-    manifest["shard_pids"] = [report["pid"] for report in reports]  # for the asset's metadata only
-    return manifest
+    return commit_export(plan, destination, root=root), [report["pid"] for report in reports]
 
 
 def _copy_screen(spec: Spec, train: ImageData, holdout: ImageData) -> CopyScreen:
     """Every export is screened against the training images with the evaluation's threshold."""
     holdout_distances, _ = nearest_distances(holdout.images, train.images)
     limit = spec.evaluation.gates.max_memorization_fraction
-    return CopyScreen(train.images, threshold=float(np.percentile(holdout_distances, 1)), max_near_copy_fraction=1.0 if limit is None else limit)
+    return CopyScreen(train.images, threshold=near_copy_threshold(holdout_distances), max_near_copy_fraction=1.0 if limit is None else limit)
 
 
 def _model_signature():
@@ -524,8 +524,8 @@ def _check_export(destination: str | Path, expected_rows: int) -> dg.AssetCheckR
             problems.append("the manifest has no copy screening (memorization) figure")
         if manifest["total_rows"] != expected_rows:
             problems.append(f"manifest has {manifest['total_rows']} rows, plan has {expected_rows}")
-        for name, parquet in export_files(destination):
-            if not parquet.schema_arrow.remove_metadata().equals(EXPORT_SCHEMA):
+        for name, schema in export_schemas(destination):
+            if not schema.remove_metadata().equals(EXPORT_SCHEMA):
                 problems.append(f"{name}: schema differs from the export schema")
         first = read_export(destination, verify=False).slice(0, 1)
         if first.num_rows != 1:

@@ -10,10 +10,10 @@ import argparse
 import json
 import os
 
-import numpy as np
 import torch
 
 from gan_core.checkpoint import load_generator
+from gan_core.data import load_source
 from gan_core.export import CopyScreen, ExportPlan, export_samples
 
 
@@ -29,8 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     plan = ExportPlan.from_dict(job["plan"])
     screen = None
     if job.get("screen"):
-        with np.load(job["screen"]["train_npz"], allow_pickle=False) as arrays:
-            screen = CopyScreen(arrays["images"], threshold=job["screen"]["threshold"], max_near_copy_fraction=job["screen"]["max_near_copy_fraction"])
+        train = load_source({"kind": "npz", "path": job["screen"]["train_npz"]})
+        screen = CopyScreen(train.images, threshold=job["screen"]["threshold"], max_near_copy_fraction=job["screen"]["max_near_copy_fraction"])
     export_samples(
         generator, plan, job["destination"], lineage=job["lineage"], root=job["root"], shard=(args.shard, job["shards"]), commit=False, workers=job["threads"], screen=screen
     )
