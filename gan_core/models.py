@@ -141,5 +141,64 @@ class Discriminator(nn.Module):
         return logits
 
 
+# Nearest 2× upsampling then a 3×3 convolution is one stride-2 transposed 4×4 convolution whose taps
+# are sums of the 3×3 taps (row k of this matrix says which): 4 multiply-adds per output pixel
+# instead of 9, and no upsampled copy in memory.
+_UPSAMPLED_TAPS = torch.tensor([[0, 0, 1], [0, 1, 1], [1, 1, 0], [1, 0, 0]], dtype=torch.float32)
+
+
+def _folded_norm(norm: ConditionalBatchNorm) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eval-mode batch norm and class affine as one scale and shift per class (row) and channel."""
+    stats = norm.norm
+    scale = torch.rsqrt(stats.running_var + stats.eps)
+    shift = -stats.running_mean * scale
+    if stats.affine:
+        scale, shift = scale * stats.weight, shift * stats.weight + stats.bias
+    if norm.embed is None:
+        return scale[None], shift[None]
+    gamma, beta = norm.embed.weight.chunk(2, dim=1)
+    return gamma * scale, gamma * shift + beta
+
+
+class FoldedGenerator:
+    """The eval-mode `Generator` rearranged for sampling: batch norms folded into one scale and shift
+    per class, each upsample + conv as one transposed conv. The same function up to float rounding,
+    about twice as fast on CPU. Built from the weights at the time of the call; cheap to rebuild."""
+
+    @torch.no_grad()
+    def __init__(self, generator: Generator):
+        self.config = generator.config
+        channels_last = lambda weight: weight.detach().contiguous(memory_format=torch.channels_last)  # noqa: E731
+        self.label_embedding = generator.label_embedding.weight.detach() if generator.label_embedding is not None else None
+        self.stem = (generator.stem.weight.detach(), generator.stem.bias.detach())
+        taps = _UPSAMPLED_TAPS.to(generator.stem.weight)
+        self.blocks = [
+            (*_folded_norm(block.norm), channels_last(torch.einsum("ak,oikl,bl->ioab", taps, block.conv.weight, taps)))
+            for block in generator.blocks
+        ]
+        self.out_norm = _folded_norm(generator.out_norm)
+        self.to_image = (channels_last(generator.to_image.weight), generator.to_image.bias.detach())
+
+    @staticmethod
+    def _scale_shift_relu(x: torch.Tensor, norm: tuple[torch.Tensor, torch.Tensor], labels: torch.Tensor | None) -> torch.Tensor:
+        scale, shift = norm
+        if labels is not None:
+            scale, shift = scale[labels], shift[labels]
+        return torch.addcmul(shift[:, :, None, None], x, scale[:, :, None, None]).relu_()
+
+    @torch.no_grad()
+    def __call__(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Noise (N×z_dim) and labels (N) → images in [-1, 1], N×C×H×W, as `Generator.forward`."""
+        if self.label_embedding is not None:
+            z = z * self.label_embedding[labels]
+        else:
+            labels = None
+        x = F.linear(z, *self.stem).view(len(z), -1, 4, 4).contiguous(memory_format=torch.channels_last)
+        for *norm, weight in self.blocks:
+            x = F.conv_transpose2d(self._scale_shift_relu(x, norm, labels), weight, stride=2, padding=1)
+        x = self._scale_shift_relu(x, self.out_norm, labels)
+        return torch.tanh(F.conv2d(x, *self.to_image, padding=1))
+
+
 def build_models(config: ModelConfig) -> tuple[Generator, Discriminator]:
     return Generator(config), Discriminator(config)

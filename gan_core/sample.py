@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .models import Generator
+from .models import FoldedGenerator, Generator
 
 _MASK63 = np.uint64((1 << 63) - 1)
 
@@ -68,21 +68,15 @@ def generate(
     seeds = sample_seeds(seed, len(labels)) if seeds is None else np.asarray(seeds, dtype=np.int64)
     if len(seeds) != len(labels):
         raise ValueError(f"seeds: {len(seeds)} seeds for {len(labels)} labels; expected one per sample")
-    was_training = generator.training
-    generator.eval()
-    if not generator.to_image.weight.is_contiguous(memory_format=torch.channels_last):
-        generator.to(memory_format=torch.channels_last)  # once: 2-3× faster convolutions on CPU and CUDA
+    folded = FoldedGenerator(generator)  # the eval-mode function, about twice as fast
     device = next(generator.parameters()).device
     config = generator.config
     out = np.empty((len(labels), config.channels, config.size, config.size), dtype=np.uint8)
-    try:
-        for start in range(0, len(labels), batch_size):
-            stop = min(start + batch_size, len(labels))
-            z = latents(seeds[start:stop], config.z_dim).to(device)
-            batch_labels = torch.from_numpy(labels[start:stop]).to(device)
-            out[start:stop] = to_uint8(generator(z, batch_labels)).cpu().numpy()
-    finally:
-        generator.train(was_training)
+    for start in range(0, len(labels), batch_size):
+        stop = min(start + batch_size, len(labels))
+        z = latents(seeds[start:stop], config.z_dim).to(device)
+        batch_labels = torch.from_numpy(labels[start:stop]).to(device)
+        out[start:stop] = to_uint8(folded(z, batch_labels)).cpu().numpy()
     return out
 
 

@@ -10,7 +10,7 @@ from gan_core.augment import AdaptiveAugmentController, DiffAugment
 from gan_core.checkpoint import CheckpointError, latest_checkpoint, list_checkpoints, load_checkpoint, load_generator
 from gan_core.data import ImageData
 from gan_core.losses import LOSSES, GANLoss
-from gan_core.models import SUPPORTED_SIZES, ModelConfig, build_models
+from gan_core.models import SUPPORTED_SIZES, FoldedGenerator, ModelConfig, build_models
 from gan_core.sample import generate, latents, sample_seeds
 from gan_core.train import TrainConfig, TrainingDiverged, train
 
@@ -46,6 +46,30 @@ def test_conditioning_changes_the_output():
         torch.nn.init.normal_(generator.label_embedding.weight)
         images = generator.eval()(z, torch.arange(3))
     assert not torch.allclose(images[0], images[1])
+
+
+@pytest.mark.parametrize("size", [8, 32, 128])
+@pytest.mark.parametrize("channels,num_classes", [(1, 10), (3, 1)])
+def test_folded_generator_is_the_eval_mode_generator(size, channels, num_classes):
+    torch.manual_seed(size)
+    generator, _ = build_models(ModelConfig(size=size, channels=channels, num_classes=num_classes, z_dim=16, g_width=8, d_width=8))
+    with torch.no_grad():  # trained-looking statistics and class affines, so every folded term matters
+        for module in generator.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.uniform_(-1, 1)
+                module.running_var.uniform_(0.2, 3)
+                if module.affine:
+                    module.weight.uniform_(0.5, 1.5)
+                    module.bias.uniform_(-0.5, 0.5)
+            if isinstance(module, torch.nn.Embedding):
+                module.weight.normal_(1, 0.5)
+    z, labels = torch.randn(6, 16), torch.randint(0, num_classes, (6,))
+    with torch.no_grad():
+        expected = generator.eval()(z, labels)
+    folded = FoldedGenerator(generator.train())(z, labels)
+    assert folded.shape == expected.shape
+    torch.testing.assert_close(folded, expected, rtol=0, atol=1e-5)
+    assert generator.training  # folding reads the weights and leaves the module as it was
 
 
 def test_bad_model_config():
