@@ -31,6 +31,7 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from .checkpoint import atomic_write, file_sha256, weights_digest  # a resumed export must come from the very same weights
+from .models import FoldedGenerator
 from .sample import generate, sample_seeds
 
 SCHEMA_VERSION = 1
@@ -240,26 +241,42 @@ def _png_chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(data, zlib.crc32(kind)))
 
 
-def encode_png(image: np.ndarray, level: int = 6) -> bytes:
-    """C×H×W uint8 → PNG bytes (8-bit grayscale or RGB), written directly: for small images
-    Pillow's per-image overhead is most of the cost. Filter "none" on every row compresses
-    generated digits smaller than Pillow's adaptive filters, at about twice the speed."""
-    channels, height, width = image.shape
-    pixels = (image[0] if channels == 1 else image.transpose(1, 2, 0)).reshape(height, width * channels)
-    rows = np.zeros((height, 1 + width * channels), np.uint8)  # a leading 0 per row: filter type "none"
-    rows[:, 1:] = pixels
+# zlib level 1: on MNIST digits 14.5 µs and 269 B per 32×32 image, against 23 µs and 256 B at
+# level 6 (Pillow's defaults: 56 µs and 281 B). Encoding time is export time; the bytes barely differ.
+PNG_LEVEL = 1
+
+
+def encode_pngs(images: np.ndarray, level: int = PNG_LEVEL) -> list[bytes]:
+    """N×C×H×W uint8 → one PNG (8-bit grayscale or RGB) per image, written directly: for small
+    images Pillow's per-image overhead is most of the cost. Filter "none" on every row compresses
+    generated digits smaller than Pillow's adaptive filters. The rows and header are built once per
+    batch, so per image only zlib runs, and it releases the GIL: threads encode in parallel."""
+    count, channels, height, width = images.shape
+    rows = np.zeros((count, height, 1 + width * channels), np.uint8)  # a leading 0 per row: filter type "none"
+    rows[:, :, 1:] = (images[:, 0] if channels == 1 else images.transpose(0, 2, 3, 1)).reshape(count, height, width * channels)
     header = struct.pack(">IIBBBBB", width, height, 8, 0 if channels == 1 else 2, 0, 0, 0)
-    return _PNG_SIGNATURE + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", zlib.compress(rows.tobytes(), level)) + _png_chunk(b"IEND", b"")
+    head, tail = _PNG_SIGNATURE + _png_chunk(b"IHDR", header), _png_chunk(b"IEND", b"")
+    idat_crc = zlib.crc32(b"IDAT")
+    encoded = []
+    for image_rows in rows:
+        data = zlib.compress(image_rows, level)
+        encoded.append(b"".join((head, struct.pack(">I", len(data)), b"IDAT", data, struct.pack(">I", zlib.crc32(data, idat_crc)), tail)))
+    return encoded
+
+
+def encode_png(image: np.ndarray, level: int = PNG_LEVEL) -> bytes:
+    """C×H×W uint8 → PNG bytes (see `encode_pngs`)."""
+    return encode_pngs(image[None], level)[0]
 
 
 def _encode_batch(images: np.ndarray, image_format: str) -> list[bytes]:
     if image_format == "raw":
         return [image.tobytes() for image in images]
-    return [encode_png(image) for image in images]
+    return encode_pngs(images)
 
 
 def _encoded_batches(
-    generator, plan: ExportPlan, start: int, stop: int, pool: ThreadPoolExecutor, workers: int, depth: int, screen: CopyScreen | None, copies: dict[str, int]
+    generator: FoldedGenerator, plan: ExportPlan, start: int, stop: int, pool: ThreadPoolExecutor, workers: int, depth: int, screen: CopyScreen | None, copies: dict[str, int]
 ) -> Iterator[tuple[int, int, list[bytes]]]:
     """Generate on the device in the calling thread while `pool` encodes earlier batches; with a
     `screen`, its counts for each batch are added to `copies`."""
@@ -379,7 +396,7 @@ def _prepare_staging(staging: Path, plan: ExportPlan, lineage: Mapping[str, Any]
         _write_json_atomic(plan_path, wanted)
 
 
-def _write_part(generator, plan: ExportPlan, part: int, staging: Path, lineage, schema, pool, workers: int, depth: int, screen: CopyScreen | None) -> dict[str, Any]:
+def _write_part(generator: FoldedGenerator, plan: ExportPlan, part: int, staging: Path, lineage, schema, pool, workers: int, depth: int, screen: CopyScreen | None) -> dict[str, Any]:
     start, stop = plan.part_range(part)
     copies: dict[str, int] = {}
     final = staging / _part_name(part)
@@ -446,11 +463,12 @@ def export_samples(
     finished = _finished_parts(staging)
     workers = workers or max(1, os.cpu_count() or 1)
     written = 0
+    folded = FoldedGenerator(generator)  # folded once, not once per batch
     with ThreadPoolExecutor(max_workers=workers) as pool:
         for part in parts:
             if part in finished:
                 continue
-            _write_part(generator, plan, part, staging, lineage, schema, pool, workers, depth=2, screen=screen)
+            _write_part(folded, plan, part, staging, lineage, schema, pool, workers, depth=2, screen=screen)
             written += 1
     result_files = sorted(_finished_parts(staging).values(), key=lambda info: info["part"])
     manifest: dict[str, Any] = {}

@@ -168,6 +168,7 @@ class FoldedGenerator:
     @torch.no_grad()
     def __init__(self, generator: Generator):
         self.config = generator.config
+        self.device = generator.stem.weight.device
         channels_last = lambda weight: weight.detach().contiguous(memory_format=torch.channels_last)  # noqa: E731
         self.label_embedding = generator.label_embedding.weight.detach() if generator.label_embedding is not None else None
         self.stem = (generator.stem.weight.detach(), generator.stem.bias.detach())

@@ -20,7 +20,7 @@ class GanGeneratorModel(mlflow.pyfunc.PythonModel):
         self.generator, self.meta = load_generator(Path(context.artifacts["generator"]) / "generator.safetensors")
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
-        from gan_core.export import encode_png
+        from gan_core.export import encode_pngs
         from gan_core.sample import generate
 
         missing = {"label", "seed"} - set(model_input.columns)
@@ -29,7 +29,7 @@ class GanGeneratorModel(mlflow.pyfunc.PythonModel):
         labels = model_input["label"].to_numpy(dtype=np.int64)
         seeds = model_input["seed"].to_numpy(dtype=np.int64)
         images = generate(self.generator, labels, seeds=seeds)
-        return pd.DataFrame({"label": labels, "seed": seeds, "image": [encode_png(image) for image in images]})
+        return pd.DataFrame({"label": labels, "seed": seeds, "image": encode_pngs(images)})
 
 
 mlflow.models.set_model(GanGeneratorModel())

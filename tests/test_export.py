@@ -223,13 +223,16 @@ def test_png_encoder_round_trips_through_pillow(channels):
 
     from PIL import Image
 
-    from gan_core.export import encode_png
+    from gan_core.export import encode_png, encode_pngs
 
     rng = np.random.default_rng(channels)
     for height, width in ((1, 1), (5, 7), (32, 32)):
-        image = rng.integers(0, 256, (channels, height, width), dtype=np.uint8)
-        decoded = Image.open(io.BytesIO(encode_png(image)))
-        decoded.load()  # checks every chunk's CRC and the zlib stream
-        assert decoded.mode == ("L" if channels == 1 else "RGB") and decoded.size == (width, height)
-        array = np.asarray(decoded)
-        np.testing.assert_array_equal(array[None] if channels == 1 else array.transpose(2, 0, 1), image)
+        images = rng.integers(0, 256, (3, channels, height, width), dtype=np.uint8)
+        batch = encode_pngs(images)
+        assert batch[1] == encode_png(images[1])  # one image encodes as it does within a batch
+        for image, png in zip(images, batch):
+            decoded = Image.open(io.BytesIO(png))
+            decoded.load()  # checks every chunk's CRC and the zlib stream
+            assert decoded.mode == ("L" if channels == 1 else "RGB") and decoded.size == (width, height)
+            array = np.asarray(decoded)
+            np.testing.assert_array_equal(array[None] if channels == 1 else array.transpose(2, 0, 1), image)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import platform
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -9,6 +12,7 @@ import torch
 from gan_core.augment import AdaptiveAugmentController, DiffAugment
 from gan_core.checkpoint import CheckpointError, latest_checkpoint, list_checkpoints, load_checkpoint, load_generator
 from gan_core.data import ImageData
+from gan_core.device import keep_freed_cpu_memory
 from gan_core.losses import LOSSES, GANLoss
 from gan_core.models import SUPPORTED_SIZES, FoldedGenerator, ModelConfig, build_models
 from gan_core.sample import generate, latents, sample_seeds
@@ -243,11 +247,18 @@ def test_sampling_is_deterministic_and_batch_independent():
     np.testing.assert_array_equal(first, generate(generator, labels, seed=5, batch_size=3))
     np.testing.assert_array_equal(first, generate(generator, labels, seed=5, batch_size=7))
     assert not np.array_equal(first, generate(generator, labels, seed=6, batch_size=3))
-    # One sample regenerates alone from its own seed.
+    # One sample regenerates alone from its own seed, from the generator or its folded form.
     seeds = sample_seeds(5, len(labels))
     np.testing.assert_array_equal(generate(generator, labels[4:5], seeds=seeds[4:5]), first[4:5])
+    np.testing.assert_array_equal(generate(FoldedGenerator(generator), labels, seed=5), first)
     with pytest.raises(ValueError, match="labels"):
         generate(generator, np.array([3]))
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
+def test_sampling_keeps_freed_cpu_memory_on_glibc():
+    generate(build_models(ModelConfig(size=8, num_classes=2, z_dim=8, g_width=4, d_width=4))[0], [0, 1])
+    assert keep_freed_cpu_memory()  # glibc accepted both allocator settings
 
 
 def test_latents_are_standard_normal():
