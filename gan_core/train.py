@@ -160,6 +160,7 @@ class TrainResult:
     generator_path: Path
     checkpoint: Path
     history: list[Progress] = field(default_factory=list)
+    not_resumed: str | None = None  # with resume="if-compatible": why the checkpoint found was not used
 
 
 def train(
@@ -167,7 +168,7 @@ def train(
     config: TrainConfig,
     run_dir: str | Path,
     *,
-    resume: bool = False,
+    resume: bool | str = False,
     callback: Callable[[Progress], None] | None = None,
     progress_bar: bool | None = None,
 ) -> TrainResult:
@@ -216,20 +217,23 @@ def train(
     order, position = torch.randperm(len(data), generator=data_rng), 0
     data_hash = data.content_hash()
 
-    start_step = 0
-    if not resume:
+    if resume not in (False, True, "if-compatible"):
+        raise ValueError(f"resume: expected False, True or 'if-compatible', got {resume!r}")
+    start_step, state, not_resumed = 0, None, None
+    found = world.broadcast_object(latest_checkpoint(checkpoint_dir) if world.is_main else None) if resume else None
+    if found is not None:
+        try:  # every rank reads the same file, so every rank decides alike
+            state = _resumable_state(found, model_config, data_hash, world.size)
+        except CheckpointError as error:
+            if resume != "if-compatible":
+                raise
+            not_resumed = str(error)
+    if state is None:
         if world.is_main:
             for stale in list_checkpoints(checkpoint_dir):  # a fresh run must not mix with an old one's checkpoints
                 stale.unlink()
         world.barrier()
-    elif (found := world.broadcast_object(latest_checkpoint(checkpoint_dir) if world.is_main else None)) is not None:
-        state = load_checkpoint(found)
-        if state.get("format") != CHECKPOINT_FORMAT:
-            raise CheckpointError(f"{found}: checkpoint format {state.get('format')}, this version reads {CHECKPOINT_FORMAT}; cannot resume from it")
-        if state.get("model_config") != model_config.to_dict() or state.get("data_hash") != data_hash:
-            raise CheckpointError(f"{found}: was trained with another model config or dataset; cannot resume from it")
-        if state.get("world_size") != world.size:
-            raise CheckpointError(f"{found}: was written by {state.get('world_size')} process(es); resume it with the same number, not {world.size}")
+    else:
         generator.load_state_dict(state["G"])
         discriminator.load_state_dict(state["D"])
         generator_ema.load_state_dict(state["G_ema"])
@@ -376,17 +380,31 @@ def train(
         generator_path=generator_path,
         checkpoint=last_checkpoint,
         history=history,
+        not_resumed=not_resumed,
     )
 
 
+def _resumable_state(found: Path, model_config: ModelConfig, data_hash: str, world_size: int) -> dict[str, Any]:
+    """The checkpoint's state if this run can continue it; a CheckpointError saying why not otherwise."""
+    state = load_checkpoint(found)
+    if state.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{found}: checkpoint format {state.get('format')}, this version reads {CHECKPOINT_FORMAT}; cannot resume from it")
+    if state.get("model_config") != model_config.to_dict() or state.get("data_hash") != data_hash:
+        raise CheckpointError(f"{found}: was trained with another model config or dataset; cannot resume from it")
+    if state.get("world_size") != world_size:
+        raise CheckpointError(f"{found}: was written by {state.get('world_size')} process(es); resume it with the same number, not {world_size}")
+    return state
 
-def parse_cli(argv: list[str] | None = None, description: str | None = None) -> tuple[ImageData, TrainConfig, Path, bool]:
-    """(data, config, run directory, resume) from `--data --run-dir --config --resume`."""
+
+
+def parse_cli(argv: list[str] | None = None, description: str | None = None) -> tuple[ImageData, TrainConfig, Path, bool | str]:
+    """(data, config, run directory, resume) from `--data --run-dir --config --resume [if-compatible]`."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--data", required=True, help="an .npz of images and labels (gan_core.data's npz loader)")
     parser.add_argument("--run-dir", required=True)
     parser.add_argument("--config", default="{}", help="TrainConfig fields as JSON, profile included")
-    parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--resume", nargs="?", const=True, default=False, choices=[True, "if-compatible"],
+                        help="continue the run directory's last checkpoint; with if-compatible, start afresh when it cannot be continued")
     args = parser.parse_args(argv)
     fields = json.loads(args.config)
     config = TrainConfig.from_profile(fields.pop("profile", "quick"), **fields)

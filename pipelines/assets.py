@@ -7,7 +7,6 @@ import base64
 import dataclasses
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -18,7 +17,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from gan_core.checkpoint import CheckpointError, load_generator, save_generator
+from gan_core.checkpoint import load_generator, save_generator
 from gan_core.classifier import ClassifierConfig, Judge, train_classifier
 from gan_core.data import ImageData, load_source, save_npz
 from gan_core.export import EXPORT_SCHEMA, CopyScreen, ExportPlan, commit_export, export_exists, export_samples, export_schemas, read_export, verify_export
@@ -371,12 +370,10 @@ def _train_in_process(context: dg.AssetExecutionContext, train_split: ImageData,
     def report(progress: Progress) -> None:
         _log_progress(context, progress)
 
-    try:
-        result = train(train_split, train_config, pending, resume=True, callback=report)
-    except CheckpointError as error:  # a stale pending run for other data or settings
-        context.log.warning(f"not resuming: {error}")
-        shutil.rmtree(pending)
-        result = train(train_split, train_config, pending, resume=False, callback=report)
+    # A pending run for other data or settings is stale: train afresh over it.
+    result = train(train_split, train_config, pending, resume="if-compatible", callback=report)
+    if result.not_resumed:
+        context.log.warning(f"did not resume: {result.not_resumed}")
     return Trained(result.generator, result.steps, result.resumed_from, result.wall_s, result.images_per_s, 1)
 
 
@@ -385,7 +382,7 @@ def _train_with_pipes(context: dg.AssetExecutionContext, snapshot: str, train_co
     this run; its progress messages are logged to MLflow here once training ends."""
     command = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}", "-m", "pipelines.train_worker",
-        "--data", str(Path(snapshot) / "train.npz"), "--run-dir", str(pending), "--config", json.dumps(dataclasses.asdict(train_config)), "--resume",
+        "--data", str(Path(snapshot) / "train.npz"), "--run-dir", str(pending), "--config", json.dumps(dataclasses.asdict(train_config)), "--resume", "if-compatible",
     ]
     invocation = dg.PipesSubprocessClient().run(command=command, context=context)
     messages = list(invocation.get_custom_messages())  # the payloads rank 0 reported, in order

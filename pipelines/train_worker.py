@@ -1,14 +1,13 @@
 """The torchrun target of `gan_model` when the compute resource asks for several processes, launched
 through Dagster Pipes: every rank trains; rank 0 streams logs and progress into the Dagster run.
 
-    torchrun --nproc_per_node=N -m pipelines.train_worker --data train.npz --run-dir DIR --config JSON --resume
+    torchrun --nproc_per_node=N -m pipelines.train_worker --data train.npz --run-dir DIR --config JSON --resume if-compatible
 """
 
 from __future__ import annotations
 
 import dataclasses
 
-from gan_core.checkpoint import CheckpointError
 from gan_core.distributed import world_from_env
 from gan_core.train import Progress, parse_cli, train
 
@@ -35,12 +34,9 @@ def _train(data, config, run_dir, resume, pipes) -> None:
         pipes.report_custom_message({"progress": dataclasses.asdict(progress)})
 
     callback = report if pipes is not None else None
-    try:
-        result = train(data, config, run_dir, resume=resume, callback=callback, progress_bar=False)
-    except CheckpointError as error:  # every rank reads the same checkpoint, so every rank lands here
-        if pipes is not None:
-            pipes.log.warning(f"not resuming: {error}")
-        result = train(data, config, run_dir, resume=False, callback=callback, progress_bar=False)
+    result = train(data, config, run_dir, resume=resume, callback=callback, progress_bar=False)
+    if pipes is not None and result.not_resumed:
+        pipes.log.warning(f"did not resume: {result.not_resumed}")
     if pipes is not None:
         pipes.report_custom_message(
             {"result": {"steps": result.steps, "resumed_from": result.resumed_from, "wall_s": result.wall_s, "images_per_s": result.images_per_s, "processes": world_from_env().size}}

@@ -110,6 +110,9 @@ def test_gan_model_trains_on_two_processes_through_dagster_pipes(ganpipe_env, mo
     env = ganpipe_env
     write_tiny_spec(env["specs"])
     monkeypatch.setenv("GANPIPE_PROCESSES", "2")
+    stale = env["home"] / "runs" / "tiny" / "pending" / "checkpoints"
+    stale.mkdir(parents=True)
+    (stale / "ckpt-00000010.pt").write_bytes(b"left by another version")  # every rank must start afresh alike
     defs = build_definitions(str(env["specs"]), str(env["home"]))
     assets = {a.key.path[-1]: a for a in defs.assets}
     assert json.loads(assets["gan_model"].op.tags["dagster-k8s/config"]) == K8S_GPU_TAGS["dagster-k8s/config"]  # what dagster-k8s reads
@@ -120,6 +123,7 @@ def test_gan_model_trains_on_two_processes_through_dagster_pipes(ganpipe_env, mo
     metadata = {k: v.value for k, v in result.asset_materializations_for_node("gan_model")[0].metadata.items()}
     assert metadata["processes"] == 2 and metadata["steps"] == 20
     assert any("step 20/20" in message and "(2 processes)" in message for message in logs)  # streamed from rank 0
+    assert any("did not resume" in message and "ckpt-00000010.pt" in message for message in logs)
     run_dir = Path(metadata["generator_path"]).parent
     assert load_checkpoint(run_dir / "checkpoints" / "ckpt-00000020.pt")["world_size"] == 2
     client = mlflow.MlflowClient(os.environ["MLFLOW_TRACKING_URI"])

@@ -191,6 +191,35 @@ def test_resume_refuses_other_data(tmp_path):
         train(ImageData(other.images, other.labels, other.class_names), TrainConfig.from_profile("quick", steps=10, **TINY), tmp_path, resume=True, progress_bar=False)
 
 
+def test_resume_if_compatible_starts_afresh_over_a_stale_run(tmp_path):
+    train(_tiny_data(), TrainConfig.from_profile("quick", steps=5, **TINY), tmp_path, progress_bar=False)
+    stale = latest_checkpoint(tmp_path / "checkpoints")
+    (tmp_path / "checkpoints" / "ckpt-00000007.pt").write_bytes(b"garbage")  # the newest one is corrupt too
+    other = _tiny_data()
+    other.images[0] ^= 1
+    result = train(other, TrainConfig.from_profile("quick", steps=5, **TINY), tmp_path, resume="if-compatible", progress_bar=False)
+    assert result.resumed_from == 0 and "ckpt-00000007.pt" in result.not_resumed
+    assert load_checkpoint(latest_checkpoint(tmp_path / "checkpoints"))["data_hash"] == other.content_hash()  # no stale file left to resume
+    assert load_checkpoint(stale)["data_hash"] == other.content_hash()  # same step, rewritten by the fresh run
+    again = train(other, TrainConfig.from_profile("quick", steps=10, **TINY), tmp_path, resume="if-compatible", progress_bar=False)
+    assert again.resumed_from == 5 and again.not_resumed is None
+    with pytest.raises(ValueError, match="resume"):
+        train(other, TrainConfig.from_profile("quick", steps=5, **TINY), tmp_path, resume="maybe", progress_bar=False)
+
+
+def test_training_cli_resume_options(tmp_path):
+    from gan_core.data import save_npz
+    from gan_core.train import parse_cli
+
+    data_file = save_npz(_tiny_data(), tmp_path / "train.npz")
+    base = ["--data", str(data_file), "--run-dir", str(tmp_path / "run")]
+    assert parse_cli(base)[3] is False
+    assert parse_cli([*base, "--resume"])[3] is True
+    assert parse_cli([*base, "--resume", "if-compatible"])[3] == "if-compatible"
+    with pytest.raises(SystemExit):
+        parse_cli([*base, "--resume", "yes"])
+
+
 def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
     (tmp_path / "checkpoints").mkdir()
     (tmp_path / "checkpoints" / "ckpt-00000005.pt").write_bytes(b"garbage")

@@ -85,6 +85,21 @@ def test_training_killed_with_sigkill_resumes_from_its_last_checkpoint(ganpipe_e
     assert min(m.step for m in history) > last_step  # the resumed run did not start over
 
 
+def test_a_stale_pending_run_is_trained_over_with_a_warning(ganpipe_env):
+    env = ganpipe_env
+    write_tiny_spec(env["specs"])
+    checkpoints = env["home"] / "runs" / "tiny" / "pending" / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    (checkpoints / "ckpt-00000010.pt").write_bytes(b"left by another version")  # cannot be continued
+    result = _materialize(env, ["real_images", "gan_model"])
+    assert result.success
+    warnings = [e.message for e in dg.DagsterInstance.get().all_logs(result.run_id) if "did not resume" in (e.message or "")]
+    assert len(warnings) == 1 and "ckpt-00000010.pt" in warnings[0]
+    metadata = {k: v.value for k, v in result.asset_materializations_for_node("gan_model")[0].metadata.items()}
+    assert metadata["resumed_from_step"] == 0 and metadata["steps"] == 20
+    assert load_checkpoint(Path(metadata["generator_path"]).parent / "checkpoints" / "ckpt-00000010.pt")["step"] == 10  # rewritten
+
+
 # ---------------------------------------------------------------- export killed
 
 
