@@ -250,7 +250,7 @@ def encode_pngs(images: np.ndarray, level: int = PNG_LEVEL) -> list[bytes]:
     """N×C×H×W uint8 → one PNG (8-bit grayscale or RGB) per image, written directly: for small
     images Pillow's per-image overhead is most of the cost. Filter "none" on every row compresses
     generated digits smaller than Pillow's adaptive filters. The rows and header are built once per
-    batch, so per image only zlib runs, and it releases the GIL: threads encode in parallel."""
+    batch, so per image only zlib runs, mostly outside the GIL."""
     count, channels, height, width = images.shape
     rows = np.zeros((count, height, 1 + width * channels), np.uint8)  # a leading 0 per row: filter type "none"
     rows[:, :, 1:] = (images[:, 0] if channels == 1 else images.transpose(0, 2, 3, 1)).reshape(count, height, width * channels)

@@ -26,6 +26,7 @@ from .checkpoint import file_sha256
 from .classifier import ClassifierConfig, Judge, train_classifier
 from .data import ImageData
 from .device import choose_device
+from .models import FoldedGenerator
 from .sample import generate, image_grid, sample_seeds, save_grid
 
 INCEPTION_URL = "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/weights-inception-2015-12-05-6726825d.pth"
@@ -415,8 +416,9 @@ def evaluate(
     seeds = sample_seeds(seed, len(labels))
     train_pixels = _pixels(train.images)
     chunks: dict[str, list[np.ndarray]] = {"features": [], "logits": [], "predicted": [], "pixel_d": [], "pixel_i": []}
+    folded = FoldedGenerator(generator)  # once, not once per batch
     for start in range(0, len(labels), batch_size):
-        images = generate(generator, labels[start : start + batch_size], seeds=seeds[start : start + batch_size], batch_size=batch_size)
+        images = generate(folded, labels[start : start + batch_size], seeds=seeds[start : start + batch_size], batch_size=batch_size)
         features, logits = net.extract(images, batch_size)
         distances, nearest = nearest_distances(_pixels(images), train_pixels)
         # The domain backbone's logits are the judge's: no second pass over the batch.
