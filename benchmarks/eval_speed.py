@@ -65,12 +65,12 @@ def fid_wall(device: str, n: int, batch_size: int) -> tuple[float, float]:
     """(seconds, FID) for FID of n generated samples against mnist-5k's train split, Inception backbone."""
     from gan_core.data import load_source
     from gan_core.metrics import InceptionBackbone, fid_from_features, resolve_inception_weights, write_random_inception_weights
-    from gan_core.models import Generator, ModelConfig
+    from gan_core.models import FoldedGenerator, Generator, ModelConfig
     from gan_core.sample import generate
 
     real = load_source({"kind": "builtin", "name": "mnist-5k"}, size=32, channels=1).split(0.2, seed=0)[0]
     torch.manual_seed(0)
-    generator = Generator(ModelConfig(32, 1, 10, 64, 16, 16)).to(choose_device(device)).eval()
+    generator = FoldedGenerator(Generator(ModelConfig(32, 1, 10, 64, 16, 16)).to(choose_device(device)))
     with tempfile.TemporaryDirectory() as scratch:
         backbone = InceptionBackbone(resolve_inception_weights(write_random_inception_weights(Path(scratch) / "r.pth"), allow_unverified=True), device=device)
     backbone.extract(real.images[:batch_size], batch_size)  # warm-up: kernels and allocator

@@ -256,12 +256,7 @@ def encode_pngs(images: np.ndarray, level: int = PNG_LEVEL) -> list[bytes]:
     rows[:, :, 1:] = (images[:, 0] if channels == 1 else images.transpose(0, 2, 3, 1)).reshape(count, height, width * channels)
     header = struct.pack(">IIBBBBB", width, height, 8, 0 if channels == 1 else 2, 0, 0, 0)
     head, tail = _PNG_SIGNATURE + _png_chunk(b"IHDR", header), _png_chunk(b"IEND", b"")
-    idat_crc = zlib.crc32(b"IDAT")
-    encoded = []
-    for image_rows in rows:
-        data = zlib.compress(image_rows, level)
-        encoded.append(b"".join((head, struct.pack(">I", len(data)), b"IDAT", data, struct.pack(">I", zlib.crc32(data, idat_crc)), tail)))
-    return encoded
+    return [head + _png_chunk(b"IDAT", zlib.compress(image_rows, level)) + tail for image_rows in rows]
 
 
 def encode_png(image: np.ndarray, level: int = PNG_LEVEL) -> bytes:

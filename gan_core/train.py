@@ -396,7 +396,6 @@ def _resumable_state(found: Path, model_config: ModelConfig, data_hash: str, wor
     return state
 
 
-
 def parse_cli(argv: list[str] | None = None, description: str | None = None) -> tuple[ImageData, TrainConfig, Path, bool | str]:
     """(data, config, run directory, resume) from `--data --run-dir --config --resume [if-compatible]`."""
     parser = argparse.ArgumentParser(description=description)

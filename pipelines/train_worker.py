@@ -35,9 +35,9 @@ def _train(data, config, run_dir, resume, pipes) -> None:
 
     callback = report if pipes is not None else None
     result = train(data, config, run_dir, resume=resume, callback=callback, progress_bar=False)
-    if pipes is not None and result.not_resumed:
-        pipes.log.warning(f"did not resume: {result.not_resumed}")
     if pipes is not None:
+        if result.not_resumed:
+            pipes.log.warning(f"did not resume: {result.not_resumed}")
         pipes.report_custom_message(
             {"result": {"steps": result.steps, "resumed_from": result.resumed_from, "wall_s": result.wall_s, "images_per_s": result.images_per_s, "processes": world_from_env().size}}
         )

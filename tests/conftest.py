@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -85,3 +86,10 @@ def initialise_instance() -> None:
         instance.get_runs(limit=1)
         instance.all_instigator_state()
         instance.event_log_storage.get_concurrency_keys()
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -13,15 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import write_tiny_spec
+from conftest import free_port, write_tiny_spec
 
 BIN = Path(sys.executable).parent
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_cli_asset_materialize(ganpipe_env):
@@ -76,7 +69,7 @@ def test_webserver_launches_a_run_through_graphql(ganpipe_env):
     (env["dagster_home"] / "dagster.yaml").write_text(
         "telemetry:\n  enabled: false\nrun_coordinator:\n  module: dagster.core.run_coordinator\n  class: DefaultRunCoordinator\n"
     )
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         [str(BIN / "dagster-webserver"), "-m", "pipelines", "-h", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ.copy(),

@@ -7,7 +7,6 @@ from __future__ import annotations
 import glob
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 from pathlib import Path
@@ -15,7 +14,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from conftest import write_tiny_spec
+from conftest import free_port, write_tiny_spec
 from test_pipelines import _materialize, assert_first_night
 
 pytestmark = pytest.mark.postgres
@@ -38,12 +37,6 @@ def _as_server_user(command: list[str]) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *command]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def postgres():
     bin_dir = _postgres_bin()
@@ -64,7 +57,7 @@ def postgres():
     if os.geteuid() == 0:
         for path in (base, data, sockets):
             os.chown(path, server_user.pw_uid, server_user.pw_gid)
-    port = _free_port()
+    port = free_port()
     subprocess.run(_as_server_user([str(bin_dir / "initdb"), "-D", str(data), "-A", "trust", "-U", USER]), check=True, capture_output=True, cwd=base)
     options = f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1 -c fsync=off"
     started = subprocess.run(_as_server_user([str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(base / "server.log"), "-w", "start"]), capture_output=True, text=True, cwd=base)

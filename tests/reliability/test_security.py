@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import free_port
 from gan_core.export import CopyScreen, ExportError, ExportPlan, export_samples, read_export
 from gan_core.sample import generate
 from test_export import CLASSES, LINEAGE, _plan, tiny_generator
@@ -108,14 +109,8 @@ def _listening_sockets(pids: list[int]) -> list[tuple[str, int]]:
     return listening
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_make_ui_listens_on_loopback_only(tmp_path):
-    ui_port, mlflow_port = _free_port(), _free_port()
+    ui_port, mlflow_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GANPIPE_", "DAGSTER_", "MLFLOW_"))}
     process = subprocess.Popen(
         ["make", "--no-print-directory", "ui", f"HOME_DIR={tmp_path}", f"UI_PORT={ui_port}", f"MLFLOW_PORT={mlflow_port}"],
