@@ -377,14 +377,16 @@ def _train_in_process(context: dg.AssetExecutionContext, train_split: ImageData,
     return Trained(result.generator, result.steps, result.resumed_from, result.wall_s, result.images_per_s, 1)
 
 
-def _train_with_pipes(context: dg.AssetExecutionContext, snapshot: str, train_config, pending: Path, processes: int) -> Trained:
+def _train_with_pipes(
+    context: dg.AssetExecutionContext, snapshot: str, train_config, pending: Path, processes: int, mlflow_environment: dict[str, str]
+) -> Trained:
     """torchrun with `processes` ranks, launched through Dagster Pipes: rank 0's logs stream into
     this run; its progress messages are logged to MLflow here once training ends."""
     command = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}", "-m", "pipelines.train_worker",
         "--data", str(Path(snapshot) / "train.npz"), "--run-dir", str(pending), "--config", json.dumps(dataclasses.asdict(train_config)), "--resume", "if-compatible",
     ]
-    invocation = dg.PipesSubprocessClient().run(command=command, context=context)
+    invocation = dg.PipesSubprocessClient(env=mlflow_environment).run(command=command, context=context)
     messages = list(invocation.get_custom_messages())  # the payloads rank 0 reported, in order
     for payload in messages:
         if "progress" in payload:
@@ -409,7 +411,7 @@ def _train_and_register(
         mlflow.log_dict(spec.model_dump(mode="json"), "spec.json")
 
         if processes > 1:
-            result = _train_with_pipes(context, upstream["snapshot"], train_config, pending, processes)
+            result = _train_with_pipes(context, upstream["snapshot"], train_config, pending, processes, mlflow_store.environment)
         else:
             result = _train_in_process(context, train_split, train_config, pending)
         if result.resumed_from:

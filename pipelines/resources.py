@@ -105,6 +105,16 @@ class MLflowResource(dg.ConfigurableResource):
         """Where new experiments keep their artifacts: GANPIPE_MLFLOW_ARTIFACTS, else <root>/mlartifacts."""
         return self.artifacts.rstrip("/") if self.artifacts else (Path(self.storage_root).absolute() / "mlartifacts").as_uri()
 
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        # Every step process (multiprocess executor, a Kubernetes pod) starts with MLflow's default
+        # tracking URI, ./mlflow.db: point the fluent API at this store before any asset code runs.
+        self.client()
+
+    @property
+    def environment(self) -> dict[str, str]:
+        """What a child process (a Pipes worker) needs to reach the same store."""
+        return {"MLFLOW_TRACKING_URI": self.uri, "MLFLOW_REGISTRY_URI": self.uri}
+
     def client(self):
         import mlflow
 
