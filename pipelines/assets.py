@@ -38,6 +38,8 @@ K8S_GPU_TAGS = {
     }
 }
 GROUP = "ganpipe"
+# Steps that keep every core busy with torch; the default executor runs one of them at a time.
+COMPUTE_TAG = {"ganpipe/compute": "heavy"}
 
 
 class GanModelConfig(dg.Config):
@@ -125,7 +127,7 @@ def build_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefinitio
             }
         )
 
-    @dg.asset(partitions_def=partitions, group_name=GROUP, deps=[real_images], kinds={"pytorch"})
+    @dg.asset(partitions_def=partitions, group_name=GROUP, deps=[real_images], kinds={"pytorch"}, op_tags=COMPUTE_TAG)
     def judge_classifier(context: dg.AssetExecutionContext, compute: ComputeResource) -> dg.MaterializeResult:
         """A small CNN trained on the real train split: judge of label fidelity, domain feature extractor."""
         snapshot = _upstream(context, "real_images")["snapshot"]
@@ -136,7 +138,7 @@ def build_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefinitio
         context.log.info(f"judge holdout accuracy {accuracy:.4f}")
         return dg.MaterializeResult(metadata={"judge_path": dg.MetadataValue.path(str(path)), "holdout_accuracy": accuracy})
 
-    @dg.asset(partitions_def=partitions, group_name=GROUP, deps=[real_images], pool="gpu", kinds={"pytorch", "mlflow"}, op_tags=K8S_GPU_TAGS)
+    @dg.asset(partitions_def=partitions, group_name=GROUP, deps=[real_images], pool="gpu", kinds={"pytorch", "mlflow"}, op_tags={**K8S_GPU_TAGS, **COMPUTE_TAG})
     def gan_model(
         context: dg.AssetExecutionContext,
         config: GanModelConfig,
@@ -160,6 +162,7 @@ def build_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefinitio
         group_name=GROUP,
         deps=[gan_model, judge_classifier, real_images],
         kinds={"pytorch", "mlflow"},
+        op_tags=COMPUTE_TAG,
         check_specs=[dg.AssetCheckSpec("quality_gate", asset="gan_evaluation", blocking=True, description="the spec's evaluation.gates")],
     )
     def gan_evaluation(
@@ -252,6 +255,7 @@ def build_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefinitio
         group_name=GROUP,
         deps=[champion_model, real_images],
         kinds={"parquet"},
+        op_tags=COMPUTE_TAG,
         check_specs=[dg.AssetCheckSpec("export_valid", asset="synthetic_dataset", description="row count, schema and readability against the manifest")],
     )
     def synthetic_dataset(
@@ -309,7 +313,7 @@ def build_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefinitio
             check_results=[check],
         )
 
-    @dg.asset(partitions_def=partitions, group_name=GROUP, deps=[synthetic_dataset, real_images], kinds={"pytorch", "mlflow"})
+    @dg.asset(partitions_def=partitions, group_name=GROUP, deps=[synthetic_dataset, real_images], kinds={"pytorch", "mlflow"}, op_tags=COMPUTE_TAG)
     def augmentation_report(
         context: dg.AssetExecutionContext, config: AugmentationReportConfig, specs: SpecsResource, mlflow_store: MLflowResource
     ) -> dg.MaterializeResult:
