@@ -7,7 +7,8 @@ STAMP := $(VENV)/.installed
 HOME_DIR ?= $(abspath var)
 UI_PORT ?= 3000
 MLFLOW_PORT ?= 5000
-DAGSTER_ENV := DAGSTER_HOME=$(HOME_DIR)/dagster GANPIPE_HOME=$(HOME_DIR) MLFLOW_TRACKING_URI=sqlite:///$(HOME_DIR)/mlflow.db
+DAGSTER_ENV := DAGSTER_HOME=$(HOME_DIR)/dagster GANPIPE_HOME=$(HOME_DIR) MLFLOW_TRACKING_URI=sqlite:///$(HOME_DIR)/mlflow.db \
+	GANPIPE_MLFLOW_UI=http://127.0.0.1:$(MLFLOW_PORT)
 
 .PHONY: setup test test-slow test-reliability demo demo-train ui instance clean
 

@@ -193,6 +193,10 @@ def build_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefinitio
         gate_results = _gates(spec, report.metrics, report.backbone)
         passed = all(ok for ok, _ in gate_results.values())
         client.set_model_version_tag(model["model_name"], model["model_version"], "quality_gate", "passed" if passed else "failed")
+        described = client.get_model_version(model["model_name"], model["model_version"]).description or ""
+        client.update_model_version(
+            model["model_name"], model["model_version"], description=_evaluated_description(described, passed, gate_results, report.metrics, metric, report.backbone)
+        )
         key_figures = {k: round(v, 5) for k, v in report.metrics.items() if not k.endswith("_std")}
         return dg.MaterializeResult(
             metadata={
@@ -442,6 +446,9 @@ def _train_and_register(
     final_dir = storage.runs_dir(spec.name) / run_id
     pending.rename(final_dir)
     client = mlflow_store.client()
+    client.update_registered_model(model_name(spec.name), description=_model_description(spec))
+    trained = f"{_data_summary(spec, upstream)}; {result.steps} steps ({spec.training.profile} profile) in {result.wall_s:.0f} s"
+    client.update_model_version(model_name(spec.name), version, description=f"{trained}. Not evaluated yet.")
     for key, value in {"run_id": run_id, "data_hash": upstream["content_hash"], "generator_path": str(final_dir / "generator.safetensors"), "dagster_run_id": context.run.run_id}.items():
         client.set_model_version_tag(model_name(spec.name), version, key, value)
     link = mlflow_store.run_link(experiment_id, run_id)
@@ -494,6 +501,36 @@ def _copy_screen(spec: Spec, train: ImageData, holdout: ImageData) -> CopyScreen
     holdout_distances, _ = nearest_distances(holdout.images, train.images)
     limit = spec.evaluation.gates.max_memorization_fraction
     return CopyScreen(train.images, threshold=near_copy_threshold(holdout_distances), max_near_copy_fraction=1.0 if limit is None else limit)
+
+
+def _model_description(spec: Spec) -> str:
+    """What a person reads on the MLflow model page."""
+    return (
+        f"Class-conditional GAN trained by ganpipe on spec '{spec.name}' ({spec.source.kind} source, "
+        f"{spec.image.size}×{spec.image.size}×{spec.image.channels} images). Each version says its data, steps, quality gate "
+        "and key figures beside their real-vs-real baselines. Alias `champion`: the version that passed its gate and beat the "
+        "one before; synthetic exports are made from it."
+    )
+
+
+def _data_summary(spec: Spec, real_images: dict[str, Any]) -> str:
+    return (
+        f"spec {spec.name}, data {real_images['content_hash'][:12]} "
+        f"({real_images['train_images']} train / {real_images['holdout_images']} holdout images)"
+    )
+
+
+def _evaluated_description(trained: str, passed: bool, gates: dict[str, tuple[bool, str]], metrics: dict[str, float], primary: str, backbone: str) -> str:
+    """The version's description after evaluation: gate verdict and three key figures with baselines."""
+    trained = trained.split(". Not evaluated yet.")[0].rstrip(".")
+    verdict = "passed" if passed else "FAILED"
+    checked = "; ".join(text for _, text in gates.values()) or "no gates configured"
+    figures = []
+    for name in dict.fromkeys(["label_accuracy", primary, f"coverage_{backbone}"]):
+        if name in metrics:
+            baseline = metrics.get(f"{name}_baseline")
+            figures.append(f"{name} {metrics[name]:.4g}" + ("" if baseline is None else f" (real vs real {baseline:.4g})"))
+    return f"{trained}. Quality gate {verdict} ({checked}). " + ", ".join(figures) + "."
 
 
 def _model_signature():

@@ -28,6 +28,12 @@ def build_definitions(specs_dir: str | None = None, storage_root: str | None = N
     # A bad spec keeps its partition: a run of it fails with the spec's error, naming file and field.
     broken = {Path(file).stem for file in errors if PARTITION_KEY.match(Path(file).stem)}
     partitions = dg.StaticPartitionsDefinition(sorted(set(specs) | broken))
+    mlflow_store = MLflowResource(tracking_uri=tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", ""), storage_root=storage_root)
+    # `dagster dev` from any directory: say which stores this code location uses.
+    dg.get_dagster_logger().info(
+        f"ganpipe: specs {Path(specs_dir).absolute()}, storage root {Path(storage_root).absolute()}, MLflow store {mlflow_store.uri} "
+        f"(UI links {mlflow_store.ui_url}), Dagster instance {os.environ.get('DAGSTER_HOME') or 'temporary (DAGSTER_HOME not set)'}"
+    )
     assets = build_assets(partitions)
     job = dg.define_asset_job(JOB_NAME, selection=dg.AssetSelection.assets(*assets), description="ingest, train, evaluate, promote, export")
     return dg.Definitions(
@@ -39,7 +45,7 @@ def build_definitions(specs_dir: str | None = None, storage_root: str | None = N
         resources={
             "specs": SpecsResource(directory=specs_dir),
             "storage": StorageResource(root=storage_root),
-            "mlflow_store": MLflowResource(tracking_uri=tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", ""), storage_root=storage_root),
+            "mlflow_store": mlflow_store,
             "compute": ComputeResource(
                 device=os.environ.get("GANPIPE_DEVICE", "auto"),
                 num_processes=int(os.environ.get("GANPIPE_PROCESSES", "1")),

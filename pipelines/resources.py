@@ -94,9 +94,7 @@ class MLflowResource(dg.ConfigurableResource):
     def uri(self) -> str:
         if self.tracking_uri:
             return self.tracking_uri
-        root = Path(self.storage_root).absolute()
-        root.mkdir(parents=True, exist_ok=True)
-        return f"sqlite:///{root / 'mlflow.db'}"
+        return f"sqlite:///{Path(self.storage_root).absolute() / 'mlflow.db'}"
 
     artifacts: str = Field(default_factory=lambda: os.environ.get("GANPIPE_MLFLOW_ARTIFACTS", ""))  # e.g. s3://bucket/mlflow
 
@@ -108,7 +106,13 @@ class MLflowResource(dg.ConfigurableResource):
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         # Every step process (multiprocess executor, a Kubernetes pod) starts with MLflow's default
         # tracking URI, ./mlflow.db: point the fluent API at this store before any asset code runs.
-        self.client()
+        self._point_mlflow_here()
+
+    def _point_mlflow_here(self) -> None:
+        import mlflow
+
+        mlflow.set_tracking_uri(self.uri)
+        mlflow.set_registry_uri(self.uri)
 
     @property
     def environment(self) -> dict[str, str]:
@@ -118,8 +122,9 @@ class MLflowResource(dg.ConfigurableResource):
     def client(self):
         import mlflow
 
-        mlflow.set_tracking_uri(self.uri)  # never let MLflow fall back to ./mlflow.db
-        mlflow.set_registry_uri(self.uri)
+        if not self.tracking_uri:
+            Path(self.storage_root).absolute().mkdir(parents=True, exist_ok=True)
+        self._point_mlflow_here()
         if self.uri not in _OPENED_STORES:
             with _store_init_lock(self.uri):
                 client = mlflow.MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)

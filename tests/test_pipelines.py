@@ -45,6 +45,12 @@ def assert_first_night(env, result, tracking_uri: str | None = None) -> None:
     run = client.get_run(champion.run_id)
     assert {"fid_domain", "fid_domain_baseline", "label_accuracy", "d_loss"} <= set(run.data.metrics)
     assert "metric.fid_domain" in champion.tags and champion.tags["quality_gate"] == "passed"
+    # What a person reads on the MLflow model page: the model, and each version's data, gate and figures.
+    assert "spec 'tiny'" in client.get_registered_model("gan-tiny").description
+    described = champion.description
+    assert "spec tiny, data " in described and "20 steps" in described and "Quality gate passed" in described
+    label_accuracy = run.data.metrics["label_accuracy"]
+    assert f"label_accuracy {label_accuracy:.4g} (real vs real " in described and "fid_domain " in described and "coverage_domain " in described
     assert run.data.tags["dagster.partition"] == "tiny" and run.data.tags["dagster.run_id"] == result.run_id
 
     exports = list((env["home"] / "exports" / "tiny").glob("v*/*"))
@@ -79,6 +85,7 @@ def test_whole_graph_then_a_failing_gate_keeps_the_champion(ganpipe_env):
     assert {e.check_name: e.passed for e in second.get_asset_check_evaluations()} == {"quality_gate": False}
     assert str(client.get_model_version_by_alias("gan-tiny", "champion").version) == "1"
     assert client.get_model_version("gan-tiny", "2").tags["quality_gate"] == "failed"
+    assert "Quality gate FAILED (fid_domain " in client.get_model_version("gan-tiny", "2").description
     assert [p.parent.name for p in (env["home"] / "exports" / "tiny").glob("v*/*")] == ["v1"]
     materialized = {event.asset_key.path[-1] for event in second.get_asset_materialization_events()}
     assert "champion_model" not in materialized and "synthetic_dataset" not in materialized
