@@ -1,6 +1,8 @@
 """`make demo`: materialize the whole asset graph for the default spec, in-process, against the
 local instance (DAGSTER_HOME=var/dagster) and MLflow store (var/mlflow.db), then say where things are."""
 
+from __future__ import annotations
+
 import argparse
 import os
 import time
@@ -9,6 +11,17 @@ import dagster as dg
 
 from .assets import model_name
 from .definitions import JOB_NAME, build_definitions
+
+
+def demo_run_config(samples_per_class: int = 200, steps: int | None = None) -> dict:
+    """The demo's launchpad config: a smaller export and uplift study than the spec's nightly run."""
+    return {
+        "ops": {
+            "synthetic_dataset": {"config": {"samples_per_class": samples_per_class}},
+            "augmentation_report": {"config": {"classifier_steps": 300}},
+            **({"gan_model": {"config": {"steps": steps}}} if steps else {}),
+        }
+    }
 
 
 def main(argv=None) -> int:
@@ -21,13 +34,7 @@ def main(argv=None) -> int:
     started = time.perf_counter()
     defs = build_definitions()
     job = defs.resolve_job_def(JOB_NAME)
-    run_config = {
-        "ops": {
-            "synthetic_dataset": {"config": {"samples_per_class": args.samples_per_class}},
-            "augmentation_report": {"config": {"classifier_steps": 300}},
-            **({"gan_model": {"config": {"steps": args.steps}}} if args.steps else {}),
-        }
-    }
+    run_config = demo_run_config(args.samples_per_class, args.steps)
     with dg.DagsterInstance.get() as instance:
         result = job.execute_in_process(instance=instance, partition_key=args.spec, run_config=run_config, raise_on_error=False)
     if not result.success:
