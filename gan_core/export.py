@@ -328,6 +328,7 @@ class CopyScreen:
         self.train_images = np.ascontiguousarray(self.train_images, dtype=np.uint8)
         if self.train_images.ndim != 4 or len(self.train_images) == 0:
             raise PlanError(f"copy screen: expected training images as a non-empty N×C×H×W array, got shape {self.train_images.shape}")
+        self._train_digests = {_image_digest(image) for image in self.train_images}
 
     def identity(self) -> dict[str, Any]:
         return {
@@ -343,8 +344,13 @@ class CopyScreen:
         if images.shape[1:] != self.train_images.shape[1:]:
             raise PlanError(f"copy screen: generated images are {images.shape[1:]}, training images {self.train_images.shape[1:]}")
         distances, _ = nearest_distances(images, self.train_images)
-        # Pixels are integers: any differing pixel puts the distance at 1 or more.
-        return {"checked": len(images), "near_copies": int((distances < self.threshold).sum()), "exact_copies": int((distances < 0.5).sum())}
+        exact = sum(_image_digest(image) in self._train_digests for image in np.ascontiguousarray(images, dtype=np.uint8))
+        return {"checked": len(images), "near_copies": int((distances < self.threshold).sum()), "exact_copies": int(exact)}
+
+
+def _image_digest(image: np.ndarray) -> bytes:
+    """Identifies an image by its bytes: equal digests are exact copies, whatever the image's size."""
+    return hashlib.blake2b(image.tobytes(), digest_size=16).digest()
 
 
 def _screen_verdict(parts: Sequence[Mapping[str, Any]], recorded: Mapping[str, Any]) -> tuple[dict[str, Any], str | None]:

@@ -270,17 +270,30 @@ def prdc(real: np.ndarray, fake: np.ndarray, k: int = 5, chunk: int = 2048) -> d
     }
 
 
-def nearest_distances(queries: np.ndarray, references: np.ndarray, chunk: int = 2048) -> tuple[np.ndarray, np.ndarray]:
-    """For each query row: distance to and index of its nearest reference row (Euclidean)."""
-    q = torch.from_numpy(np.asarray(queries, dtype=np.float32).reshape(len(queries), -1))
-    r = torch.from_numpy(np.asarray(references, dtype=np.float32).reshape(len(references), -1))
-    distances, indices = [], []
-    for start in range(0, len(q), chunk):
-        d = _pairwise(q[start : start + chunk], r)
-        best = d.min(dim=1)
-        distances.append(best.values)
-        indices.append(best.indices)
-    return torch.cat(distances).numpy(), torch.cat(indices).numpy()
+def nearest_distances(queries: np.ndarray, references: np.ndarray, chunk: int = 2048, chunk_bytes: int = 64 << 20) -> tuple[np.ndarray, np.ndarray]:
+    """For each query row: distance to and index of its nearest reference row (Euclidean), in float64.
+
+    On uint8 pixels this is exact: every squared norm and dot product is an integer below 2^53, so the
+    matrix-multiply shortcut loses nothing, where float32 rounds once a norm passes 2^24 (any RGB or
+    64 px image) and put a one-pixel-off copy at distance 0. Both sides are converted a chunk at a
+    time (about `chunk_bytes` each), so 128 px RGB training sets need no float copy of their own."""
+    q = np.asarray(queries).reshape(len(queries), -1)
+    r = np.asarray(references).reshape(len(references), -1)
+    rows = max(1, chunk_bytes // (8 * max(r.shape[1], 1)))
+    q_rows, r_rows = min(chunk, rows), rows
+    distances, indices = np.empty(len(q)), np.empty(len(q), dtype=np.int64)
+    for q_start in range(0, len(q), q_rows):
+        q_chunk = torch.from_numpy(q[q_start : q_start + q_rows]).double()
+        best = torch.full((len(q_chunk),), float("inf"), dtype=torch.float64)
+        best_index = torch.zeros(len(q_chunk), dtype=torch.int64)
+        for r_start in range(0, len(r), r_rows):
+            nearest = _pairwise(q_chunk, torch.from_numpy(r[r_start : r_start + r_rows]).double()).min(dim=1)
+            closer = nearest.values < best  # strict: ties keep the first reference, as one min would
+            best = torch.where(closer, nearest.values, best)
+            best_index = torch.where(closer, nearest.indices + r_start, best_index)
+        distances[q_start : q_start + len(q_chunk)] = best.numpy()
+        indices[q_start : q_start + len(q_chunk)] = best_index.numpy()
+    return distances, indices
 
 
 @dataclass
@@ -414,13 +427,12 @@ def evaluate(
     proportions = np.bincount(train.labels, minlength=train.num_classes) / len(train)
     labels = np.repeat(np.arange(train.num_classes), np.round(proportions * n_samples).astype(int))
     seeds = sample_seeds(seed, len(labels))
-    train_pixels = _pixels(train.images)
     chunks: dict[str, list[np.ndarray]] = {"features": [], "logits": [], "predicted": [], "pixel_d": [], "pixel_i": []}
     folded = FoldedGenerator(generator)  # once, not once per batch
     for start in range(0, len(labels), batch_size):
         images = generate(folded, labels[start : start + batch_size], seeds=seeds[start : start + batch_size], batch_size=batch_size)
         features, logits = net.extract(images, batch_size)
-        distances, nearest = nearest_distances(_pixels(images), train_pixels)
+        distances, nearest = nearest_distances(images, train.images)
         # The domain backbone's logits are the judge's: no second pass over the batch.
         predicted = logits.argmax(axis=1) if isinstance(net, DomainBackbone) else judge.predict(images)
         for key, value in zip(chunks, (features, logits, predicted, distances, nearest)):
@@ -462,7 +474,8 @@ def evaluate(
     metrics["label_accuracy_baseline"] = judge.accuracy(holdout)
 
     memo_feature = memorization(synthetic_f, train_f, holdout_f, f"{tag} features")
-    memo_pixel = memorization_from_distances(pixel_d, pixel_i, nearest_distances(_pixels(holdout.images), train_pixels)[0], "pixels")
+    # Pixel distances on a 0–1 scale (÷255), computed exactly on the uint8 images.
+    memo_pixel = memorization_from_distances(pixel_d / 255, pixel_i, nearest_distances(holdout.images, train.images)[0] / 255, "pixels")
     metrics["memorization_fraction_features"] = memo_feature.fraction_near_copies
     metrics["memorization_fraction_pixels"] = memo_pixel.fraction_near_copies
 
@@ -501,10 +514,6 @@ def evaluate(
     Path(files["json"]).write_text(json.dumps(report.to_dict(), indent=2))
     Path(files["markdown"]).write_text(render_markdown(report))
     return report
-
-
-def _pixels(images: np.ndarray) -> np.ndarray:
-    return images.reshape(len(images), -1).astype(np.float32) / 255
 
 
 def _save_pairs(synthetic: np.ndarray, nearest_train: np.ndarray, path: Path) -> None:

@@ -23,6 +23,7 @@ from gan_core.metrics import (
     kid_from_features,
     make_backbone,
     memorization,
+    nearest_distances,
     prdc,
     resolve_inception_weights,
     write_random_inception_weights,
@@ -209,3 +210,23 @@ def test_evaluate_writes_a_report(tmp_path, digits):
     assert "fid_domain" in (tmp_path / "report.md").read_text()
     assert (tmp_path / "samples.png").stat().st_size > 0 and (tmp_path / "nearest_pairs.png").stat().st_size > 0
     assert set(report.per_class_fid) <= set(train.class_names) and len(report.per_class_fid) >= 5
+
+
+@pytest.mark.parametrize("shape", [(3, 64, 64), (3, 128, 128)])
+def test_copy_screen_and_nearest_distances_are_exact_on_large_images(shape):
+    """Squared norms of these images pass 2^24, where float32's matrix-multiply shortcut rounds."""
+    from gan_core.export import CopyScreen
+
+    rng = np.random.default_rng(0)
+    train = rng.integers(0, 256, (40, *shape), dtype=np.uint8)
+    exact = train[:10].copy()
+    one_pixel_off = train[10:20].copy()
+    one_pixel_off[:, 0, 0, 0] ^= 1  # one pixel, one grey level
+    unrelated = rng.integers(0, 256, (10, *shape), dtype=np.uint8)
+    queries = np.concatenate([exact, one_pixel_off, unrelated])
+
+    distances, nearest = nearest_distances(queries, train)
+    assert (distances[:10] == 0).all() and (nearest[:10] == np.arange(10)).all()
+    assert (distances[10:20] == 1).all() and (nearest[10:20] == np.arange(10, 20)).all()
+    assert (distances[20:] > 1000).all()
+    assert CopyScreen(train, threshold=1.5).count(queries) == {"checked": 30, "near_copies": 20, "exact_copies": 10}
