@@ -8,6 +8,7 @@ split against holdout at the same N) beside it as `<name>_baseline`."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -22,7 +23,7 @@ from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.inception import InceptionScore
 from torchmetrics.image.kid import KernelInceptionDistance
 
-from .checkpoint import file_sha256
+from .checkpoint import file_sha256, weights_digest
 from .classifier import ClassifierConfig, Judge, train_classifier
 from .data import ImageData
 from .device import choose_device
@@ -364,6 +365,9 @@ def augmentation_uplift(
     if len(seeds) < 1:
         raise MetricsError("seeds: expected at least one seed")
     base = classifier or UPLIFT_CLASSIFIER
+    if not base.steps:
+        # Epochs would give the larger real+synthetic set more optimizer steps than real only.
+        raise MetricsError("uplift classifier: expected a fixed number of optimizer steps (ClassifierConfig.steps), the same for every training set")
     mixed = ImageData(np.concatenate([real_train.images, synthetic.images]), np.concatenate([real_train.labels, synthetic.labels]), real_train.class_names)
     results: dict[str, list[float]] = {"real": [], "mixed": [], "synthetic": []}
     for seed in seeds:
@@ -375,6 +379,28 @@ def augmentation_uplift(
 
 
 # ---------------------------------------------------------------- the report
+
+
+# Raise when a metric's definition changes: figures measured under different versions never compare.
+# 2: pixel distances exact (float64 on uint8), copies found by content hash.
+METRICS_VERSION = 2
+
+
+def yardstick(train: ImageData, holdout: ImageData, judge: Judge, backbone: Backbone, n_samples: int, seed: int) -> dict[str, Any]:
+    """Everything a generator's figures depend on besides the generator. Two figures compare only
+    under equal yardsticks (equal `id`): other data, another judge (the domain backbone), another
+    backbone, sample count or metric code make another scale."""
+    fields = {
+        "train": train.content_hash(),
+        "holdout": holdout.content_hash(),
+        "judge": weights_digest(judge.net),
+        "backbone": backbone.name,
+        "backbone_detail": backbone.description,
+        "n_samples": int(n_samples),
+        "seed": int(seed),
+        "metrics_version": METRICS_VERSION,
+    }
+    return {**fields, "id": hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]}
 
 
 @dataclass
@@ -391,6 +417,7 @@ class EvaluationReport:
     memorization: dict[str, dict[str, Any]]
     uplift: dict[str, Any] | None = None
     files: dict[str, str] = field(default_factory=dict)
+    yardstick: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -509,6 +536,7 @@ def evaluate(
         memorization={"features": asdict(memo_feature), "pixels": asdict(memo_pixel)},
         uplift=uplift,
         files=files,
+        yardstick=yardstick(train, holdout, judge, net, n_samples, seed),
     )
     files["json"], files["markdown"] = str(out / "report.json"), str(out / "report.md")
     Path(files["json"]).write_text(json.dumps(report.to_dict(), indent=2))

@@ -21,7 +21,7 @@ from gan_core.checkpoint import load_generator, save_generator
 from gan_core.classifier import ClassifierConfig, Judge, train_classifier
 from gan_core.data import ImageData, load_source, save_npz
 from gan_core.export import EXPORT_SCHEMA, CopyScreen, ExportPlan, commit_export, export_exists, export_samples, export_schemas, read_export, verify_export
-from gan_core.metrics import augmentation_uplift, evaluate, near_copy_threshold, nearest_distances
+from gan_core.metrics import MetricsError, augmentation_uplift, evaluate, near_copy_threshold, nearest_distances
 from gan_core.sample import class_grid, save_grid
 from gan_core.train import Progress, train
 
@@ -193,6 +193,7 @@ def build_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefinitio
         gate_results = _gates(spec, report.metrics, report.backbone)
         passed = all(ok for ok, _ in gate_results.values())
         client.set_model_version_tag(model["model_name"], model["model_version"], "quality_gate", "passed" if passed else "failed")
+        _tag_yardstick(client, model["model_name"], model["model_version"], report.yardstick)
         described = client.get_model_version(model["model_name"], model["model_version"]).description or ""
         client.update_model_version(
             model["model_name"], model["model_version"], description=_evaluated_description(described, passed, gate_results, report.metrics, metric, report.backbone)
@@ -205,6 +206,8 @@ def build_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefinitio
                 "backbone_reason": report.backbone_reason,
                 "primary_metric": metric,
                 "primary_higher_is_better": higher_is_better,
+                "yardstick_id": report.yardstick["id"],
+                "yardstick": dg.MetadataValue.json(report.yardstick),
                 "model_name": model["model_name"],
                 "model_version": model["model_version"],
                 "mlflow_run_id": model["mlflow_run_id"],
@@ -222,36 +225,45 @@ def build_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefinitio
             ],
         )
 
-    @dg.asset(partitions_def=partitions, group_name=GROUP, deps=[gan_evaluation], kinds={"mlflow"})
+    @dg.asset(partitions_def=partitions, group_name=GROUP, deps=[gan_evaluation], kinds={"mlflow"}, op_tags=COMPUTE_TAG)
     def champion_model(context: dg.AssetExecutionContext, mlflow_store: MLflowResource) -> dg.MaterializeResult:
-        """Move the `champion` alias to the new version if it beats the current champion."""
+        """Move the `champion` alias to the new version if it beats the current champion, both measured
+        with the same yardstick (the champion is re-evaluated on the new one when they differ)."""
         evaluation = _upstream(context, "gan_evaluation")
         name, version = evaluation["model_name"], str(evaluation["model_version"])
         metric, higher = evaluation["primary_metric"], evaluation["primary_higher_is_better"]
-        new_value = float(evaluation[metric])
+        yardstick = evaluation["yardstick"]
         client = mlflow_store.client()
-        try:
-            current = client.get_model_version_by_alias(name, "champion")
-        except Exception:  # noqa: BLE001 - MLflow raises RestException when the alias does not exist
-            current = None
-        current_value = float(current.tags[f"metric.{metric}"]) if current is not None and f"metric.{metric}" in current.tags else None
+        # The version's tag holds the figure at full precision; the metadata shows it rounded.
+        new_value = float(client.get_model_version(name, version).tags[f"metric.{metric}"])
+        current = client.get_registered_model(name).aliases.get("champion")  # any MLflow error propagates
+        reevaluated = False
         if current is None:
             promote, reason = True, "no champion yet"
-        elif str(current.version) == version:
+        elif str(current) == version:
             promote, reason = False, f"version {version} is already the champion"
-        elif current_value is None:
-            promote, reason = True, f"champion v{current.version} has no {metric}"
         else:
-            better = new_value > current_value if higher else new_value < current_value
-            promote = better
-            verdict = "beats" if better else "does not beat"
-            reason = f"v{version} {metric}={new_value:.5f} {verdict} champion v{current.version} {metric}={current_value:.5f}"
+            champion = client.get_model_version(name, str(current))
+            if champion.tags.get("yardstick_id") == yardstick["id"] and f"metric.{metric}" in champion.tags:
+                current_value, how = float(champion.tags[f"metric.{metric}"]), "same yardstick"
+            else:
+                current_value, how = _reevaluate(context, client, champion, yardstick, metric)
+                reevaluated = True
+            if current_value is None:
+                promote, reason = False, f"not promoted: {how}"
+            else:
+                promote = new_value > current_value if higher else new_value < current_value
+                verdict = "beats" if promote else "does not beat"
+                reason = f"v{version} {metric}={new_value:.5f} {verdict} champion v{current} {metric}={current_value:.5f} ({how})"
         if promote:
             client.set_registered_model_alias(name, "champion", version)
-        champion = version if promote else str(current.version)
+        champion_version = version if promote else str(current)
         context.log.info(("promoted: " if promote else "kept champion: ") + reason)
         return dg.MaterializeResult(
-            metadata={"model_name": name, "champion_version": str(champion), "candidate_version": version, "promoted": promote, "reason": reason, "metric": metric}
+            metadata={
+                "model_name": name, "champion_version": champion_version, "candidate_version": version, "promoted": promote, "reason": reason,
+                "metric": metric, "yardstick_id": yardstick["id"], "champion_reevaluated": reevaluated,
+            }
         )
 
     @dg.asset(
@@ -501,6 +513,35 @@ def _copy_screen(spec: Spec, train: ImageData, holdout: ImageData) -> CopyScreen
     holdout_distances, _ = nearest_distances(holdout.images, train.images)
     limit = spec.evaluation.gates.max_memorization_fraction
     return CopyScreen(train.images, threshold=near_copy_threshold(holdout_distances), max_near_copy_fraction=1.0 if limit is None else limit)
+
+
+def _tag_yardstick(client, name: str, version: str, yardstick: dict[str, Any]) -> None:
+    client.set_model_version_tag(name, version, "yardstick_id", yardstick["id"])
+    client.set_model_version_tag(name, version, "yardstick", json.dumps(yardstick, sort_keys=True))
+
+
+def _reevaluate(context: dg.AssetExecutionContext, client, champion, yardstick: dict[str, Any], metric: str) -> tuple[Optional[float], str]:
+    """The champion's `metric` on this run's yardstick (its data split, judge, backbone, sample count),
+    recorded on the champion's version; or None and why it cannot be measured so."""
+    import mlflow
+
+    before = champion.tags.get("yardstick_id", "none recorded")
+    train_split, holdout = _load_split(_upstream(context, "real_images")["snapshot"])
+    judge = Judge.load(_upstream(context, "judge_classifier")["judge_path"])
+    generator = mlflow.pyfunc.load_model(f"models:/{champion.name}/{champion.version}").unwrap_python_model().generator
+    with tempfile.TemporaryDirectory() as scratch:
+        try:
+            report = evaluate(generator, train_split, holdout, judge, scratch, n_samples=yardstick["n_samples"], backbone=yardstick["backbone"], seed=yardstick["seed"])
+        except MetricsError as error:
+            return None, f"champion v{champion.version} could not be re-evaluated on yardstick {yardstick['id']}: {error}"
+    if report.yardstick["id"] != yardstick["id"] or metric not in report.metrics:
+        return None, f"champion v{champion.version} re-evaluated on yardstick {report.yardstick['id']}, not this run's {yardstick['id']}, or without {metric}"
+    for key, value in report.metrics.items():
+        client.set_model_version_tag(champion.name, champion.version, f"metric.{key}", repr(float(value)))
+    _tag_yardstick(client, champion.name, champion.version, report.yardstick)
+    old = champion.tags.get(f"metric.{metric}")
+    context.log.info(f"champion v{champion.version} re-evaluated on yardstick {yardstick['id']} (was {before}): {metric} {old} → {report.metrics[metric]:.5f}")
+    return report.metrics[metric], f"champion re-evaluated on this run's yardstick {yardstick['id']}; its own was {before}, where {metric} was {old}"
 
 
 def _model_description(spec: Spec) -> str:

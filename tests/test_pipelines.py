@@ -15,17 +15,12 @@ from pipelines.definitions import build_definitions
 from pipelines.specs import SpecError, load_spec, load_specs
 
 
-def _materialize(env, tracking_uri: str | None = None, **kwargs):
+def _materialize(env, tracking_uri: str | None = None, selection: tuple[str, ...] | None = None, ops: dict | None = None, **kwargs):
     defs = build_definitions(str(env["specs"]), str(env["home"]), tracking_uri or f"sqlite:///{env['home'] / 'mlflow.db'}")
     instance = kwargs.pop("instance")
-    return dg.materialize(
-        list(defs.assets),
-        partition_key="tiny",
-        resources=defs.resources,
-        instance=instance,
-        run_config={"ops": {"augmentation_report": {"config": {"classifier_steps": 20}}}},
-        **kwargs,
-    )
+    assets = [a for a in defs.assets if selection is None or a.key.path[-1] in selection]
+    ops = {**({"augmentation_report": {"config": {"classifier_steps": 20}}} if selection is None else {}), **(ops or {})}
+    return dg.materialize(assets, partition_key="tiny", resources=defs.resources, instance=instance, run_config={"ops": ops}, **kwargs)
 
 
 def _client(env, tracking_uri: str | None = None):
@@ -89,6 +84,68 @@ def test_whole_graph_then_a_failing_gate_keeps_the_champion(ganpipe_env):
     assert [p.parent.name for p in (env["home"] / "exports" / "tiny").glob("v*/*")] == ["v1"]
     materialized = {event.asset_key.path[-1] for event in second.get_asset_materialization_events()}
     assert "champion_model" not in materialized and "synthetic_dataset" not in materialized
+
+
+UP_TO_CHAMPION = ("real_images", "judge_classifier", "gan_model", "gan_evaluation", "champion_model")
+
+
+def _champion_metadata(result) -> dict:
+    return {k: v.value for k, v in result.asset_materializations_for_node("champion_model")[0].metadata.items()}
+
+
+def test_champion_is_compared_like_with_like(ganpipe_env):
+    env = ganpipe_env
+    write_tiny_spec(env["specs"])
+    instance = dg.DagsterInstance.local_temp(str(env["dagster_home"]))
+    first = _materialize(env, selection=UP_TO_CHAMPION, instance=instance)
+    assert _champion_metadata(first)["reason"] == "no champion yet"
+    client = _client(env)
+    v1 = client.get_model_version("gan-tiny", "1")
+    assert len(v1.tags["yardstick_id"]) == 16 and json.loads(v1.tags["yardstick"])["n_samples"] == 60
+
+    # The same data, judge and settings: the same yardstick, compared by the stored figure; an equal
+    # figure does not beat the champion.
+    second = _champion_metadata(_materialize(env, selection=UP_TO_CHAMPION, instance=instance))
+    assert second["yardstick_id"] == v1.tags["yardstick_id"] and not second["champion_reevaluated"]
+    assert not second["promoted"] and "does not beat champion v1" in second["reason"] and "same yardstick" in second["reason"]
+
+    # A champion whose figure (on this yardstick) is worse is beaten.
+    client.set_model_version_tag("gan-tiny", "1", "metric.fid_domain", "1e9")
+    third = _champion_metadata(_materialize(env, selection=UP_TO_CHAMPION, instance=instance))
+    assert third["promoted"] and third["champion_version"] == "3" and "beats champion v1 fid_domain=1000000000.00000" in third["reason"]
+
+    # Another sample count is another yardstick: the champion is measured again on the challenger's,
+    # with the challenger's figure as the answer for the same generator (the tiny runs are identical).
+    fourth_run = _materialize(env, selection=UP_TO_CHAMPION, instance=instance, ops={"gan_evaluation": {"config": {"n_samples": 45}}})
+    fourth = _champion_metadata(fourth_run)
+    assert fourth["champion_reevaluated"] and fourth["yardstick_id"] != v1.tags["yardstick_id"]
+    assert f"champion re-evaluated on this run's yardstick {fourth['yardstick_id']}; its own was {v1.tags['yardstick_id']}" in fourth["reason"]
+    challenger_fid = fourth_run.asset_materializations_for_node("gan_evaluation")[0].metadata["fid_domain"].value
+    v3 = client.get_model_version("gan-tiny", "3")
+    assert v3.tags["yardstick_id"] == fourth["yardstick_id"] and float(v3.tags["metric.fid_domain"]) == pytest.approx(challenger_fid, abs=1e-5)
+    assert not fourth["promoted"] and str(client.get_model_version_by_alias("gan-tiny", "champion").version) == "3"
+
+
+def test_a_registry_error_fails_the_promotion(ganpipe_env):
+    """A locked store is an error, not "no champion yet": nothing is promoted."""
+    import sqlite3
+
+    env = ganpipe_env
+    write_tiny_spec(env["specs"])
+    instance = dg.DagsterInstance.local_temp(str(env["dagster_home"]))
+    assert _materialize(env, selection=UP_TO_CHAMPION, instance=instance).success
+    assert _materialize(env, selection=UP_TO_CHAMPION[:-1], instance=instance).success  # v2, evaluated
+    lock = sqlite3.connect(env["home"] / "mlflow.db", timeout=1)
+    lock.execute("BEGIN EXCLUSIVE")
+    try:
+        failed = _materialize(env, selection=("champion_model",), instance=instance, raise_on_error=False)
+    finally:
+        lock.rollback()
+        lock.close()
+    assert not failed.success
+    error = next(str(e.step_failure_data.error) for e in failed.all_events if e.event_type_value == "STEP_FAILURE")
+    assert "locked" in error
+    assert str(_client(env).get_model_version_by_alias("gan-tiny", "champion").version) == "1"
 
 
 def test_code_location_loads_without_warnings(ganpipe_env):
