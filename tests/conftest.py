@@ -93,3 +93,11 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def unavailable(reason: str) -> None:
+    """Skip a test whose prerequisite is missing; under CI (CI=true), where .ci/run sets the
+    prerequisites up, fail instead, so that a green run cannot come from skipping."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason} (CI=true: .ci/run should have set this up)", pytrace=False)
+    pytest.skip(reason)

@@ -188,10 +188,13 @@ def test_uplift_runs_on_tiny_data_with_several_seeds():
         images[labels == 1, :, 4:] = 200
         images = np.clip(images + rng.integers(0, 40, images.shape), 0, 255).astype(np.uint8)
         return ImageData(images, labels, ["top", "bottom"])
-    result = augmentation_uplift(blobs(20), blobs(10), blobs(20), seeds=(0, 1, 2), classifier=ClassifierConfig(epochs=3, width=4, feature_dim=8, batch_size=8))
+    result = augmentation_uplift(blobs(20), blobs(10), blobs(20), seeds=(0, 1, 2), classifier=ClassifierConfig(steps=15, width=4, feature_dim=8, batch_size=8))
     assert result.seeds == [0, 1, 2] and result.n_real == 40
     for mean, std in (result.real_only, result.real_plus_synthetic, result.synthetic_only):
         assert 0.5 <= mean <= 1.0 and std >= 0
+    # Epochs would give real+synthetic (the larger set) more optimizer steps than real only.
+    with pytest.raises(MetricsError, match="fixed number of optimizer steps"):
+        augmentation_uplift(blobs(20), blobs(10), blobs(20), seeds=(0,), classifier=ClassifierConfig(epochs=3, width=4, feature_dim=8, batch_size=8))
 
 
 def test_evaluate_writes_a_report(tmp_path, digits):

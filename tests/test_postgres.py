@@ -14,7 +14,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from conftest import free_port, write_tiny_spec
+from conftest import free_port, unavailable, write_tiny_spec
 from test_pipelines import _materialize, assert_first_night
 
 pytestmark = pytest.mark.postgres
@@ -41,14 +41,14 @@ def _as_server_user(command: list[str]) -> list[str]:
 def postgres():
     bin_dir = _postgres_bin()
     if bin_dir is None:
-        pytest.skip("PostgreSQL is not installed (.ci/run installs Debian's postgresql package)")
+        unavailable("PostgreSQL is not installed (.ci/run installs Debian's postgresql package)")
     if os.geteuid() == 0:
         try:
             import pwd
 
             server_user = pwd.getpwnam("postgres")
         except KeyError:
-            pytest.skip("running as root and there is no 'postgres' account to run the server as")
+            unavailable("running as root and there is no 'postgres' account to run the server as")
     # Not under pytest's temp root: that is private to root, and the server runs as another account.
     base = Path(tempfile.mkdtemp(prefix="ganpipe-postgres-"))
     data, sockets = base / "data", base / "sockets"
@@ -62,7 +62,7 @@ def postgres():
     options = f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1 -c fsync=off"
     started = subprocess.run(_as_server_user([str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(base / "server.log"), "-w", "start"]), capture_output=True, text=True, cwd=base)
     if started.returncode != 0:
-        pytest.skip(f"PostgreSQL could not be started: {started.stderr.strip() or started.stdout.strip()}")
+        unavailable(f"PostgreSQL could not be started: {started.stderr.strip() or started.stdout.strip()}")
     try:
         for database in ("dagster", "mlflow"):
             subprocess.run([str(bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", USER, database], check=True, capture_output=True)

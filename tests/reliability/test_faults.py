@@ -15,7 +15,7 @@ import mlflow
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import BIN, IN_PROCESS, dagster_cli, write_tiny_spec
+from conftest import BIN, IN_PROCESS, dagster_cli, unavailable, write_tiny_spec
 from gan_core.checkpoint import load_checkpoint
 from gan_core.export import ExportError, ExportPlan, export_samples, read_export
 from pipelines.definitions import build_definitions
@@ -42,7 +42,7 @@ def _mount_tmpfs(path: Path, options: str) -> None:
     path.mkdir(parents=True, exist_ok=True)
     done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True, text=True)
     if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here ({done.stderr.strip()}); the injected-error tests cover this")
+        unavailable(f"cannot mount a tmpfs here ({done.stderr.strip()}); the injected-error tests cover this")
 
 
 # ---------------------------------------------------------------- training killed
