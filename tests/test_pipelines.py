@@ -126,6 +126,20 @@ def test_champion_is_compared_like_with_like(ganpipe_env):
     assert not fourth["promoted"] and str(client.get_model_version_by_alias("gan-tiny", "champion").version) == "3"
 
 
+def test_quality_gate_fails_a_bad_model_and_passes_a_good_one(ganpipe_env):
+    """The gate is not vacuous: at min_label_accuracy 0.9, 20 training steps fail it (samples at
+    chance, 1/3) and 1,000 pass it (about 0.97 on the tiny bars)."""
+    env = ganpipe_env
+    write_tiny_spec(env["specs"], gates="{min_label_accuracy: 0.9}")
+    instance = dg.DagsterInstance.local_temp(str(env["dagster_home"]))
+    bad = _materialize(env, selection=UP_TO_CHAMPION, instance=instance, raise_on_error=False)
+    assert {e.check_name: e.passed for e in bad.get_asset_check_evaluations()} == {"quality_gate": False}
+    assert "champion" not in _client(env).get_registered_model("gan-tiny").aliases
+    good = _materialize(env, selection=UP_TO_CHAMPION, instance=instance, ops={"gan_model": {"config": {"steps": 1000}}})
+    assert {e.check_name: e.passed for e in good.get_asset_check_evaluations()} == {"quality_gate": True}
+    assert str(_client(env).get_registered_model("gan-tiny").aliases["champion"]) == "2"
+
+
 def test_a_registry_error_fails_the_promotion(ganpipe_env):
     """A locked store is an error, not "no champion yet": nothing is promoted."""
     import sqlite3
