@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from pathlib import Path
 
 import dagster as dg
@@ -29,10 +30,13 @@ def build_definitions(specs_dir: str | None = None, storage_root: str | None = N
     broken = {Path(file).stem for file in errors if PARTITION_KEY.match(Path(file).stem)}
     partitions = dg.StaticPartitionsDefinition(sorted(set(specs) | broken))
     mlflow_store = MLflowResource(tracking_uri=tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", ""), storage_root=storage_root)
-    # `dagster dev` from any directory: say which stores this code location uses.
-    dg.get_dagster_logger().info(
+    # `dagster dev` from any directory: say which stores this code location uses. On stderr: the code
+    # server that `dagster dev` starts shows warnings only, and this is no warning.
+    print(
         f"ganpipe: specs {Path(specs_dir).absolute()}, storage root {Path(storage_root).absolute()}, MLflow store {mlflow_store.uri} "
-        f"(UI links {mlflow_store.ui_url}), Dagster instance {os.environ.get('DAGSTER_HOME') or 'temporary (DAGSTER_HOME not set)'}"
+        f"(UI links {mlflow_store.ui_url}), Dagster instance {os.environ.get('DAGSTER_HOME') or 'temporary (DAGSTER_HOME not set)'}",
+        file=sys.stderr,
+        flush=True,
     )
     assets = build_assets(partitions)
     job = dg.define_asset_job(JOB_NAME, selection=dg.AssetSelection.assets(*assets), description="ingest, train, evaluate, promote, export")

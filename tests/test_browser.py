@@ -159,6 +159,9 @@ def test_materialize_from_the_ui_and_find_the_champion(servers):
             expect(page.get_by_text("trained by ganpipe on spec 'tiny'", exact=False).first).to_be_visible(timeout=60_000)
             expect(page.get_by_text(re.compile(r"^@?\s*champion$")).first).to_be_visible()
             page.screenshot(path=ARTIFACTS / "mlflow-model.png")
+            # `dagster dev` said at start which stores the code location uses.
+            started = (servers["logs"] / "dagster.log").read_text()
+            assert f"storage root {os.environ['GANPIPE_HOME']}, MLflow store {os.environ['MLFLOW_TRACKING_URI']} (UI links {mlflow_ui})" in started
         except Exception:
             page.screenshot(path=ARTIFACTS / "failure.png")
             for log in sorted(servers["logs"].iterdir()):

@@ -54,6 +54,7 @@ def test_whole_graph_through_the_cli_with_the_default_executor(tmp_path):
 
     # MLflow went to the store under the default storage root, in every step process; never ./mlflow.db.
     assert not (workdir / "mlflow.db").exists()
+    assert f"storage root {workdir / 'var'}, MLflow store sqlite:///{workdir / 'var' / 'mlflow.db'}" in completed.stderr  # said at load
     store = f"sqlite:///{workdir / 'var' / 'mlflow.db'}"
     client = mlflow.MlflowClient(tracking_uri=store, registry_uri=store)
     champion = client.get_model_version_by_alias("gan-tiny", "champion")
