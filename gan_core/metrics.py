@@ -13,8 +13,9 @@ import json
 import os
 import tempfile
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -378,6 +379,185 @@ def augmentation_uplift(
     return Uplift(stats["real"], stats["mixed"], stats["synthetic"], [int(s) for s in seeds], len(real_train), len(synthetic))
 
 
+# ---------------------------------------------------------------- the registry of named metrics
+
+
+@dataclass
+class Measured:
+    """What one evaluation pass extracted, shared by every metric: features and logits of the train
+    split, the synthetic samples and the holdout (at equal N for set-to-set metrics: `fake_*` and
+    `real_*`), the judge's predictions, nearest-training-image distances and the uplift study."""
+
+    backbone: str
+    train_f: np.ndarray
+    fake_f: np.ndarray
+    real_f: np.ndarray
+    fake_l: np.ndarray
+    real_l: np.ndarray
+    synthetic_f: np.ndarray
+    holdout_f: np.ndarray
+    labels: np.ndarray  # the conditioning label of every synthetic sample
+    predicted: np.ndarray  # the judge's label for every synthetic sample
+    judge_holdout_accuracy: float
+    pixel_d: np.ndarray  # synthetic → nearest training image, 0–255 pixel units
+    pixel_i: np.ndarray
+    holdout_pixel_d: np.ndarray
+    uplift: Uplift | None = None
+
+    @cached_property
+    def prdc_synthetic(self) -> dict[str, float]:
+        return prdc(self.train_f, self.fake_f)
+
+    @cached_property
+    def prdc_real(self) -> dict[str, float]:
+        return prdc(self.train_f, self.real_f)
+
+    @cached_property
+    def memorization_features(self) -> Memorization:
+        return memorization(self.synthetic_f, self.train_f, self.holdout_f, f"{self.backbone} features")
+
+    @cached_property
+    def memorization_pixels(self) -> Memorization:
+        # On a 0–1 scale (÷255); the distances themselves are exact on the uint8 images.
+        return memorization_from_distances(self.pixel_d / 255, self.pixel_i, self.holdout_pixel_d / 255, "pixels")
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A named figure: the function computing it from a `Measured` pass (figures keyed by suffix:
+    "" the value, "_baseline" real vs real, "_std"), which way is better, what it is measured on
+    (`backbone` metrics are named `<name>_<backbone>`) and on how many samples."""
+
+    name: str
+    compute: Callable[[Measured], dict[str, float]]
+    higher_is_better: bool
+    measured_on: str  # backbone (named <name>_<backbone>) | features (the backbone's, one name) | judge | pixels | uplift
+    samples: str  # n_compare: synthetic and holdout sets of equal N; n_samples: every synthetic sample
+    description: str
+
+
+_REGISTRY: dict[str, Metric] = {}
+BACKBONES = ("domain", "inception")
+ALIASES = ("fid", "kid")  # of the backbone the evaluation used
+
+
+def register_metric(name: str, *, higher_is_better: bool, measured_on: str, samples: str):
+    def register(compute: Callable[[Measured], dict[str, float]]):
+        _REGISTRY[name] = Metric(name, compute, higher_is_better, measured_on, samples, (compute.__doc__ or "").strip())
+        return compute
+
+    return register
+
+
+def known_metrics() -> list[str]:
+    """Every full metric name evaluate() can report (backbone metrics once per backbone)."""
+    names = []
+    for metric in _REGISTRY.values():
+        names += [f"{metric.name}_{b}" for b in BACKBONES] if metric.measured_on == "backbone" else [metric.name]
+    return names
+
+
+def metric_info(name: str) -> Metric:
+    """The registered metric behind a full name (`fid_domain` → fid); MetricsError lists the known ones."""
+    if name in _REGISTRY and _REGISTRY[name].measured_on != "backbone":
+        return _REGISTRY[name]
+    family, _, backbone = name.rpartition("_")
+    if backbone in BACKBONES and family in _REGISTRY and _REGISTRY[family].measured_on == "backbone":
+        return _REGISTRY[family]
+    raise MetricsError(f"unknown metric {name!r}; expected one of {', '.join(ALIASES)} (of the backbone used) or {', '.join(known_metrics())}")
+
+
+def resolve_metric(name: str, backbone: str) -> str:
+    """A full metric name: `fid`/`kid` name the backbone's; anything else must be registered."""
+    full = f"{name}_{backbone}" if name in ALIASES else name
+    metric_info(full)
+    return full
+
+
+def default_metrics(backbone: str, uplift: bool = False) -> list[str]:
+    """Every registered metric on this backbone; the uplift ones only with the uplift study."""
+    return [f"{m.name}_{backbone}" if m.measured_on == "backbone" else m.name for m in _REGISTRY.values() if uplift or m.measured_on != "uplift"]
+
+
+def compute_metrics(measured: Measured, names: Sequence[str]) -> dict[str, float]:
+    figures: dict[str, float] = {}
+    for name in names:
+        metric = metric_info(name)
+        if metric.measured_on == "backbone" and not name.endswith(f"_{measured.backbone}"):
+            raise MetricsError(f"metric {name!r} needs the {name.rpartition('_')[2]} backbone; this evaluation used {measured.backbone}")
+        if metric.measured_on == "uplift" and measured.uplift is None:
+            raise MetricsError(f"metric {name!r} needs the uplift study (uplift_seeds)")
+        for suffix, value in metric.compute(measured).items():
+            figures[f"{name}{suffix}"] = float(value)
+    return figures
+
+
+@register_metric("fid", higher_is_better=False, measured_on="backbone", samples="n_compare")
+def _fid(m: Measured) -> dict[str, float]:
+    """Fréchet distance of synthetic to train features."""
+    return {"": fid_from_features(m.train_f, m.fake_f), "_baseline": fid_from_features(m.train_f, m.real_f)}
+
+
+@register_metric("kid", higher_is_better=False, measured_on="backbone", samples="n_compare")
+def _kid(m: Measured) -> dict[str, float]:
+    """Kernel (polynomial MMD²) distance of synthetic to train features: unbiased at small N."""
+    (value, std), (baseline, _) = kid_from_features(m.train_f, m.fake_f), kid_from_features(m.train_f, m.real_f)
+    return {"": value, "_std": std, "_baseline": baseline}
+
+
+@register_metric("is", higher_is_better=True, measured_on="backbone", samples="n_compare")
+def _inception_score(m: Measured) -> dict[str, float]:
+    """Inception score of the backbone's class logits."""
+    (value, std), (baseline, _) = inception_score_from_logits(m.fake_l), inception_score_from_logits(m.real_l)
+    return {"": value, "_std": std, "_baseline": baseline}
+
+
+def _prdc_metric(key: str, description: str):
+    def compute(m: Measured) -> dict[str, float]:
+        return {"": m.prdc_synthetic[key], "_baseline": m.prdc_real[key]}
+
+    compute.__doc__ = description
+    register_metric(key, higher_is_better=True, measured_on="backbone", samples="n_compare")(compute)
+
+
+_prdc_metric("precision", "Share of synthetic samples inside the train features' k-NN balls (fidelity).")
+_prdc_metric("recall", "Share of train features inside the synthetic samples' k-NN balls (diversity).")
+_prdc_metric("density", "How many train k-NN balls hold a synthetic sample, on average (fidelity).")
+_prdc_metric("coverage", "Share of train features whose k-NN ball holds a synthetic sample (diversity).")
+
+
+@register_metric("label_accuracy", higher_is_better=True, measured_on="judge", samples="n_samples")
+def _label_accuracy(m: Measured) -> dict[str, float]:
+    """Share of samples the judge gives their conditioning label; baseline: the judge on the real holdout."""
+    return {"": float((m.predicted == m.labels).mean()), "_baseline": m.judge_holdout_accuracy}
+
+
+@register_metric("memorization_fraction_features", higher_is_better=False, measured_on="features", samples="n_samples")
+def _memorization_features(m: Measured) -> dict[str, float]:
+    """Share of samples closer to a training image (backbone features) than 99% of holdout images are."""
+    return {"": m.memorization_features.fraction_near_copies}
+
+
+@register_metric("memorization_fraction_pixels", higher_is_better=False, measured_on="pixels", samples="n_samples")
+def _memorization_pixels(m: Measured) -> dict[str, float]:
+    """Share of samples closer to a training image (pixels) than 99% of holdout images are."""
+    return {"": m.memorization_pixels.fraction_near_copies}
+
+
+def _uplift_metric(key: str, description: str, value: Callable[[Uplift], float]):
+    def compute(m: Measured) -> dict[str, float]:
+        return {"": value(m.uplift)}
+
+    compute.__doc__ = description
+    register_metric(key, higher_is_better=True, measured_on="uplift", samples="n_samples")(compute)
+
+
+_uplift_metric("uplift_real_only", "Holdout accuracy of the uplift classifier trained on real images only.", lambda u: u.real_only[0])
+_uplift_metric("uplift_real_plus_synthetic", "Holdout accuracy of the uplift classifier trained on real + synthetic.", lambda u: u.real_plus_synthetic[0])
+_uplift_metric("uplift_synthetic_only", "Holdout accuracy of the uplift classifier trained on synthetic only.", lambda u: u.synthetic_only[0])
+_uplift_metric("uplift_gain", "real + synthetic minus real only.", lambda u: u.gain)
+
+
 # ---------------------------------------------------------------- the report
 
 
@@ -439,15 +619,18 @@ def evaluate(
     uplift_seeds: Sequence[int] | None = None,
     uplift_classifier: ClassifierConfig | None = None,
     batch_size: int = 256,
+    metrics: Sequence[str] | None = None,
 ) -> EvaluationReport:
     """Evaluate a generator against the real train/holdout split; writes report.json, report.md,
-    samples.png (one row per class) and nearest_pairs.png into out_dir."""
+    samples.png (one row per class) and nearest_pairs.png into out_dir. `metrics` names registered
+    metrics (default: every one that applies; `known_metrics()` lists them)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if len(holdout) < 2 or n_samples < 2:
         raise MetricsError(f"need at least 2 holdout images and 2 samples, got {len(holdout)} and {n_samples}")
     net, reason = make_backbone(backbone, judge, inception_weights=inception_weights, allow_unverified=allow_unverified_weights, resize=resize)
     tag = net.name
+    names = [resolve_metric(name, tag) for name in metrics] if metrics is not None else default_metrics(tag, uplift=bool(uplift_seeds))
 
     # Conditional samples in class proportions of the train split, generated and reduced batch by
     # batch: only features, predictions and nearest-neighbour distances are kept, never the images.
@@ -455,7 +638,7 @@ def evaluate(
     labels = np.repeat(np.arange(train.num_classes), np.round(proportions * n_samples).astype(int))
     seeds = sample_seeds(seed, len(labels))
     chunks: dict[str, list[np.ndarray]] = {"features": [], "logits": [], "predicted": [], "pixel_d": [], "pixel_i": []}
-    folded = FoldedGenerator(generator)  # once, not once per batch
+    folded = FoldedGenerator(generator)
     for start in range(0, len(labels), batch_size):
         images = generate(folded, labels[start : start + batch_size], seeds=seeds[start : start + batch_size], batch_size=batch_size)
         features, logits = net.extract(images, batch_size)
@@ -476,44 +659,26 @@ def evaluate(
     holdout_pick = np.sort(rng.choice(len(holdout), n_compare, replace=False))
     fake_f, fake_l, real_f, real_l = synthetic_f[compare], synthetic_l[compare], holdout_f[holdout_pick], holdout_l[holdout_pick]
 
-    metrics: dict[str, float] = {}
-    metrics[f"fid_{tag}"] = fid_from_features(train_f, fake_f)
-    metrics[f"fid_{tag}_baseline"] = fid_from_features(train_f, real_f)
-    metrics[f"kid_{tag}"], metrics[f"kid_{tag}_std"] = kid_from_features(train_f, fake_f)
-    metrics[f"kid_{tag}_baseline"], _ = kid_from_features(train_f, real_f)
-    metrics[f"is_{tag}"], metrics[f"is_{tag}_std"] = inception_score_from_logits(fake_l)
-    metrics[f"is_{tag}_baseline"], _ = inception_score_from_logits(real_l)
-    for name, value in prdc(train_f, fake_f).items():
-        metrics[f"{name}_{tag}"] = value
-    for name, value in prdc(train_f, real_f).items():
-        metrics[f"{name}_{tag}_baseline"] = value
-
     per_class_fid = {}
     for c, class_name in enumerate(train.class_names):
         fake_c, real_c, train_c = fake_f[labels[compare] == c], real_f[holdout.labels[holdout_pick] == c], train_f[train.labels == c]
         n = min(len(fake_c), len(real_c))
         if n >= 2 and len(train_c) >= 2:
             per_class_fid[class_name] = {"value": fid_from_features(train_c, fake_c[:n]), "baseline": fid_from_features(train_c, real_c[:n]), "n": n}
-
-    accuracy = float((predicted == labels).mean())
     per_class_accuracy = {name: float((predicted[labels == c] == c).mean()) for c, name in enumerate(train.class_names) if (labels == c).any()}
-    metrics["label_accuracy"] = accuracy
-    metrics["label_accuracy_baseline"] = judge.accuracy(holdout)
 
-    memo_feature = memorization(synthetic_f, train_f, holdout_f, f"{tag} features")
-    # Pixel distances on a 0–1 scale (÷255), computed exactly on the uint8 images.
-    memo_pixel = memorization_from_distances(pixel_d / 255, pixel_i, nearest_distances(holdout.images, train.images)[0] / 255, "pixels")
-    metrics["memorization_fraction_features"] = memo_feature.fraction_near_copies
-    metrics["memorization_fraction_pixels"] = memo_pixel.fraction_near_copies
-
-    uplift = None
+    uplift_result = None
     if uplift_seeds:
         synthetic_data = ImageData(generate(generator, labels, seeds=seeds, batch_size=batch_size), labels, train.class_names)
-        result = augmentation_uplift(train, holdout, synthetic_data, uplift_seeds, uplift_classifier)
-        uplift = {**asdict(result), "gain": result.gain}
-        metrics["uplift_real_only"] = result.real_only[0]
-        metrics["uplift_real_plus_synthetic"] = result.real_plus_synthetic[0]
-        metrics["uplift_synthetic_only"] = result.synthetic_only[0]
+        uplift_result = augmentation_uplift(train, holdout, synthetic_data, uplift_seeds, uplift_classifier)
+    measured = Measured(
+        backbone=tag, train_f=train_f, fake_f=fake_f, real_f=real_f, fake_l=fake_l, real_l=real_l, synthetic_f=synthetic_f, holdout_f=holdout_f,
+        labels=labels, predicted=predicted, judge_holdout_accuracy=judge.accuracy(holdout),
+        pixel_d=pixel_d, pixel_i=pixel_i, holdout_pixel_d=nearest_distances(holdout.images, train.images)[0], uplift=uplift_result,
+    )
+    metrics = compute_metrics(measured, names)
+    memo_feature, memo_pixel = measured.memorization_features, measured.memorization_pixels
+    uplift = None if uplift_result is None else {**asdict(uplift_result), "gain": uplift_result.gain}
 
     files = {"samples": str(out / "samples.png"), "nearest_pairs": str(out / "nearest_pairs.png")}
     per_row = 10

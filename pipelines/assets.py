@@ -21,7 +21,7 @@ from gan_core.checkpoint import load_generator, save_generator
 from gan_core.classifier import ClassifierConfig, Judge, train_classifier
 from gan_core.data import ImageData, load_source, save_npz
 from gan_core.export import EXPORT_SCHEMA, CopyScreen, ExportPlan, commit_export, export_exists, export_samples, export_schemas, read_export, verify_export
-from gan_core.metrics import MetricsError, augmentation_uplift, evaluate, near_copy_threshold, nearest_distances
+from gan_core.metrics import MetricsError, augmentation_uplift, evaluate, near_copy_threshold, nearest_distances, resolve_metric
 from gan_core.sample import class_grid, save_grid
 from gan_core.train import Progress, train
 
@@ -511,7 +511,7 @@ def _export_in_processes(
 def _copy_screen(spec: Spec, train: ImageData, holdout: ImageData) -> CopyScreen:
     """Every export is screened against the training images with the evaluation's threshold."""
     holdout_distances, _ = nearest_distances(holdout.images, train.images)
-    limit = spec.evaluation.gates.max_memorization_fraction
+    limit = spec.evaluation.gates.limit("max", "memorization_fraction_features")
     return CopyScreen(train.images, threshold=near_copy_threshold(holdout_distances), max_near_copy_fraction=1.0 if limit is None else limit)
 
 
@@ -583,17 +583,14 @@ def _model_signature():
 
 
 def _gates(spec: Spec, metrics: dict[str, float], backbone: str) -> dict[str, tuple[bool, str]]:
-    gates = spec.evaluation.gates
+    """gate → (passed, what was compared) for each of the spec's gates."""
     results = {}
-    if gates.min_label_accuracy is not None:
-        value = metrics["label_accuracy"]
-        results["min_label_accuracy"] = (value >= gates.min_label_accuracy, f"label_accuracy {value:.4f} ≥ {gates.min_label_accuracy}")
-    if gates.max_fid is not None:
-        value = metrics[f"fid_{backbone}"]
-        results["max_fid"] = (value <= gates.max_fid, f"fid_{backbone} {value:.4f} ≤ {gates.max_fid}")
-    if gates.max_memorization_fraction is not None:
-        value = metrics["memorization_fraction_features"]
-        results["max_memorization_fraction"] = (value <= gates.max_memorization_fraction, f"memorization_fraction_features {value:.4f} ≤ {gates.max_memorization_fraction}")
+    for key, threshold in spec.evaluation.gates.root.items():
+        bound, name = spec.evaluation.gates.bound(key)
+        metric = resolve_metric(name, backbone)
+        value = metrics[metric]
+        passed = value >= threshold if bound == "min" else value <= threshold
+        results[key] = (passed, f"{metric} {value:.4f} {'≥' if bound == 'min' else '≤'} {threshold}")
     return results
 
 

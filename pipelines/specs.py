@@ -10,13 +10,13 @@ from pathlib import Path
 from typing import Any, Literal, Optional
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, RootModel, ValidationError, field_validator, model_validator
 
+from gan_core.metrics import ALIASES, MetricsError, metric_info, resolve_metric
 from gan_core.models import SUPPORTED_SIZES
 from gan_core.train import PROFILES, TrainConfig
 
 NAME_PATTERN = r"^[a-z0-9]+(-[a-z0-9]+)*$"
-LOWER_IS_BETTER = ("fid", "kid", "memorization")
 
 
 class SpecError(ValueError):
@@ -82,18 +82,55 @@ class TrainingSpec(BaseModel):
         return TrainConfig.from_profile(self.profile, **{**(self.model_extra or {}), **overrides})
 
 
-class GatesSpec(_Strict):
-    min_label_accuracy: Optional[float] = Field(default=None, ge=0, le=1)
-    max_fid: Optional[float] = Field(default=None, ge=0)  # on the backbone the evaluation used
-    max_memorization_fraction: Optional[float] = Field(default=None, ge=0, le=1)
+# Gate names kept from before the metric registry: the metric each one bounds.
+GATE_ALIASES = {"memorization_fraction": "memorization_fraction_features"}
+
+
+class GatesSpec(RootModel[dict[str, float]]):
+    """`min_<metric>: value` or `max_<metric>: value` for any registered metric (`gan_core.metrics.known_metrics()`);
+    `fid` and `kid` name the backbone the evaluation used."""
+
+    root: dict[str, float] = {}
+
+    @model_validator(mode="after")
+    def _known_metrics(self) -> GatesSpec:
+        for key in self.root:
+            self.bound(key)
+        return self
+
+    @staticmethod
+    def bound(key: str) -> tuple[str, str]:
+        """('min' or 'max', metric name as written) of a gate; ValueError names what is expected."""
+        bound, _, name = key.partition("_")
+        if bound not in ("min", "max") or not name:
+            raise ValueError(f"gate {key!r}: expected min_<metric> or max_<metric>")
+        name = GATE_ALIASES.get(name, name)
+        try:
+            metric_info(f"{name}_domain" if name in ALIASES else name)
+        except MetricsError as error:
+            raise ValueError(f"gate {key!r}: {error}") from None
+        return bound, name
+
+    def limit(self, bound: str, metric: str) -> Optional[float]:
+        """The threshold of the gate `<bound>_<metric>`, if the spec sets one."""
+        return next((value for key, value in self.root.items() if self.bound(key) == (bound, metric)), None)
 
 
 class EvaluationSpec(_Strict):
     backbone: Literal["auto", "inception", "domain"] = "auto"
     n_samples: int = Field(default=10_000, ge=2)
-    primary_metric: str = "fid"  # fid/kid (of the backbone used), label_accuracy, or a full metric name
+    primary_metric: str = "fid"  # fid/kid (of the backbone used), or any registered metric's full name
     gates: GatesSpec = GatesSpec()
     uplift_seeds: int = Field(default=3, ge=1)
+
+    @field_validator("primary_metric")
+    @classmethod
+    def _known_metric(cls, value: str) -> str:
+        try:
+            metric_info(f"{value}_domain" if value in ALIASES else value)
+        except MetricsError as error:
+            raise ValueError(str(error)) from None
+        return value
 
 
 class ExportSpec(_Strict):
@@ -177,7 +214,5 @@ def load_specs(directory: str | Path | None = None) -> tuple[dict[str, Spec], di
 
 def primary_metric(spec: Spec, backbone: str) -> tuple[str, bool]:
     """(metric name, higher is better) for comparing model versions."""
-    name = spec.evaluation.primary_metric
-    if name in ("fid", "kid"):
-        name = f"{name}_{backbone}"
-    return name, not name.startswith(LOWER_IS_BETTER)
+    name = resolve_metric(spec.evaluation.primary_metric, backbone)
+    return name, metric_info(name).higher_is_better

@@ -18,14 +18,18 @@ from gan_core.metrics import (
     InceptionBackbone,
     MetricsError,
     augmentation_uplift,
+    default_metrics,
     evaluate,
     fid_from_features,
     kid_from_features,
+    known_metrics,
     make_backbone,
     memorization,
+    metric_info,
     nearest_distances,
     prdc,
     resolve_inception_weights,
+    resolve_metric,
     write_random_inception_weights,
 )
 from gan_core.models import Generator, ModelConfig
@@ -213,6 +217,24 @@ def test_evaluate_writes_a_report(tmp_path, digits):
     assert "fid_domain" in (tmp_path / "report.md").read_text()
     assert (tmp_path / "samples.png").stat().st_size > 0 and (tmp_path / "nearest_pairs.png").stat().st_size > 0
     assert set(report.per_class_fid) <= set(train.class_names) and len(report.per_class_fid) >= 5
+    # Every figure is a registered metric (or its baseline / std), and every registered one is there.
+    assert set(default_metrics("domain")) <= set(m) and all(k.removesuffix("_baseline").removesuffix("_std") in default_metrics("domain") for k in m)
+
+    # A list of names from the registry computes just those, to the same figures.
+    chosen = evaluate(generator, train, holdout, judge, tmp_path / "chosen", n_samples=600, backbone="domain", metrics=["fid", "coverage_domain", "label_accuracy"])
+    assert chosen.metrics == {k: m[k] for k in ("fid_domain", "fid_domain_baseline", "coverage_domain", "coverage_domain_baseline", "label_accuracy", "label_accuracy_baseline")}
+    with pytest.raises(MetricsError, match="needs the inception backbone"):
+        evaluate(generator, train, holdout, judge, tmp_path / "x", n_samples=600, backbone="domain", metrics=["fid_inception"])
+
+
+def test_metric_registry_names_directions_and_unknown_names():
+    names = known_metrics()
+    assert {"fid_domain", "fid_inception", "kid_domain", "coverage_inception", "label_accuracy", "memorization_fraction_pixels", "uplift_gain"} <= set(names)
+    assert not metric_info("fid_domain").higher_is_better and metric_info("coverage_domain").higher_is_better
+    assert metric_info("kid_inception").samples == "n_compare" and metric_info("label_accuracy").measured_on == "judge"
+    assert resolve_metric("fid", "inception") == "fid_inception" and resolve_metric("recall_domain", "domain") == "recall_domain"
+    with pytest.raises(MetricsError, match=r"unknown metric 'fid_pixels'; expected one of fid, kid .* fid_domain, fid_inception"):
+        resolve_metric("fid_pixels", "domain")
 
 
 @pytest.mark.parametrize("shape", [(3, 64, 64), (3, 128, 128)])

@@ -218,6 +218,32 @@ def test_spec_field_errors(tmp_path, field, value, expected):
     assert str(path) in str(info.value) and expected in str(info.value)
 
 
+@pytest.mark.parametrize(
+    "evaluation, field, expected",
+    [
+        ("{primary_metric: fidd}", "evaluation.primary_metric", "unknown metric 'fidd'"),
+        ("{gates: {min_bogus: 1}}", "evaluation.gates", "gate 'min_bogus': unknown metric 'bogus'"),
+        ("{gates: {at_least_fid: 1}}", "evaluation.gates", "expected min_<metric> or max_<metric>"),
+    ],
+)
+def test_spec_naming_an_unknown_metric_fails_at_load_with_the_known_ones(tmp_path, evaluation, field, expected):
+    path = tmp_path / "s.yaml"
+    path.write_text(f"name: s\nsource: {{kind: builtin, name: mnist-5k}}\nevaluation: {evaluation}\n")
+    with pytest.raises(SpecError) as info:
+        load_spec(path)
+    assert str(path) in str(info.value) and field in str(info.value) and expected in str(info.value)
+    if "unknown metric" in expected:
+        assert "coverage_domain" in str(info.value) and "label_accuracy" in str(info.value)
+
+
+def test_gates_name_any_registered_metric(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text("name: s\nsource: {kind: builtin, name: mnist-5k}\nevaluation: {gates: {min_coverage_domain: 0.3, max_fid: 20, max_memorization_fraction: 0.01}}\n")
+    gates = load_spec(path).evaluation.gates
+    assert gates.limit("min", "coverage_domain") == 0.3 and gates.limit("max", "memorization_fraction_features") == 0.01
+    assert gates.limit("min", "label_accuracy") is None
+
+
 def test_schedule_requests_the_spec_partition(ganpipe_env):
     env = ganpipe_env
     write_tiny_spec(env["specs"], extra='schedule: "0 2 * * *"\n')
