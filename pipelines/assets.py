@@ -194,9 +194,9 @@ def build_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefinitio
         passed = all(ok for ok, _ in gate_results.values())
         client.set_model_version_tag(model["model_name"], model["model_version"], "quality_gate", "passed" if passed else "failed")
         _tag_yardstick(client, model["model_name"], model["model_version"], report.yardstick)
-        described = client.get_model_version(model["model_name"], model["model_version"]).description or ""
+        trained = client.get_model_version(model["model_name"], model["model_version"]).tags.get("trained", f"spec {spec.name}")
         client.update_model_version(
-            model["model_name"], model["model_version"], description=_evaluated_description(described, passed, gate_results, report.metrics, metric, report.backbone)
+            model["model_name"], model["model_version"], description=_evaluated_description(trained, passed, gate_results, report.metrics, metric, report.backbone)
         )
         key_figures = {k: round(v, 5) for k, v in report.metrics.items() if not k.endswith("_std")}
         return dg.MaterializeResult(
@@ -461,7 +461,7 @@ def _train_and_register(
     client.update_registered_model(model_name(spec.name), description=_model_description(spec))
     trained = f"{_data_summary(spec, upstream)}; {result.steps} steps ({spec.training.profile} profile) in {result.wall_s:.0f} s"
     client.update_model_version(model_name(spec.name), version, description=f"{trained}. Not evaluated yet.")
-    for key, value in {"run_id": run_id, "data_hash": upstream["content_hash"], "generator_path": str(final_dir / "generator.safetensors"), "dagster_run_id": context.run.run_id}.items():
+    for key, value in {"trained": trained, "run_id": run_id, "data_hash": upstream["content_hash"], "generator_path": str(final_dir / "generator.safetensors"), "dagster_run_id": context.run.run_id}.items():
         client.set_model_version_tag(model_name(spec.name), version, key, value)
     link = mlflow_store.run_link(experiment_id, run_id)
     return dg.MaterializeResult(
@@ -562,8 +562,8 @@ def _data_summary(spec: Spec, real_images: dict[str, Any]) -> str:
 
 
 def _evaluated_description(trained: str, passed: bool, gates: dict[str, tuple[bool, str]], metrics: dict[str, float], primary: str, backbone: str) -> str:
-    """The version's description after evaluation: gate verdict and three key figures with baselines."""
-    trained = trained.split(". Not evaluated yet.")[0].rstrip(".")
+    """The version's description after evaluation: how it was trained, the gate verdict and three key
+    figures beside their baselines."""
     verdict = "passed" if passed else "FAILED"
     checked = "; ".join(text for _, text in gates.values()) or "no gates configured"
     figures = []
