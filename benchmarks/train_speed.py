@@ -2,9 +2,11 @@
 (same models, batch, hinge loss with the auxiliary class term, DiffAugment at a fixed
 probability, EMA update), in one run.
 
-Runs are interleaved (trainer, bare, trainer, bare, ...) and the best of each is kept, so machine
-noise hits both alike. Last line: one JSON object with trainer_images_per_s, baseline_images_per_s
-and ratio (trainer / baseline).
+Both sides use the same memory format, measured once contiguous and once channels_last. Runs are
+interleaved (trainer, bare, trainer, bare, ...) and the best of each is kept, so machine noise hits
+both alike. Last line: one JSON object with trainer_images_per_s, baseline_images_per_s and ratio
+(trainer / baseline) in the trainer's default format on this device, and the same keys per format
+(`_contiguous`, `_channels_last`).
 
 With `--gpu-paths` (the default on CUDA) it instead compares, at 32 and 64 px, the trainer in fp32
 eager mode (no autocast, no channels_last, no compile, the profile's batch) against its optimized
@@ -34,14 +36,16 @@ from gan_core.train import TrainConfig, train
 
 
 def bare_loop(data: ImageData, config: TrainConfig, steps: int) -> float:
-    """What a person would write by hand: no checkpoints, no progress, no guard. Returns images/s."""
+    """What a person would write by hand: no checkpoints, no progress, no guard. Returns images/s.
+    Uses the memory format `config.channels_last` names ("on" or "off"), as the trainer does."""
     device = choose_device(config.device)
+    memory_format = torch.channels_last if config.channels_last == "on" else torch.contiguous_format
     torch.manual_seed(config.seed)
     generator, discriminator = build_models(config.model_config(data))
     generator_ema = build_models(config.model_config(data))[0].eval().requires_grad_(False)
     generator_ema.load_state_dict(generator.state_dict())
     for module in (generator, discriminator, generator_ema):
-        module.to(device)
+        module.to(device, memory_format=memory_format)
     opt_g = torch.optim.Adam(generator.parameters(), lr=config.lr_g, betas=(config.beta1, config.beta2))
     opt_d = torch.optim.Adam(discriminator.parameters(), lr=config.lr_d, betas=(config.beta1, config.beta2))
     augment = DiffAugment(config.augment_policy, p=config.augment_p)
@@ -51,7 +55,7 @@ def bare_loop(data: ImageData, config: TrainConfig, steps: int) -> float:
     started = time.perf_counter()
     for _ in range(steps):
         index = torch.randint(len(data), (config.batch_size,), device=device)
-        real, labels = pixels[index].float() / 127.5 - 1, labels_all[index]
+        real, labels = (pixels[index].float() / 127.5 - 1).contiguous(memory_format=memory_format), labels_all[index]
         z = torch.randn(config.batch_size, config.z_dim, device=device)
         with autocast_for(device, config.precision):
             fake = generator(z, labels)
@@ -118,18 +122,27 @@ def main() -> None:
         return
 
     data = normalise(load_source({"kind": "builtin", "name": "mnist-5k"}), args.size, 1)
-    config = TrainConfig.from_profile(args.profile, steps=args.steps, augment="on", augment_p=0.2, device=args.device)
-    print(f"device {choose_device(args.device)}, {args.size} px, profile {args.profile}, batch {config.batch_size}, {args.steps} steps × {args.repeats}")
-    bare_loop(data, config, 10)  # warm-up (allocator, kernels)
-    trainer_rates, bare_rates = [], []
-    for repeat in range(args.repeats):
-        with tempfile.TemporaryDirectory() as run_dir:
-            trainer_rates.append(train(data, config, run_dir, progress_bar=False).images_per_s)
-        bare_rates.append(bare_loop(data, config, args.steps))
-        print(f"repeat {repeat + 1}: trainer {trainer_rates[-1]:.0f} images/s, bare loop {bare_rates[-1]:.0f} images/s")
-    trainer, bare = max(trainer_rates), max(bare_rates)
-    print(f"best: trainer {trainer:.0f} images/s, bare loop {bare:.0f} images/s, ratio {trainer / bare:.3f}")
-    print(json.dumps({"trainer_images_per_s": round(trainer, 1), "baseline_images_per_s": round(bare, 1), "ratio": round(trainer / bare, 4)}))
+    base = TrainConfig.from_profile(args.profile, steps=args.steps, augment="on", augment_p=0.2, device=args.device)
+    device = choose_device(args.device)
+    default_format = "channels_last" if device.type in ("cuda", "cpu") else "contiguous"  # the trainer's "auto"
+    print(f"device {device}, {args.size} px, profile {args.profile}, batch {base.batch_size}, {args.steps} steps × {args.repeats}, both memory formats")
+    figures = {}
+    for label, switch in (("contiguous", "off"), ("channels_last", "on")):
+        # The same memory format on both sides, so the ratio is the trainer's own overhead.
+        config = dataclasses.replace(base, channels_last=switch)
+        bare_loop(data, config, 10)  # warm-up (allocator, kernels)
+        trainer_rates, bare_rates = [], []
+        for repeat in range(args.repeats):
+            with tempfile.TemporaryDirectory() as run_dir:
+                trainer_rates.append(train(data, config, run_dir, progress_bar=False).images_per_s)
+            bare_rates.append(bare_loop(data, config, args.steps))
+            print(f"{label} repeat {repeat + 1}: trainer {trainer_rates[-1]:.0f} images/s, bare loop {bare_rates[-1]:.0f} images/s")
+        trainer, bare = max(trainer_rates), max(bare_rates)
+        print(f"{label} best: trainer {trainer:.0f} images/s, bare loop {bare:.0f} images/s, ratio {trainer / bare:.3f}")
+        figures.update({f"trainer_images_per_s_{label}": round(trainer, 1), f"baseline_images_per_s_{label}": round(bare, 1), f"ratio_{label}": round(trainer / bare, 4)})
+    # The headline keys: the trainer's default format on this device, the same on both sides.
+    headline = {"trainer_images_per_s": figures[f"trainer_images_per_s_{default_format}"], "baseline_images_per_s": figures[f"baseline_images_per_s_{default_format}"], "ratio": figures[f"ratio_{default_format}"]}
+    print(json.dumps({**headline, "memory_format": default_format, **figures}))
 
 
 if __name__ == "__main__":
