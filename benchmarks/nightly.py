@@ -4,8 +4,10 @@ instance (the deployed dagster.yaml: one `gpu` slot) and one MLflow store.
 
 The night runs twice in the same invocation: on `--workers` processes (what a deployment does),
 and one run after another in one process (the baseline). It prints runs completed, failures, wall
-time and peak memory of each. Last line: one JSON object with `runs`, `failures`, `wall_s`,
-`peak_rss_mb` (of the parallel night) and the baseline's `baseline_wall_s`, `baseline_peak_rss_mb`.
+time and peak memory of each: the summed resident memory of every process of the night sampled
+together (`peak_rss_mb`), and the largest single process's peak beside it. Last line: one JSON object
+with `runs`, `failures`, `wall_s`, `peak_rss_mb` (of the parallel night), the baseline's
+`baseline_wall_s`, `baseline_peak_rss_mb`, and both `*_one_process` peaks.
 
     .venv/bin/python benchmarks/nightly.py [--teams 10] [--workers 2] [--workdir DIR]
 """
@@ -22,6 +24,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -90,8 +93,48 @@ def night(workdir: Path, teams: int, workers: int) -> dict[str, float]:
     return json.loads(completed.stdout.strip().splitlines()[-1])
 
 
+def _tree_rss_mb(root: int) -> float:
+    """Resident memory of `root` and every process below it, read from /proc at one moment."""
+    parents, rss = {}, {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+            rss[int(entry.name)] = next(int(line.split()[1]) for line in (entry / "status").read_text().splitlines() if line.startswith("VmRSS:"))
+        except (OSError, StopIteration, ValueError, IndexError):  # gone meanwhile, or a kernel thread
+            continue
+    tree, frontier = {root}, [root]
+    while frontier:
+        children = [pid for pid, parent in parents.items() if parent in frontier and pid not in tree]
+        tree.update(children)
+        frontier = children
+    return sum(rss.get(pid, 0) for pid in tree) / 1024
+
+
+class _PeakSampler(threading.Thread):
+    """The peak of the summed RSS of this process and its children (the workers), sampled every 0.2 s."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.peak_mb, self._stop_event = 0.0, threading.Event()
+
+    def run(self) -> None:
+        while not self._stop_event.is_set():
+            self.peak_mb = max(self.peak_mb, _tree_rss_mb(os.getpid()))
+            self._stop_event.wait(0.2)
+
+    def stop(self) -> float:
+        self._stop_event.set()
+        self.join()
+        return self.peak_mb
+
+
 def night_here(workdir: str, teams: int, workers: int) -> dict[str, float]:
     os.environ.update(prepare(Path(workdir), teams))
+    sampler = _PeakSampler()
+    sampler.start()
     started = time.perf_counter()
     requests = tick_schedules()
     threads = max(1, (os.cpu_count() or 1) // workers)
@@ -101,10 +144,11 @@ def night_here(workdir: str, teams: int, workers: int) -> dict[str, float]:
     else:
         outcomes = [run_one(partition, tags, threads) for partition, tags in requests]
     wall = time.perf_counter() - started
-    peak = max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)) / 1024
+    peak_all = sampler.stop()
+    peak_one = max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)) / 1024
     for partition, success, seconds in outcomes:
         print(f"  {partition}: {'ok' if success else 'FAILED'} in {seconds:.1f} s", file=sys.stderr)
-    return {"runs": sum(ok for _, ok, _ in outcomes), "failures": sum(not ok for _, ok, _ in outcomes), "requested": len(requests), "wall_s": wall, "peak_rss_mb": peak}
+    return {"runs": sum(ok for _, ok, _ in outcomes), "failures": sum(not ok for _, ok, _ in outcomes), "requested": len(requests), "wall_s": wall, "peak_rss_mb": peak_all, "peak_rss_mb_one_process": peak_one}
 
 
 def main() -> None:
@@ -118,13 +162,15 @@ def main() -> None:
     baseline = night(workdir.with_name(workdir.name + "-baseline"), args.teams, 1)
     for label, figures in ((f"{args.workers} worker processes", parallel), ("one after another (baseline)", baseline)):
         print(f"{label:30s} {figures['runs']:3d}/{figures['requested']} runs completed, {figures['failures']} failed, "
-              f"{figures['wall_s']:6.1f} s wall, peak RSS {figures['peak_rss_mb']:6.0f} MB")
+              f"{figures['wall_s']:6.1f} s wall, peak RSS {figures['peak_rss_mb']:6.0f} MB all processes together "
+              f"({figures['peak_rss_mb_one_process']:.0f} MB the largest one)")
     if args.workdir is None:
         shutil.rmtree(workdir, ignore_errors=True)
     shutil.rmtree(workdir.with_name(workdir.name + "-baseline"), ignore_errors=True)
     print(json.dumps({
         "runs": parallel["runs"], "failures": parallel["failures"], "wall_s": round(parallel["wall_s"], 1), "peak_rss_mb": round(parallel["peak_rss_mb"]),
         "baseline_wall_s": round(baseline["wall_s"], 1), "baseline_peak_rss_mb": round(baseline["peak_rss_mb"]),
+        "peak_rss_mb_one_process": round(parallel["peak_rss_mb_one_process"]), "baseline_peak_rss_mb_one_process": round(baseline["peak_rss_mb_one_process"]),
     }))
 
 
