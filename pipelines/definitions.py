@@ -73,7 +73,6 @@ def _executor():
     raise ValueError(f"GANPIPE_EXECUTOR: expected 'default' or 'k8s', got {choice!r}")
 
 
-
 def _one_heavy_step_at_a_time(executor: dg.ExecutorDefinition) -> dg.ExecutorDefinition:
     """The multiprocess executor with a limit of one step tagged COMPUTE_TAG at a time, unless the run
     config sets its own `tag_concurrency_limits`. Each such step uses every core; two of them at once
