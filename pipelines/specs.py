@@ -12,7 +12,7 @@ from typing import Any, Literal, Optional
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, RootModel, ValidationError, field_validator, model_validator
 
-from gan_core.metrics import ALIASES, MetricsError, metric_info, resolve_metric
+from gan_core.metrics import MetricsError, metric_info, resolve_metric
 from gan_core.models import SUPPORTED_SIZES
 from gan_core.train import PROFILES, TrainConfig
 
@@ -106,7 +106,7 @@ class GatesSpec(RootModel[dict[str, float]]):
             raise ValueError(f"gate {key!r}: expected min_<metric> or max_<metric>")
         name = GATE_ALIASES.get(name, name)
         try:
-            metric_info(f"{name}_domain" if name in ALIASES else name)
+            resolve_metric(name, "domain")  # any backbone: only whether the name is known matters
         except MetricsError as error:
             raise ValueError(f"gate {key!r}: {error}") from None
         return bound, name
@@ -127,7 +127,7 @@ class EvaluationSpec(_Strict):
     @classmethod
     def _known_metric(cls, value: str) -> str:
         try:
-            metric_info(f"{value}_domain" if value in ALIASES else value)
+            resolve_metric(value, "domain")
         except MetricsError as error:
             raise ValueError(str(error)) from None
         return value
