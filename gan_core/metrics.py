@@ -12,6 +12,8 @@ import hashlib
 import json
 import os
 import tempfile
+import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -164,6 +166,16 @@ def write_random_inception_weights(path: str | Path, seed: int = 0) -> Path:
         empty = Path(scratch) / "empty.pth"
         torch.save({}, empty)
         net = _Unloaded("inception-v3-compat", ["2048"], feature_extractor_weights_path=str(empty))
+    # Batch-norm statistics of one random batch, so activations keep their scale through the depth:
+    # with the default ones features shrink to ~1e-7 and every image looks the same (FID 0).
+    norms = [m for m in net.modules() if isinstance(m, nn.BatchNorm2d)]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum, norm.training = None, True
+    with torch.no_grad():
+        net(torch.randint(0, 256, (16, 3, 64, 64), dtype=torch.uint8))
+    for norm in norms:
+        norm.momentum, norm.training = 0.1, False
     path = Path(path)
     torch.save(net.state_dict(), path)
     return path
@@ -598,9 +610,19 @@ class EvaluationReport:
     uplift: dict[str, Any] | None = None
     files: dict[str, str] = field(default_factory=dict)
     yardstick: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage and per metric
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@contextmanager
+def _timed(timings: dict[str, float], stage: str):
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[stage] = timings.get(stage, 0.0) + time.perf_counter() - started
 
 
 def evaluate(
@@ -620,17 +642,25 @@ def evaluate(
     uplift_classifier: ClassifierConfig | None = None,
     batch_size: int = 256,
     metrics: Sequence[str] | None = None,
+    per_class_fid: bool = True,
 ) -> EvaluationReport:
     """Evaluate a generator against the real train/holdout split; writes report.json, report.md,
-    samples.png (one row per class) and nearest_pairs.png into out_dir. `metrics` names registered
-    metrics (default: every one that applies; `known_metrics()` lists them)."""
+    samples.png (one row per class) and nearest_pairs.png (with pixel memorization) into out_dir.
+    `metrics` names registered metrics (default: every one that applies; `known_metrics()` lists
+    them); only the work they need is done. `per_class_fid` adds FID per class when FID is asked for.
+    The report's `timings` give the seconds each stage took."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if len(holdout) < 2 or n_samples < 2:
         raise MetricsError(f"need at least 2 holdout images and 2 samples, got {len(holdout)} and {n_samples}")
-    net, reason = make_backbone(backbone, judge, inception_weights=inception_weights, allow_unverified=allow_unverified_weights, resize=resize)
+    timings: dict[str, float] = {}
+    with _timed(timings, "backbone"):
+        net, reason = make_backbone(backbone, judge, inception_weights=inception_weights, allow_unverified=allow_unverified_weights, resize=resize)
     tag = net.name
     names = [resolve_metric(name, tag) for name in metrics] if metrics is not None else default_metrics(tag, uplift=bool(uplift_seeds))
+    needs = {metric_info(name).measured_on for name in names}
+    if "uplift" in needs and not uplift_seeds:
+        raise MetricsError(f"metrics {[n for n in names if metric_info(n).measured_on == 'uplift']} need the uplift study (uplift_seeds)")
 
     # Conditional samples in class proportions of the train split, generated and reduced batch by
     # batch: only features, predictions and nearest-neighbour distances are kept, never the images.
@@ -640,17 +670,26 @@ def evaluate(
     chunks: dict[str, list[np.ndarray]] = {"features": [], "logits": [], "predicted": [], "pixel_d": [], "pixel_i": []}
     folded = FoldedGenerator(generator)
     for start in range(0, len(labels), batch_size):
-        images = generate(folded, labels[start : start + batch_size], seeds=seeds[start : start + batch_size], batch_size=batch_size)
-        features, logits = net.extract(images, batch_size)
-        distances, nearest = nearest_distances(images, train.images)
-        # The domain backbone's logits are the judge's: no second pass over the batch.
-        predicted = logits.argmax(axis=1) if isinstance(net, DomainBackbone) else judge.predict(images)
-        for key, value in zip(chunks, (features, logits, predicted, distances, nearest)):
-            chunks[key].append(value)
-    synthetic_f, synthetic_l, predicted, pixel_d, pixel_i = (np.concatenate(chunks[key]) for key in chunks)
+        with _timed(timings, "generate"):
+            images = generate(folded, labels[start : start + batch_size], seeds=seeds[start : start + batch_size], batch_size=batch_size)
+        with _timed(timings, "features"):
+            features, logits = net.extract(images, batch_size)
+        chunks["features"].append(features)
+        chunks["logits"].append(logits)
+        if "pixels" in needs:
+            with _timed(timings, "pixel_distances"):
+                distances, nearest = nearest_distances(images, train.images)
+            chunks["pixel_d"].append(distances)
+            chunks["pixel_i"].append(nearest)
+        if "judge" in needs:
+            with _timed(timings, "judge"):
+                # The domain backbone's logits are the judge's: no second pass over the batch.
+                chunks["predicted"].append(logits.argmax(axis=1) if isinstance(net, DomainBackbone) else judge.predict(images))
+    synthetic_f, synthetic_l, predicted, pixel_d, pixel_i = (np.concatenate(v) if v else np.empty(0) for v in chunks.values())
 
-    train_f, train_l = net.extract(train.images, batch_size)
-    holdout_f, holdout_l = net.extract(holdout.images, batch_size)
+    with _timed(timings, "features"):
+        train_f, train_l = net.extract(train.images, batch_size)
+        holdout_f, holdout_l = net.extract(holdout.images, batch_size)
 
     # Equal N for the synthetic and the real-vs-real comparison: FID is biased at small N.
     rng = np.random.default_rng(seed)
@@ -659,34 +698,57 @@ def evaluate(
     holdout_pick = np.sort(rng.choice(len(holdout), n_compare, replace=False))
     fake_f, fake_l, real_f, real_l = synthetic_f[compare], synthetic_l[compare], holdout_f[holdout_pick], holdout_l[holdout_pick]
 
-    per_class_fid = {}
-    for c, class_name in enumerate(train.class_names):
-        fake_c, real_c, train_c = fake_f[labels[compare] == c], real_f[holdout.labels[holdout_pick] == c], train_f[train.labels == c]
-        n = min(len(fake_c), len(real_c))
-        if n >= 2 and len(train_c) >= 2:
-            per_class_fid[class_name] = {"value": fid_from_features(train_c, fake_c[:n]), "baseline": fid_from_features(train_c, real_c[:n]), "n": n}
-    per_class_accuracy = {name: float((predicted[labels == c] == c).mean()) for c, name in enumerate(train.class_names) if (labels == c).any()}
+    fid_by_class = {}
+    if per_class_fid and f"fid_{tag}" in names:
+        with _timed(timings, "per_class_fid"):
+            for c, class_name in enumerate(train.class_names):
+                fake_c, real_c, train_c = fake_f[labels[compare] == c], real_f[holdout.labels[holdout_pick] == c], train_f[train.labels == c]
+                n = min(len(fake_c), len(real_c))
+                if n >= 2 and len(train_c) >= 2:
+                    fid_by_class[class_name] = {"value": fid_from_features(train_c, fake_c[:n]), "baseline": fid_from_features(train_c, real_c[:n]), "n": n}
+    per_class_accuracy = {}
+    if "judge" in needs:
+        per_class_accuracy = {name: float((predicted[labels == c] == c).mean()) for c, name in enumerate(train.class_names) if (labels == c).any()}
+        with _timed(timings, "judge"):
+            judge_holdout_accuracy = judge.accuracy(holdout)
+    holdout_pixel_d = np.empty(0)
+    if "pixels" in needs:
+        with _timed(timings, "pixel_distances"):
+            holdout_pixel_d = nearest_distances(holdout.images, train.images)[0]
 
     uplift_result = None
-    if uplift_seeds:
-        synthetic_data = ImageData(generate(generator, labels, seeds=seeds, batch_size=batch_size), labels, train.class_names)
-        uplift_result = augmentation_uplift(train, holdout, synthetic_data, uplift_seeds, uplift_classifier)
+    if "uplift" in needs:
+        with _timed(timings, "uplift"):
+            synthetic_data = ImageData(generate(generator, labels, seeds=seeds, batch_size=batch_size), labels, train.class_names)
+            uplift_result = augmentation_uplift(train, holdout, synthetic_data, uplift_seeds, uplift_classifier)
     measured = Measured(
         backbone=tag, train_f=train_f, fake_f=fake_f, real_f=real_f, fake_l=fake_l, real_l=real_l, synthetic_f=synthetic_f, holdout_f=holdout_f,
-        labels=labels, predicted=predicted, judge_holdout_accuracy=judge.accuracy(holdout),
-        pixel_d=pixel_d, pixel_i=pixel_i, holdout_pixel_d=nearest_distances(holdout.images, train.images)[0], uplift=uplift_result,
+        labels=labels, predicted=predicted, judge_holdout_accuracy=judge_holdout_accuracy if "judge" in needs else float("nan"),
+        pixel_d=pixel_d, pixel_i=pixel_i, holdout_pixel_d=holdout_pixel_d, uplift=uplift_result,
     )
-    metrics = compute_metrics(measured, names)
-    memo_feature, memo_pixel = measured.memorization_features, measured.memorization_pixels
+    figures: dict[str, float] = {}
+    for name in names:
+        with _timed(timings, name):
+            figures.update(compute_metrics(measured, [name]))
+    memorization_reports = {}
+    if "memorization_fraction_features" in names:
+        memorization_reports["features"] = asdict(measured.memorization_features)
+    if "pixels" in needs:
+        memorization_reports["pixels"] = asdict(measured.memorization_pixels)
     uplift = None if uplift_result is None else {**asdict(uplift_result), "gain": uplift_result.gain}
 
-    files = {"samples": str(out / "samples.png"), "nearest_pairs": str(out / "nearest_pairs.png")}
-    per_row = 10
-    grid_labels = np.repeat(np.arange(train.num_classes), per_row)
-    save_grid(generate(generator, grid_labels, seed=seed + 1), files["samples"], columns=per_row)
-    closest = np.array([i for i, _, _ in memo_pixel.closest])  # regenerated from their own seeds
-    closest_images = generate(generator, labels[closest], seeds=seeds[closest])
-    _save_pairs(closest_images, train.images[[j for _, j, _ in memo_pixel.closest]], Path(files["nearest_pairs"]))
+    with _timed(timings, "figures"):
+        files = {"samples": str(out / "samples.png")}
+        per_row = 10
+        grid_labels = np.repeat(np.arange(train.num_classes), per_row)
+        save_grid(generate(generator, grid_labels, seed=seed + 1), files["samples"], columns=per_row)
+        if "pixels" in needs:
+            closest = np.array([i for i, _, _ in measured.memorization_pixels.closest])  # regenerated from their own seeds
+            closest_images = generate(generator, labels[closest], seeds=seeds[closest])
+            files["nearest_pairs"] = str(out / "nearest_pairs.png")
+            _save_pairs(closest_images, train.images[[j for _, j, _ in measured.memorization_pixels.closest]], Path(files["nearest_pairs"]))
+    with _timed(timings, "yardstick"):
+        ruler = yardstick(train, holdout, judge, net, n_samples, seed)
 
     report = EvaluationReport(
         backbone=tag,
@@ -695,13 +757,14 @@ def evaluate(
         resize=resize if tag == "inception" else None,
         n_compare=n_compare,
         n_synthetic=len(labels),
-        metrics=metrics,
-        per_class_fid=per_class_fid,
+        metrics=figures,
+        per_class_fid=fid_by_class,
         label_accuracy_per_class=per_class_accuracy,
-        memorization={"features": asdict(memo_feature), "pixels": asdict(memo_pixel)},
+        memorization=memorization_reports,
         uplift=uplift,
         files=files,
-        yardstick=yardstick(train, holdout, judge, net, n_samples, seed),
+        yardstick=ruler,
+        timings=timings,
     )
     files["json"], files["markdown"] = str(out / "report.json"), str(out / "report.md")
     Path(files["json"]).write_text(json.dumps(report.to_dict(), indent=2))
@@ -740,5 +803,7 @@ def render_markdown(report: EvaluationReport) -> str:
             f"real+synthetic {u['real_plus_synthetic'][0]:.4f} ± {u['real_plus_synthetic'][1]:.4f}, "
             f"synthetic only {u['synthetic_only'][0]:.4f} ± {u['synthetic_only'][1]:.4f}.",
         ]
-    lines += ["", "![samples](samples.png)", "", "Closest synthetic/training pairs:", "", "![pairs](nearest_pairs.png)", ""]
+    lines += ["", "![samples](samples.png)", ""]
+    if "nearest_pairs" in report.files:
+        lines += ["Closest synthetic/training pairs:", "", "![pairs](nearest_pairs.png)", ""]
     return "\n".join(lines)
