@@ -102,28 +102,16 @@ def sharded_plan(n: int, shards: int) -> ExportPlan:
     return ExportPlan.from_total(CLASSES, n, seed=0, rows_per_part=-(-n // (2 * shards)))  # two parts per writer
 
 
-def run_shard(n: int, work: Path, shard: int, shards: int) -> dict:
-    torch.set_num_threads(1)  # one core per shard writer: small convolutions scale better as processes
-    plan = sharded_plan(n, shards)
-    export_samples(quick_generator(), plan, work / "exports" / "ours", root=work, lineage=LINEAGE, shard=(shard, shards), commit=False, workers=1)
-    return {"peak_rss_mb": peak_rss_mb()}
-
-
 def run_ours_sharded(n: int, work: Path) -> dict:
-    """The pipeline's GANPIPE_EXPORT_PROCESSES=cores: one single-threaded shard writer per core,
-    then one commit. Peak RSS reported as the sum of the writers' peaks and this process's."""
-    from gan_core.export import commit_export
+    """The pipeline's GANPIPE_EXPORT_PROCESSES=cores: `export_in_processes`, one single-threaded
+    shard writer per core, then one commit. Peak RSS: the writers' peaks and this process's, summed."""
+    from gan_core.export import export_in_processes
 
     shards = os.cpu_count() or 1
-    plan = sharded_plan(n, shards)
     started = time.perf_counter()
-    writers = [subprocess.Popen([sys.executable, __file__, "--worker", f"shard:{i}:{shards}:{work}", str(n)], stdout=subprocess.PIPE, text=True) for i in range(shards)]
-    peaks = [json.loads(w.communicate()[0].strip().splitlines()[-1])["peak_rss_mb"] for w in writers]
-    if any(w.returncode for w in writers):
-        raise SystemExit("a shard writer failed")
-    commit_export(plan, work / "exports" / "ours", root=work)
+    _, reports = export_in_processes(quick_generator(), sharded_plan(n, shards), work / "exports" / "ours", processes=shards, lineage=LINEAGE, root=work)
     wall = time.perf_counter() - started
-    return {"wall_s": wall, "bytes": directory_bytes(work / "exports" / "ours"), "peak_rss_mb_total": sum(peaks) + peak_rss_mb()}
+    return {"wall_s": wall, "bytes": directory_bytes(work / "exports" / "ours"), "peak_rss_mb_total": sum(r["peak_rss_mb"] for r in reports) + peak_rss_mb()}
 
 
 def run_baseline(n: int, work: Path) -> dict:
@@ -183,10 +171,6 @@ def main() -> None:
     args = parser.parse_args()
     if args.worker:
         mode, n = args.worker[0], int(args.worker[1])
-        if mode.startswith("shard:"):
-            _, shard, shards, work = mode.split(":", 3)
-            print(json.dumps(run_shard(n, Path(work), int(shard), int(shards))))
-            return
         if mode == "encoding":
             torch.set_num_threads(1)
         with tempfile.TemporaryDirectory() as work:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from .files import atomic_write
 from .models import Generator, ModelConfig
 
 CHECKPOINT_PATTERN = re.compile(r"^ckpt-(\d{8})\.pt$")
@@ -24,15 +24,6 @@ class CheckpointError(RuntimeError):
     """A checkpoint that cannot be read or does not match what is asked of it."""
 
 
-def file_sha256(path: str | Path, opener=open) -> str:
-    """SHA-256 of a file, read in 1 MiB chunks; `opener` may be an fsspec filesystem's `open`."""
-    digest = hashlib.sha256()
-    with opener(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def weights_digest(module) -> str:
     """SHA-256 of a module's state (names and tensors): the same weights, bit for bit."""
     digest = hashlib.sha256()
@@ -40,25 +31,6 @@ def weights_digest(module) -> str:
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()
-
-
-def atomic_write(path: Path, write) -> Path:
-    """Write through a temp file in the same directory, fsync, then rename over `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(temp)
-        with open(temp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    finally:
-        temp.unlink(missing_ok=True)
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
-    return path
 
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:

@@ -16,6 +16,8 @@ from typing import Any, Mapping
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from .files import atomic_write
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 FIT_MODES = ("pad", "resize", "exact")
 
@@ -499,7 +501,6 @@ LOADERS = {
 def save_npz(data: ImageData, path: str | Path) -> Path:
     """Snapshot for the pipeline: written to a temp file of this process, then renamed, so two
     runs writing the same snapshot at once never mix their bytes."""
-    from .checkpoint import atomic_write
 
     def write(temp: Path) -> None:
         with open(temp, "wb") as handle:

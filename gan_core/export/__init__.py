@@ -1,0 +1,35 @@
+"""Bulk synthetic datasets to Parquet: streaming, atomic, resumable, shardable and traceable.
+
+Layout of a committed export (DESIGN.md, "Export format"):
+
+    <destination>/part-NNNNN.parquet   rows sample_id, label, label_name, image{bytes,path}, seed, model_name, model_version
+    <destination>/_manifest.json       counts, per-file rows and SHA-256, lineage, generator settings
+
+Parts are written into a staging directory (one finished part = its file plus a sidecar JSON with
+its checksum); the export becomes visible by one rename of the whole directory once every part is
+there and verified. A crash leaves only staging behind, and a rerun with the same destination picks
+up from the finished parts.
+
+    plan.py    the plan, the schema and the errors
+    png.py     the PNG encoder
+    screen.py  the copy screen against the training images
+    writer.py  export_samples: generation and encoding overlapped, part by part into staging
+    store.py   destinations, staging, the commit and the upload to object stores
+    shards.py  one worker process per shard, then one commit
+    reader.py  read_export and verify_export
+"""
+
+from .plan import EXPORT_SCHEMA, IMAGE_FORMATS, MANIFEST, SCHEMA_VERSION, ExportError, ExportPlan, ExportResult, PlanError
+from .png import encode_png, encode_pngs
+from .reader import decode_images, export_schemas, read_export, read_manifest, verify_export
+from .screen import CopyScreen
+from .shards import export_in_processes
+from .store import commit_export, default_root, export_exists
+from .writer import export_samples
+
+__all__ = [
+    "EXPORT_SCHEMA", "IMAGE_FORMATS", "MANIFEST", "SCHEMA_VERSION",
+    "CopyScreen", "ExportError", "ExportPlan", "ExportResult", "PlanError",
+    "commit_export", "decode_images", "default_root", "encode_png", "encode_pngs", "export_exists", "export_in_processes", "export_samples",
+    "export_schemas", "read_export", "read_manifest", "verify_export",
+]

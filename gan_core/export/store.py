@@ -1,0 +1,152 @@
+"""Where exports live: destinations under the storage root or at a filesystem URI, the staging
+directory, the commit that makes an export visible in one step, and the upload to object stores."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from ..files import atomic_write, file_sha256
+from .plan import MANIFEST, PLAN_FILE, SCHEMA_VERSION, ExportError, ExportPlan
+from .screen import screen_verdict
+
+
+def default_root() -> Path:
+    return Path(os.environ.get("GANPIPE_HOME", "var"))
+
+
+def is_uri(destination: str | Path) -> bool:
+    return "://" in str(destination) and not str(destination).startswith("file://")
+
+
+def staging_dir(destination: str | Path, root: Path) -> Path:
+    key = hashlib.sha256(str(destination if is_uri(destination) else Path(destination).resolve()).encode()).hexdigest()[:20]
+    return root / "staging" / f"export-{key}"
+
+
+def check_destination(destination: str | Path, root: Path, allow_outside_root: bool) -> None:
+    if is_uri(destination):
+        return  # a remote store: the root guards local paths only
+    resolved, resolved_root = Path(destination).resolve(), root.resolve()
+    if not allow_outside_root and resolved_root not in resolved.parents:
+        raise ExportError(
+            f"destination '{destination}' lies outside the storage root '{root}'; "
+            "pass allow_outside_root=True to write there"
+        )
+
+
+def write_json_atomic(path: Path, payload: Any) -> None:
+    atomic_write(path, lambda temp: temp.write_text(json.dumps(payload, indent=2, sort_keys=True)))
+
+
+def part_name(part: int) -> str:
+    return f"part-{part:05d}.parquet"
+
+
+def finished_parts(staging: Path) -> dict[int, dict[str, Any]]:
+    found = {}
+    for sidecar in staging.glob("part-*.json"):
+        info = json.loads(sidecar.read_text())
+        if (staging / info["path"]).is_file():
+            found[int(info["part"])] = info
+    return found
+
+
+def export_exists(destination: str | Path) -> bool:
+    """Whether a complete export (its manifest) is at `destination`, local or remote."""
+    if is_uri(destination):
+        fs, base = filesystem(destination)
+        return fs.exists(f"{base}/{MANIFEST}")
+    return Path(destination).exists()  # a local export appears in one rename, complete
+
+
+def commit_export(plan: ExportPlan, destination: str | Path, *, root: str | Path | None = None, allow_outside_root: bool = False) -> dict[str, Any]:
+    """Verify every part in staging (rows, checksums, sample_id ranges), write the manifest and
+    make the export visible in one step."""
+    root = Path(root) if root is not None else default_root()
+    check_destination(destination, root, allow_outside_root)
+    if export_exists(destination):
+        raise ExportError(f"export '{destination}' already exists and is complete; refusing to overwrite it")
+    staging = staging_dir(destination, root)
+    if not (staging / PLAN_FILE).exists():
+        raise ExportError(f"no staged export for '{destination}' (expected '{staging}')")
+    recorded = json.loads((staging / PLAN_FILE).read_text())
+    if recorded["plan"] != json.loads(json.dumps(plan.identity())):
+        raise ExportError(f"staging '{staging}' was written for another plan")
+    finished = finished_parts(staging)
+    missing = [part for part in range(plan.num_parts) if part not in finished]
+    if missing:
+        raise ExportError(f"cannot commit '{destination}': part(s) {missing[:10]} of {plan.num_parts} are not written yet")
+    files = []
+    for part in range(plan.num_parts):
+        info = finished[part]
+        start, stop = plan.part_range(part)
+        path = staging / info["path"]
+        if (info["sample_id_start"], info["sample_id_stop"], info["rows"]) != (start, stop, stop - start):
+            raise ExportError(f"{path}: holds sample_ids {info['sample_id_start']}..{info['sample_id_stop']}, expected {start}..{stop}")
+        if pq.ParquetFile(path).metadata.num_rows != info["rows"] or file_sha256(path) != info["sha256"]:
+            raise ExportError(f"{path}: row count or SHA-256 does not match what was recorded when it was written")
+        files.append({key: info[key] for key in ("path", "rows", "sha256", "sample_id_start", "sample_id_stop", "bytes")})
+    memorization = None
+    if recorded.get("screen"):
+        memorization, refusal = screen_verdict([finished[part] for part in range(plan.num_parts)], recorded["screen"])
+        if refusal:
+            shutil.rmtree(staging)  # not resumable: the same plan would make the same images
+            raise ExportError(f"refusing to publish '{destination}': {refusal}; nothing was written there")
+    lineage = recorded["lineage"]
+    manifest = {
+        "schema_version": SCHEMA_VERSION,
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "total_rows": plan.total,
+        "class_names": list(plan.class_names),
+        "counts_per_class": {name: int(count) for name, count in zip(plan.class_names, plan.counts)},
+        "image_format": plan.image_format,
+        "image_shape": recorded["generator"]["image_shape"],
+        "files": files,
+        "model": {key: lineage.get(key) for key in ("model_name", "model_version", "run_id")},
+        "metrics": lineage.get("metrics", {}),
+        "lineage": lineage,
+        "generator": {**recorded["generator"], "plan": plan.to_dict()},
+        "memorization": memorization,
+    }
+    for sidecar in staging.glob("part-*.json"):
+        sidecar.unlink()
+    (staging / PLAN_FILE).unlink()
+    write_json_atomic(staging / MANIFEST, manifest)
+    if is_uri(destination):
+        _upload(staging, str(destination))
+    else:
+        final = Path(destination)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.rename(staging, final)  # one atomic step; fails if the destination appeared meanwhile
+    return manifest
+
+
+def _upload(staging: Path, uri: str) -> None:
+    """Object stores have no directory rename: parts first, manifest last (readers key on it)."""
+    import fsspec
+
+    fs, path = fsspec.core.url_to_fs(uri)
+    path = path.rstrip("/")
+    fs.makedirs(path, exist_ok=True)
+    for part in sorted(staging.glob("part-*.parquet")):
+        fs.put_file(str(part), f"{path}/{part.name}")
+    fs.put_file(str(staging / MANIFEST), f"{path}/{MANIFEST}")
+    shutil.rmtree(staging)
+
+
+def filesystem(path: str | Path):
+    """(fsspec filesystem, path on it): a local path or any fsspec URI (s3://, gs://, memory://...)."""
+    import fsspec
+
+    if is_uri(path):
+        fs, inner = fsspec.core.url_to_fs(str(path))
+        return fs, inner.rstrip("/")
+    return fsspec.filesystem("file"), str(Path(path))

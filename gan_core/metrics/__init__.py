@@ -1,0 +1,31 @@
+"""Evaluation of a generator: fidelity and diversity (FID/KID/IS through torchmetrics, improved
+precision/recall, density/coverage), label fidelity, memorization and augmentation uplift.
+
+Features come from a named backbone: `inception` (torch-fidelity's InceptionV3) or `domain` (the
+judge's penultimate layer). Metric names carry the backbone (`fid_domain`, `kid_inception`, ...) so
+numbers from different backbones never mix, and every figure has a real-vs-real baseline (train
+split against holdout at the same N) beside it as `<name>_baseline`.
+
+    backbones.py     Inception and domain feature extractors, Inception weights
+    distances.py     FID, KID, IS, precision/recall/density/coverage, exact pixel distances
+    memorization.py  near copies of training images
+    uplift.py        classifier accuracy with and without synthetic images
+    registry.py      the named metrics, their directions and what they are measured on
+    report.py        evaluate(): one pass, the chosen metrics, the report and its yardstick
+"""
+
+from .backbones import INCEPTION_ENV, INCEPTION_URL, Backbone, DomainBackbone, InceptionBackbone, make_backbone, resolve_inception_weights, write_random_inception_weights
+from .distances import fid_from_features, inception_score_from_logits, kid_from_features, nearest_distances, prdc
+from .errors import MetricsError
+from .memorization import Memorization, memorization, memorization_from_distances, near_copy_threshold
+from .registry import BACKBONES, Measured, Metric, compute_metrics, default_metrics, known_metrics, metric_info, register_metric, resolve_metric
+from .report import METRICS_VERSION, EvaluationReport, evaluate, render_markdown, yardstick
+from .uplift import UPLIFT_CLASSIFIER, Uplift, augmentation_uplift, uplift_classifier
+
+__all__ = [
+    "BACKBONES", "INCEPTION_ENV", "INCEPTION_URL", "METRICS_VERSION", "UPLIFT_CLASSIFIER",
+    "Backbone", "DomainBackbone", "EvaluationReport", "InceptionBackbone", "Measured", "Memorization", "Metric", "MetricsError", "Uplift",
+    "augmentation_uplift", "compute_metrics", "default_metrics", "evaluate", "fid_from_features", "inception_score_from_logits", "kid_from_features",
+    "known_metrics", "make_backbone", "memorization", "memorization_from_distances", "metric_info", "near_copy_threshold", "nearest_distances", "prdc",
+    "register_metric", "render_markdown", "resolve_inception_weights", "resolve_metric", "uplift_classifier", "write_random_inception_weights", "yardstick",
+]
