@@ -1,5 +1,5 @@
-"""`make demo` until the Dagster pipeline exists: train the quick profile on mnist-5k and write a
-sample grid (one row per class)."""
+"""`make demo-train`: the GAN alone, without Dagster or MLflow. Trains the quick profile on
+mnist-5k and writes a sample grid (one row per class)."""
 
 from __future__ import annotations
 

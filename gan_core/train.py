@@ -146,6 +146,13 @@ class Progress:
     augment_p: float
     real_sign_rate: float
 
+    def line(self) -> str:
+        """The progress log line, the same wherever training runs."""
+        return (
+            f"step {self.step}/{self.total_steps} d_loss {self.d_loss:.3f} g_loss {self.g_loss:.3f} "
+            f"{self.images_per_s:.0f} images/s augment p {self.augment_p:.2f}"
+        )
+
 
 @dataclass
 class TrainResult:
@@ -161,6 +168,25 @@ class TrainResult:
     checkpoint: Path
     history: list[Progress] = field(default_factory=list)
     not_resumed: str | None = None  # with resume="if-compatible": why the checkpoint found was not used
+    processes: int = 1  # ranks that trained it (torchrun)
+
+
+@dataclass
+class _Run:
+    """Everything a checkpoint holds: the models, their optimizers, the augmentation controller, the
+    random streams and the position in the shuffled data."""
+
+    generator: Generator
+    discriminator: torch.nn.Module
+    generator_ema: Generator
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+    controller: AdaptiveAugmentController
+    data_rng: torch.Generator  # the same order on every rank
+    latent_rng: torch.Generator  # the same global latents on every rank
+    order: torch.Tensor
+    position: int = 0
+    step: int = 0
 
 
 def train(
@@ -172,6 +198,8 @@ def train(
     callback: Callable[[Progress], None] | None = None,
     progress_bar: bool | None = None,
 ) -> TrainResult:
+    if resume not in (False, True, "if-compatible"):
+        raise ValueError(f"resume: expected False, True or 'if-compatible', got {resume!r}")
     run_dir = Path(run_dir)
     checkpoint_dir = run_dir / "checkpoints"
     device = choose_device(config.device)
@@ -183,21 +211,11 @@ def train(
     torch.manual_seed(config.seed)
 
     model_config = config.model_config(data)
-    generator, discriminator = build_models(model_config)
-    for module in (generator, discriminator):
-        module.to(device, memory_format=memory_format)
-    world.broadcast([*generator.state_dict().values(), *discriminator.state_dict().values()])  # one start for all ranks
-    generator_ema = copy.deepcopy(generator).eval().requires_grad_(False)
-    fused = device.type == "cuda"
-    betas = (config.beta1, config.beta2)
-    opt_g = torch.optim.Adam(generator.parameters(), lr=config.lr_g, betas=betas, fused=fused)
-    opt_d = torch.optim.Adam(discriminator.parameters(), lr=config.lr_d, betas=betas, fused=fused)
-    g_step, d_step = (torch.compile(generator, mode=config.compile_mode), torch.compile(discriminator, mode=config.compile_mode)) if config.compile else (generator, discriminator)
-
     use_augment = config.augment == "on" or (config.augment == "auto" and len(data) < SMALL_DATASET)
     augment = DiffAugment(config.augment_policy if use_augment else "", p=config.augment_p or 0.0)
     adaptive = use_augment and config.augment_p is None
-    controller = AdaptiveAugmentController(augment, config.ada_target, config.ada_interval, config.ada_kimg, all_sum=world.all_sum)
+    run = _set_up(config, model_config, augment, len(data), device, memory_format, world)
+    g_step, d_step = (torch.compile(run.generator, mode=config.compile_mode), torch.compile(run.discriminator, mode=config.compile_mode)) if config.compile else (run.generator, run.discriminator)
     gan_loss = GANLoss(config.loss, config.r1_gamma, class_weight=config.class_weight)
 
     # Small datasets live on the device as uint8; a batch is an index gather, no host copy per step.
@@ -211,76 +229,23 @@ def train(
         )
     local_size, local_groups = batch_size // world.size, groups // world.size
     mine = slice(world.rank * local_size, (world.rank + 1) * local_size)  # this rank's share of every batch
-    data_rng = torch.Generator().manual_seed(config.seed + 1)  # the same order on every rank
-    latent_rng = torch.Generator(device=device).manual_seed(config.seed + 2)  # the same global latents on every rank
-    torch.manual_seed(config.seed + 7919 * world.rank)  # augmentation draws differ between ranks
-    order, position = torch.randperm(len(data), generator=data_rng), 0
     data_hash = data.content_hash()
-
-    if resume not in (False, True, "if-compatible"):
-        raise ValueError(f"resume: expected False, True or 'if-compatible', got {resume!r}")
-    start_step, state, not_resumed = 0, None, None
-    found = world.broadcast_object(latest_checkpoint(checkpoint_dir) if world.is_main else None) if resume else None
-    if found is not None:
-        try:  # every rank reads the same file, so every rank decides alike
-            state = _resumable_state(found, model_config, data_hash, world.size)
-        except CheckpointError as error:
-            if resume != "if-compatible":
-                raise
-            not_resumed = str(error)
-    if state is None:
-        if world.is_main:
-            for stale in list_checkpoints(checkpoint_dir):  # a fresh run must not mix with an old one's checkpoints
-                stale.unlink()
-        world.barrier()
-    else:
-        generator.load_state_dict(state["G"])
-        discriminator.load_state_dict(state["D"])
-        generator_ema.load_state_dict(state["G_ema"])
-        opt_g.load_state_dict(state["opt_g"])
-        opt_d.load_state_dict(state["opt_d"])
-        controller.load_state_dict(state["augment"])
-        torch.set_rng_state(state["rng"]["torch"][world.rank])
-        if device.type == "cuda" and state["rng"]["cuda"][world.rank] is not None:
-            torch.cuda.set_rng_state(state["rng"]["cuda"][world.rank], device)
-        data_rng.set_state(state["rng"]["data"])
-        latent_rng.set_state(state["rng"]["latent"])
-        order, position = state["order"], int(state["position"])
-        start_step = int(state["step"])
+    not_resumed = _resume(run, resume, checkpoint_dir, model_config, data_hash, world, device) if resume else None
+    if run.step == 0 and world.is_main:
+        for stale in list_checkpoints(checkpoint_dir):  # a fresh run must not mix with an old one's checkpoints
+            stale.unlink()
+    world.barrier()
+    if run.step == 0:  # a resumed run continues its own random stream
+        torch.manual_seed(config.seed + 7919 * world.rank)  # augmentation draws differ between ranks
 
     def save(step: int) -> Path:
-        """Collective: every rank calls it; rank 0 writes."""
-        world.average_floats([*generator.buffers(), *generator_ema.buffers()])
-        rng_torch = world.gather_objects(torch.get_rng_state())
-        rng_cuda = world.gather_objects(torch.cuda.get_rng_state(device) if device.type == "cuda" else None)
-        path = checkpoint_path(checkpoint_dir, step)
-        if not world.is_main:
-            return path
-        state = {
-            "format": CHECKPOINT_FORMAT,
-            "world_size": world.size,
-            "step": step,
-            "model_config": model_config.to_dict(),
-            "train_config": dataclasses.asdict(config),
-            "data_hash": data_hash,
-            "G": generator.state_dict(),
-            "D": discriminator.state_dict(),
-            "G_ema": generator_ema.state_dict(),
-            "opt_g": opt_g.state_dict(),
-            "opt_d": opt_d.state_dict(),
-            "augment": controller.state_dict(),
-            "rng": {"torch": rng_torch, "cuda": rng_cuda, "data": data_rng.get_state(), "latent": latent_rng.get_state()},
-            "order": order,
-            "position": position,
-        }
-        save_checkpoint(state, path)
-        prune_checkpoints(checkpoint_dir, config.keep_checkpoints)
-        return path
+        return _save(run, step, checkpoint_dir, config, model_config, data_hash, world, device)
 
-    ema_params = [p for p in generator_ema.parameters()]
-    live_params = [p for p in generator.parameters()]
+    ema_params = list(run.generator_ema.parameters())
+    live_params = list(run.generator.parameters())
     window: list[torch.Tensor] = []  # per-step (d_loss, g_loss) on the device, read back every log_every
     history: list[Progress] = []
+    start_step = run.step
     last_checkpoint = latest_checkpoint(checkpoint_dir) if start_step else None
     quiet = not world.is_main or (progress_bar is not None and not progress_bar)
     bar = tqdm(total=config.steps, initial=start_step, disable=True if quiet else None, desc="train")
@@ -288,13 +253,14 @@ def train(
     window_start_step = start_step
 
     for step in range(start_step + 1, config.steps + 1):
-        if position + batch_size > len(order):
-            order, position = torch.randperm(len(data), generator=data_rng), 0
-        index = order[position : position + batch_size][mine].to(device, non_blocking=True)
-        position += batch_size
+        run.step = step
+        if run.position + batch_size > len(run.order):
+            run.order, run.position = torch.randperm(len(data), generator=run.data_rng), 0
+        index = run.order[run.position : run.position + batch_size][mine].to(device, non_blocking=True)
+        run.position += batch_size
         real = (pixels[index].float() / 127.5 - 1).contiguous(memory_format=memory_format)
         labels = labels_all[index]
-        z = torch.randn(batch_size, model_config.z_dim, device=device, generator=latent_rng)[mine]
+        z = torch.randn(batch_size, model_config.z_dim, device=device, generator=run.latent_rng)[mine]
 
         # Discriminator step; the same fake batch then trains G (one G forward per iteration).
         with autocast_for(device, config.precision):
@@ -305,20 +271,20 @@ def train(
             d_loss, real_logits = gan_loss.discriminator_loss(d_step, real, fake, labels, augment)
         if config.debug_nan_at_step == step:
             d_loss = d_loss * float("nan")
-        opt_d.zero_grad(set_to_none=True)
+        run.opt_d.zero_grad(set_to_none=True)
         d_loss.backward()
-        world.average_gradients(discriminator.parameters())
-        opt_d.step()
+        world.average_gradients(run.discriminator.parameters())
+        run.opt_d.step()
         if adaptive:
-            controller.observe(real_logits)
+            run.controller.observe(real_logits)
 
         # Generator step.
         with autocast_for(device, config.precision):
             g_loss = gan_loss.generator_loss(d_step, fake, labels, augment)
-        opt_g.zero_grad(set_to_none=True)
+        run.opt_g.zero_grad(set_to_none=True)
         g_loss.backward()
-        world.average_gradients(generator.parameters())
-        opt_g.step()
+        world.average_gradients(run.generator.parameters())
+        run.opt_g.step()
 
         # EMA of the generator, with a half-life ramped up from the start of training.
         images_seen = step * batch_size
@@ -326,7 +292,7 @@ def train(
         beta = 0.5 ** (batch_size / max(halflife, 1e-8))
         with torch.no_grad():
             torch._foreach_lerp_(ema_params, live_params, 1.0 - beta)
-            for ema_buffer, buffer in zip(generator_ema.buffers(), generator.buffers()):
+            for ema_buffer, buffer in zip(run.generator_ema.buffers(), run.generator.buffers()):
                 ema_buffer.copy_(buffer)
 
         window.append(torch.stack([d_loss.detach().float(), g_loss.detach().float()]))
@@ -348,7 +314,7 @@ def train(
                 g_loss=float(losses[-1, 1]),
                 images_per_s=(step - window_start_step) * batch_size / max(now - window_started, 1e-9),
                 augment_p=augment.p,
-                real_sign_rate=controller.last_rt,
+                real_sign_rate=run.controller.last_rt,
             )
             history.append(event)
             bar.set_postfix(d=f"{event.d_loss:.3f}", g=f"{event.g_loss:.3f}", p=f"{event.augment_p:.2f}")
@@ -360,28 +326,108 @@ def train(
     bar.close()
 
     wall_s = time.perf_counter() - started
-    steps_run = config.steps - start_step
     if last_checkpoint is None:  # resumed at the final step: nothing left to run
         last_checkpoint = latest_checkpoint(checkpoint_dir)
-    world.average_floats(generator_ema.buffers())
+    world.average_floats(run.generator_ema.buffers())
     generator_path = run_dir / "generator.safetensors"
     if world.is_main:
-        save_generator(generator_ema, generator_path, extra={"steps": config.steps, "train_config": dataclasses.asdict(config), "data_hash": data_hash})
+        save_generator(run.generator_ema, generator_path, extra={"steps": config.steps, "train_config": dataclasses.asdict(config), "data_hash": data_hash})
     world.barrier()
     return TrainResult(
-        generator=generator_ema,
+        generator=run.generator_ema,
         model_config=model_config,
         config=config,
         steps=config.steps,
         resumed_from=start_step,
         wall_s=wall_s,
-        images_per_s=steps_run * batch_size / max(wall_s, 1e-9),
+        images_per_s=(config.steps - start_step) * batch_size / max(wall_s, 1e-9),
         augment_p=augment.p,
         generator_path=generator_path,
         checkpoint=last_checkpoint,
         history=history,
         not_resumed=not_resumed,
+        processes=world.size,
     )
+
+
+def _set_up(config: TrainConfig, model_config: ModelConfig, augment: DiffAugment, n_images: int, device: torch.device, memory_format, world) -> _Run:
+    """Models on the device (one start for all ranks), the EMA copy, optimizers, the augmentation
+    controller and the random streams."""
+    generator, discriminator = build_models(model_config)
+    for module in (generator, discriminator):
+        module.to(device, memory_format=memory_format)
+    world.broadcast([*generator.state_dict().values(), *discriminator.state_dict().values()])
+    fused = device.type == "cuda"
+    betas = (config.beta1, config.beta2)
+    data_rng = torch.Generator().manual_seed(config.seed + 1)
+    return _Run(
+        generator=generator,
+        discriminator=discriminator,
+        generator_ema=copy.deepcopy(generator).eval().requires_grad_(False),
+        opt_g=torch.optim.Adam(generator.parameters(), lr=config.lr_g, betas=betas, fused=fused),
+        opt_d=torch.optim.Adam(discriminator.parameters(), lr=config.lr_d, betas=betas, fused=fused),
+        controller=AdaptiveAugmentController(augment, config.ada_target, config.ada_interval, config.ada_kimg, all_sum=world.all_sum),
+        data_rng=data_rng,
+        latent_rng=torch.Generator(device=device).manual_seed(config.seed + 2),
+        order=torch.randperm(n_images, generator=data_rng),
+    )
+
+
+def _resume(run: _Run, resume: bool | str, checkpoint_dir: Path, model_config: ModelConfig, data_hash: str, world, device: torch.device) -> str | None:
+    """Continue from the latest checkpoint, if any: every rank reads the same file, so every rank
+    decides alike. Returns why a checkpoint found was not used (resume="if-compatible") or None."""
+    found = world.broadcast_object(latest_checkpoint(checkpoint_dir) if world.is_main else None)
+    if found is None:
+        return None
+    try:
+        state = _resumable_state(found, model_config, data_hash, world.size)
+    except CheckpointError as error:
+        if resume != "if-compatible":
+            raise
+        return str(error)
+    run.generator.load_state_dict(state["G"])
+    run.discriminator.load_state_dict(state["D"])
+    run.generator_ema.load_state_dict(state["G_ema"])
+    run.opt_g.load_state_dict(state["opt_g"])
+    run.opt_d.load_state_dict(state["opt_d"])
+    run.controller.load_state_dict(state["augment"])
+    torch.set_rng_state(state["rng"]["torch"][world.rank])
+    if device.type == "cuda" and state["rng"]["cuda"][world.rank] is not None:
+        torch.cuda.set_rng_state(state["rng"]["cuda"][world.rank], device)
+    run.data_rng.set_state(state["rng"]["data"])
+    run.latent_rng.set_state(state["rng"]["latent"])
+    run.order, run.position, run.step = state["order"], int(state["position"]), int(state["step"])
+    return None
+
+
+def _save(run: _Run, step: int, checkpoint_dir: Path, config: TrainConfig, model_config: ModelConfig, data_hash: str, world, device: torch.device) -> Path:
+    """Collective: every rank calls it (buffers averaged, RNG states gathered); rank 0 writes."""
+    world.average_floats([*run.generator.buffers(), *run.generator_ema.buffers()])
+    rng_torch = world.gather_objects(torch.get_rng_state())
+    rng_cuda = world.gather_objects(torch.cuda.get_rng_state(device) if device.type == "cuda" else None)
+    path = checkpoint_path(checkpoint_dir, step)
+    if not world.is_main:
+        return path
+    state = {
+        "format": CHECKPOINT_FORMAT,
+        "world_size": world.size,
+        "step": step,
+        "model_config": model_config.to_dict(),
+        "train_config": dataclasses.asdict(config),
+        "data_hash": data_hash,
+        "G": run.generator.state_dict(),
+        "D": run.discriminator.state_dict(),
+        "G_ema": run.generator_ema.state_dict(),
+        "opt_g": run.opt_g.state_dict(),
+        "opt_d": run.opt_d.state_dict(),
+        "augment": run.controller.state_dict(),
+        "rng": {"torch": rng_torch, "cuda": rng_cuda, "data": run.data_rng.get_state(), "latent": run.latent_rng.get_state()},
+        "order": run.order,
+        "position": run.position,
+    }
+    save_checkpoint(state, path)
+    prune_checkpoints(checkpoint_dir, config.keep_checkpoints)
+    return path
 
 
 def _resumable_state(found: Path, model_config: ModelConfig, data_hash: str, world_size: int) -> dict[str, Any]:
