@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import socket
 from pathlib import Path
 from typing import Iterator
 
 import dagster as dg
+from filelock import FileLock, Timeout
 from pydantic import Field
 
 from .specs import Spec, SpecError, load_specs
@@ -42,25 +42,23 @@ class StorageResource(dg.ConfigurableResource):
 
     @contextlib.contextmanager
     def lock(self, spec: str, holder: str) -> Iterator[Path]:
-        """Only one writer per spec at a time: a second one fails at once, naming the holder.
-        An flock dies with its process, so a killed run never leaves the spec locked."""
+        """Only one writer per spec at a time: a second one fails at once, naming the holder. The
+        lock (filelock's flock) dies with its process, so a killed run never leaves the spec locked.
+        The holder's name is a file beside it: filelock truncates the lock file it opens."""
         path = self.path / "locks" / f"{spec}.lock"
+        holder_file = path.with_suffix(".holder")
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "a+") as handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                handle.seek(0)
-                raise SpecBusyError(f"spec '{spec}' is being written by another run ({handle.read().strip() or 'unknown'}); lock file {path}") from None
-            handle.seek(0)
-            handle.truncate()
-            handle.write(f"{holder} pid {os.getpid()} on {socket.gethostname()}")
-            handle.flush()
-            try:
-                yield path
-            finally:
-                handle.truncate(0)
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        lock = FileLock(path, timeout=0)
+        try:
+            lock.acquire()
+        except Timeout:
+            held_by = holder_file.read_text().strip() if holder_file.exists() else "unknown"
+            raise SpecBusyError(f"spec '{spec}' is being written by another run ({held_by or 'unknown'}); lock file {path}") from None
+        try:
+            holder_file.write_text(f"{holder} pid {os.getpid()} on {socket.gethostname()}")
+            yield path
+        finally:
+            lock.release()
 
 
 class SpecBusyError(RuntimeError):
@@ -131,7 +129,7 @@ class MLflowResource(dg.ConfigurableResource):
                 try:
                     client.search_experiments(max_results=1)  # creates and migrates a new store
                     _OPENED_STORES.add(self.uri)
-                except Exception:  # noqa: BLE001 - the caller's own call reports the error with the URI
+                except Exception:  # noqa: BLE001, S110 - the caller's own call reports the error with the URI
                     pass
             return client
         return mlflow.MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
@@ -176,16 +174,10 @@ def _store_init_lock(uri: str) -> Iterator[None]:
     """MLflow creates and migrates a SQLite store when a client first opens it; two processes doing
     that at once corrupt its schema version. The first open in each process holds a lock beside it."""
     database = Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
-    if database is None or not database.parent.is_dir():
-        yield
+    if database is None or not database.parent.is_dir() or not os.access(database.parent, os.W_OK):
+        yield  # a read-only store cannot be migrated by anyone: nothing to guard
         return
-    try:
-        handle = open(database.with_name(database.name + ".init-lock"), "a")
-    except OSError:  # a read-only store cannot be migrated by anyone: nothing to guard
-        yield
-        return
-    with handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+    with FileLock(database.with_name(database.name + ".init-lock")):
         yield
 
 
