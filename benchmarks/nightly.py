@@ -30,14 +30,13 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))  # the tiny dataset and spec the tests use
 
 TICK = datetime.datetime(2026, 11, 23, 2, 0, tzinfo=datetime.timezone.utc)
 RUN_CONFIG = {"ops": {"augmentation_report": {"config": {"classifier_steps": 50}}}}
 
 
 def prepare(workdir: Path, teams: int) -> dict[str, str]:
-    from conftest import write_tiny_spec
+    from pipelines.tiny import write_tiny_spec
 
     env = {"GANPIPE_HOME": str(workdir / "var"), "GANPIPE_SPECS": str(workdir / "specs"), "DAGSTER_HOME": str(workdir / "dagster")}
     env["MLFLOW_TRACKING_URI"] = f"sqlite:///{workdir / 'var' / 'mlflow.db'}"

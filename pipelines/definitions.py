@@ -1,34 +1,33 @@
-"""The Dagster code location: assets partitioned by spec, checks, the nightly job, schedules,
-the folder sensor and the resources."""
+"""The Dagster code location, assembled: the assets of every stage and their checks, partitioned by
+spec, the nightly job, schedules, the folder sensor, the resources and the executor."""
 
 from __future__ import annotations
 
 import os
-import re
 import sys
 from pathlib import Path
 
 import dagster as dg
 
-from .assets import COMPUTE_TAG, build_assets
+from .assets import ALL_ASSETS
+from .assets.common import COMPUTE_TAG
+from .checks import ALL_CHECKS
+from .partitions import spec_partitions
 from .resources import ComputeResource, MLflowResource, SpecsResource, StorageResource
 from .schedules import build_schedules
 from .sensors import build_folder_sensor
-from .specs import load_specs
+from .specs import default_specs_dir
 
 JOB_NAME = "ganpipe_nightly"
-PARTITION_KEY = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+IN_PROCESS_RUN_CONFIG = {"execution": {"config": {"in_process": {}}}}  # every step in one process: less start-up time
 
 
 def build_definitions(specs_dir: str | None = None, storage_root: str | None = None, tracking_uri: str | None = None) -> dg.Definitions:
-    specs_dir = specs_dir or os.environ.get("GANPIPE_SPECS", "specs")
+    specs_dir = str(specs_dir or default_specs_dir())
     storage_root = storage_root or os.environ.get("GANPIPE_HOME", "var")
-    specs, errors = load_specs(specs_dir)
+    partitions, specs, errors = spec_partitions(specs_dir)
     for message in errors.values():  # bad specs are reported and left out; the good ones still load
         dg.get_dagster_logger().error(f"spec not loaded: {message}")
-    # A bad spec keeps its partition: a run of it fails with the spec's error, naming file and field.
-    broken = {Path(file).stem for file in errors if PARTITION_KEY.match(Path(file).stem)}
-    partitions = dg.StaticPartitionsDefinition(sorted(set(specs) | broken))
     mlflow_store = MLflowResource(tracking_uri=tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", ""), storage_root=storage_root)
     # `dagster dev` from any directory: say which stores this code location uses. On stderr: the code
     # server that `dagster dev` starts shows warnings only, and this is no warning.
@@ -38,11 +37,13 @@ def build_definitions(specs_dir: str | None = None, storage_root: str | None = N
         file=sys.stderr,
         flush=True,
     )
-    assets = build_assets(partitions)
+    # The assets carry the default spec folder's partitions; another folder rebinds them to its own.
+    assets = [asset.map_asset_specs(lambda spec: spec.replace_attributes(partitions_def=partitions)) for asset in ALL_ASSETS]
     job = dg.define_asset_job(JOB_NAME, selection=dg.AssetSelection.assets(*assets), description="ingest, train, evaluate, promote, export")
     return dg.Definitions(
         executor=_executor(),
         assets=assets,
+        asset_checks=ALL_CHECKS,
         jobs=[job],
         schedules=build_schedules(specs, job),
         sensors=[build_folder_sensor(job, specs_dir)],
@@ -57,6 +58,14 @@ def build_definitions(specs_dir: str | None = None, storage_root: str | None = N
             ),
         },
     )
+
+
+def with_checks(defs: dg.Definitions, names: list[str] | None = None) -> list:
+    """The named assets of `defs` (all by default) with the checks that target them: what
+    `dg.materialize` needs to run a selection in process as the job would, gates included."""
+    assets = [asset for asset in defs.assets if names is None or asset.key.path[-1] in names]
+    keys = {asset.key for asset in assets}
+    return [*assets, *(check for check in defs.asset_checks if all(key.asset_key in keys for key in check.check_keys))]
 
 
 def _executor():

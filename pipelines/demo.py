@@ -9,8 +9,8 @@ import time
 
 import dagster as dg
 
-from .assets import model_name
 from .definitions import JOB_NAME, build_definitions
+from .registry import model_name
 
 
 def demo_run_config(samples_per_class: int = 200, steps: int | None = None) -> dict:

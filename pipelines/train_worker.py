@@ -27,19 +27,17 @@ def main() -> int:
 
 def _train(data, config, run_dir, resume, pipes) -> None:
     def report(progress: Progress) -> None:
-        pipes.log.info(
-            f"step {progress.step}/{progress.total_steps} d_loss {progress.d_loss:.3f} g_loss {progress.g_loss:.3f} "
-            f"{progress.images_per_s:.0f} images/s augment p {progress.augment_p:.2f} ({world_from_env().size} processes)"
-        )
+        pipes.log.info(f"{progress.line()} ({world_from_env().size} processes)")
         pipes.report_custom_message({"progress": dataclasses.asdict(progress)})
 
     callback = report if pipes is not None else None
     result = train(data, config, run_dir, resume=resume, callback=callback, progress_bar=False)
     if pipes is not None:
-        if result.not_resumed:
-            pipes.log.warning(f"did not resume: {result.not_resumed}")
         pipes.report_custom_message(
-            {"result": {"steps": result.steps, "resumed_from": result.resumed_from, "wall_s": result.wall_s, "images_per_s": result.images_per_s, "processes": world_from_env().size}}
+            {"result": {
+                "steps": result.steps, "resumed_from": result.resumed_from, "wall_s": result.wall_s, "images_per_s": result.images_per_s, "augment_p": result.augment_p,
+                "processes": result.processes, "generator_path": str(result.generator_path), "checkpoint": str(result.checkpoint), "not_resumed": result.not_resumed,
+            }}
         )
 
 

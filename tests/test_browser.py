@@ -11,13 +11,16 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
+from pipelines.tiny import write_tiny_spec
 
-from conftest import BIN, free_port, write_tiny_spec
+BIN = Path(sys.executable).parent  # this environment's console scripts
+
 
 pytestmark = pytest.mark.browser
 
@@ -61,7 +64,7 @@ def _stop(process: subprocess.Popen) -> None:
 
 
 @pytest.fixture
-def servers(ganpipe_env):
+def servers(ganpipe_env, free_port):
     """`dagster dev` (webserver + daemon, so launched runs leave the queue) and the MLflow UI, both on
     127.0.0.1 and free ports, the way `make ui` starts them."""
     env = ganpipe_env

@@ -11,8 +11,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from pipelines.tiny import write_tiny_spec
 
-from conftest import free_port, write_tiny_spec
 
 BIN = Path(sys.executable).parent
 
@@ -62,7 +62,7 @@ mutation Launch($params: ExecutionParams!) {
 STATUS = """query Status($runId: ID!) { runOrError(runId: $runId) { __typename ... on Run { status } } }"""
 
 
-def test_webserver_launches_a_run_through_graphql(ganpipe_env):
+def test_webserver_launches_a_run_through_graphql(ganpipe_env, free_port):
     env = ganpipe_env
     write_tiny_spec(env["specs"])
     # Runs launched through GraphQL start at once (no daemon needed to dequeue them).

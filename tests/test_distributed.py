@@ -6,15 +6,18 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from conftest import BIN, write_tiny_npz
 from gan_core.checkpoint import CheckpointError, load_checkpoint
 from gan_core.data import load_source
 from gan_core.train import TrainConfig, train
+from pipelines.tiny import write_tiny_npz, write_tiny_spec
+
+BIN = Path(sys.executable).parent  # this environment's console scripts
 
 SETTINGS = {
     "profile": "quick", "steps": 12, "batch_size": 16, "z_dim": 8, "g_width": 4, "d_width": 4,
@@ -103,8 +106,7 @@ def test_gan_model_trains_on_two_processes_through_dagster_pipes(ganpipe_env, mo
     import dagster as dg
     import mlflow
 
-    from conftest import write_tiny_spec
-    from pipelines.assets import K8S_GPU_TAGS
+    from pipelines.assets.common import K8S_GPU_TAGS
     from pipelines.definitions import build_definitions
 
     env = ganpipe_env
@@ -133,15 +135,14 @@ def test_gan_model_trains_on_two_processes_through_dagster_pipes(ganpipe_env, mo
 def test_synthetic_dataset_writes_two_shards_in_two_processes_and_commits_once(ganpipe_env, monkeypatch):
     import dagster as dg
 
-    from conftest import write_tiny_spec
     from gan_core.export import read_export
-    from pipelines.definitions import build_definitions
+    from pipelines.definitions import build_definitions, with_checks
 
     env = ganpipe_env
     write_tiny_spec(env["specs"])  # 3 classes × 10 samples, 12 rows per part: 3 parts
     monkeypatch.setenv("GANPIPE_EXPORT_PROCESSES", "2")
     defs = build_definitions(str(env["specs"]), str(env["home"]))
-    selection = [a for a in defs.assets if a.key.path[-1] != "augmentation_report"]
+    selection = with_checks(defs, [a.key.path[-1] for a in defs.assets if a.key.path[-1] != "augmentation_report"])
     with dg.instance_for_test() as instance:
         result = dg.materialize(selection, partition_key="tiny", resources=defs.resources, instance=instance)
     assert result.success

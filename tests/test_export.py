@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import textwrap
-from pathlib import Path
 
 import numpy as np
 import pyarrow.dataset as ds
@@ -21,36 +17,23 @@ from gan_core.export import (
     ExportPlan,
     PlanError,
     commit_export,
+    export_in_processes,
     export_samples,
     read_export,
     verify_export,
 )
-from gan_core.models import Generator, ModelConfig
 from gan_core.sample import generate
 
-CLASSES = ("zero", "one", "two")
-
-
-def tiny_generator(channels: int = 1) -> Generator:
-    torch.manual_seed(0)
-    return Generator(ModelConfig(size=8, channels=channels, num_classes=3, z_dim=8, g_width=4, d_width=4)).eval()
-
-
-LINEAGE = {"model_name": "gan-test", "model_version": "3", "run_id": "abc123", "metrics": {"fid_domain": 1.5}}
-
-
-def _plan(**options) -> ExportPlan:
-    options = {"seed": 7, "batch_size": 16, "rows_per_part": 40, "row_group_size": 16, **options}
-    return ExportPlan.per_class(CLASSES, {"zero": 30, "one": 20, "two": 25}, **options)
+CLASSES = ("zero", "one", "two")  # the classes of the `tiny_plan` fixture
 
 
 @pytest.mark.parametrize("image_format", ["png", "raw"])
 @pytest.mark.parametrize("channels", [1, 3])
-def test_round_trip_is_exact(tmp_path, image_format, channels):
+def test_round_trip_is_exact(tmp_path, image_format, channels, tiny_generator, tiny_plan, lineage):
     generator = tiny_generator(channels)
-    plan = _plan(image_format=image_format)
+    plan = tiny_plan(image_format=image_format)
     destination = tmp_path / "exports" / "spec" / "v3" / "e1"
-    result = export_samples(generator, plan, destination, lineage=LINEAGE, root=tmp_path, workers=2)
+    result = export_samples(generator, plan, destination, lineage=lineage, root=tmp_path, workers=2)
     assert result.rows == 75 and len(result.files) == 2
     assert sorted(p.name for p in destination.iterdir()) == ["_manifest.json", "part-00000.parquet", "part-00001.parquet"]
     table, images = read_export(destination, decode=True)
@@ -64,9 +47,9 @@ def test_round_trip_is_exact(tmp_path, image_format, channels):
     assert not any(p.name.startswith("export-") for p in (tmp_path / "staging").iterdir())
 
 
-def test_schema_metadata_and_manifest(tmp_path):
+def test_schema_metadata_and_manifest(tmp_path, tiny_generator, tiny_plan, lineage):
     destination = tmp_path / "exports" / "e"
-    export_samples(tiny_generator(), _plan(), destination, lineage=LINEAGE, root=tmp_path)
+    export_samples(tiny_generator(), tiny_plan(), destination, lineage=lineage, root=tmp_path)
     schema = pq.read_schema(destination / "part-00000.parquet")
     assert schema.remove_metadata().equals(EXPORT_SCHEMA)
     meta = {k.decode(): v.decode() for k, v in schema.metadata.items()}
@@ -84,30 +67,30 @@ def test_schema_metadata_and_manifest(tmp_path):
     assert row_groups >= 2  # 40 rows in groups of 16
 
 
-def test_readers_pandas_pyarrow_dataset_duckdb_and_training_loader(tmp_path):
+def test_readers_pandas_pyarrow_dataset_duckdb_and_training_loader(tmp_path, tiny_generator, tiny_plan, lineage):
     duckdb = pytest.importorskip("duckdb")
     destination = tmp_path / "exports" / "e"
-    export_samples(tiny_generator(), _plan(), destination, lineage=LINEAGE, root=tmp_path)
+    export_samples(tiny_generator(), tiny_plan(), destination, lineage=lineage, root=tmp_path)
     frame = read_export(destination, as_pandas=True)
     assert list(frame.columns) == EXPORT_SCHEMA.names and len(frame) == 75
     assert frame["label_name"].iloc[0] == "zero" and frame["model_version"].iloc[-1] == "3"
     assert ds.dataset(destination, format="parquet").count_rows() == 75
-    rows = duckdb.sql(f"SELECT label_name, count(*) FROM read_parquet('{destination}/*.parquet') GROUP BY 1 ORDER BY 1").fetchall()
+    rows = duckdb.sql(f"SELECT label_name, count(*) FROM read_parquet('{destination}/*.parquet') GROUP BY 1 ORDER BY 1").fetchall()  # noqa: S608 - our own temp path
     assert rows == [("one", 20), ("two", 25), ("zero", 30)]
     data = load_source({"kind": "parquet", "path": str(destination)})
     assert data.images.shape == (75, 1, 8, 8) and data.class_names == list(CLASSES)
 
 
-def test_refuses_to_overwrite_and_outside_root(tmp_path):
+def test_refuses_to_overwrite_and_outside_root(tmp_path, tiny_generator, tiny_plan):
     destination = tmp_path / "exports" / "e"
-    export_samples(tiny_generator(), _plan(), destination, root=tmp_path)
+    export_samples(tiny_generator(), tiny_plan(), destination, root=tmp_path)
     with pytest.raises(ExportError, match="already exists"):
-        export_samples(tiny_generator(), _plan(), destination, root=tmp_path)
+        export_samples(tiny_generator(), tiny_plan(), destination, root=tmp_path)
     outside = tmp_path.parent / f"{tmp_path.name}-elsewhere" / "e"
     with pytest.raises(ExportError, match="outside the storage root"):
-        export_samples(tiny_generator(), _plan(), outside, root=tmp_path)
+        export_samples(tiny_generator(), tiny_plan(), outside, root=tmp_path)
     with pytest.raises(ExportError, match="outside the storage root"):
-        export_samples(tiny_generator(), _plan(), tmp_path / "exports" / ".." / ".." / "escape", root=tmp_path)
+        export_samples(tiny_generator(), tiny_plan(), tmp_path / "exports" / ".." / ".." / "escape", root=tmp_path)
     assert not outside.exists()
 
 
@@ -129,15 +112,15 @@ def test_bad_plans():
     assert sum(plan.counts) == 10
 
 
-def test_plan_class_count_must_match_the_generator(tmp_path):
+def test_plan_class_count_must_match_the_generator(tmp_path, tiny_generator):
     plan = ExportPlan.per_class(["a", "b"], 3)
     with pytest.raises(PlanError, match="trained on 3"):
         export_samples(tiny_generator(), plan, tmp_path / "exports" / "e", root=tmp_path)
 
 
-def test_checksum_mismatch_and_missing_files_are_detected(tmp_path):
+def test_checksum_mismatch_and_missing_files_are_detected(tmp_path, tiny_generator, tiny_plan):
     destination = tmp_path / "exports" / "e"
-    export_samples(tiny_generator(), _plan(), destination, root=tmp_path)
+    export_samples(tiny_generator(), tiny_plan(), destination, root=tmp_path)
     part = destination / "part-00001.parquet"
     raw = bytearray(part.read_bytes())
     raw[len(raw) // 2] ^= 0xFF
@@ -151,11 +134,11 @@ def test_checksum_mismatch_and_missing_files_are_detected(tmp_path):
         read_export(tmp_path / "nothing-here")
 
 
-def test_shards_in_separate_processes_then_one_commit(tmp_path):
-    plan = _plan(rows_per_part=10)
+def test_shards_in_separate_processes_then_one_commit(tmp_path, tiny_plan, export_writer):
+    plan = tiny_plan(rows_per_part=10, batch_size=4)
     destination = tmp_path / "exports" / "sharded"
     assert sorted(p for shard in plan.shards(2) for p in shard) == list(range(plan.num_parts))
-    processes = [subprocess.Popen([sys.executable, "-c", _WRITER, str(tmp_path), str(destination), str(i), "2", "10"]) for i in range(2)]
+    processes = [export_writer(plan, tmp_path, destination, shard=i, shards=2) for i in range(2)]
     assert [p.wait(timeout=120) for p in processes] == [0, 0]
     assert not destination.exists()  # shards never commit on their own
     manifest = commit_export(plan, destination, root=tmp_path)
@@ -164,25 +147,20 @@ def test_shards_in_separate_processes_then_one_commit(tmp_path):
     assert len(set(table.column("sample_id").to_pylist())) == 75
 
 
-_WRITER = textwrap.dedent(
-    """
-    import sys
-    from pathlib import Path
-    sys.path.insert(0, %r)
-    from test_export import tiny_generator, _plan, LINEAGE
-    from gan_core.export import export_samples
-    root, destination, shard, shards, rows_per_part = sys.argv[1:6]
-    plan = _plan(rows_per_part=int(rows_per_part), batch_size=4)
-    export_samples(tiny_generator(), plan, destination, lineage=LINEAGE, root=root,
-                   shard=(int(shard), int(shards)) if int(shards) > 1 else None, commit=int(shards) == 1, workers=1)
-    """
-    % str(Path(__file__).parent)
-)
+def test_export_in_processes_writes_disjoint_shards_and_commits_once(tmp_path, tiny_generator, tiny_plan, lineage):
+    plan = tiny_plan(rows_per_part=10)
+    destination = tmp_path / "exports" / "processes"
+    manifest, reports = export_in_processes(tiny_generator(), plan, destination, processes=2, lineage=lineage, root=tmp_path)
+    assert sorted(part for report in reports for part in report["parts"]) == list(range(plan.num_parts))
+    assert len({report["pid"] for report in reports}) == 2 and all(report["peak_rss_mb"] > 0 for report in reports)
+    single = export_samples(tiny_generator(), plan, tmp_path / "exports" / "one", lineage=lineage, root=tmp_path)
+    assert read_export(destination).equals(read_export(single.destination))  # the same rows, byte for byte
+    assert manifest["total_rows"] == 75 and not list((tmp_path / "staging").glob("*"))
 
 
-def test_resume_refuses_other_weights(tmp_path):
+def test_resume_refuses_other_weights(tmp_path, tiny_generator, tiny_plan):
     destination = tmp_path / "exports" / "e"
-    plan = _plan()
+    plan = tiny_plan()
     export_samples(tiny_generator(), plan, destination, root=tmp_path, shard=(0, 2), commit=False)
     other = tiny_generator()
     with torch.no_grad():
@@ -191,10 +169,10 @@ def test_resume_refuses_other_weights(tmp_path):
         export_samples(other, plan, destination, root=tmp_path)
 
 
-def test_memory_filesystem_destination(tmp_path):
+def test_memory_filesystem_destination(tmp_path, tiny_generator, tiny_plan, lineage):
     import fsspec
 
-    export_samples(tiny_generator(), _plan(), "memory://bucket/exports/e", lineage=LINEAGE, root=tmp_path)
+    export_samples(tiny_generator(), tiny_plan(), "memory://bucket/exports/e", lineage=lineage, root=tmp_path)
     fs = fsspec.filesystem("memory")
     names = sorted(p.rsplit("/", 1)[1] for p in fs.ls("/bucket/exports/e", detail=False))
     assert names == ["_manifest.json", "part-00000.parquet", "part-00001.parquet"]
@@ -202,13 +180,13 @@ def test_memory_filesystem_destination(tmp_path):
     assert manifest["total_rows"] == 75
 
 
-def test_hugging_face_datasets_decodes_images_and_labels(tmp_path, monkeypatch):
+def test_hugging_face_datasets_decodes_images_and_labels(tmp_path, monkeypatch, tiny_generator, tiny_plan, lineage):
     datasets = pytest.importorskip("datasets")
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     destination = tmp_path / "exports" / "hf"
     generator = tiny_generator()
-    export_samples(generator, _plan(), destination, lineage=LINEAGE, root=tmp_path)
+    export_samples(generator, tiny_plan(), destination, lineage=lineage, root=tmp_path)
     dataset = datasets.load_dataset("parquet", data_files=str(destination / "*.parquet"), split="train", cache_dir=str(tmp_path / "cache"))
     assert isinstance(dataset.features["image"], datasets.Image)
     assert dataset.features["label"].names == list(CLASSES)

@@ -5,77 +5,26 @@ from __future__ import annotations
 import json
 
 import dagster as dg
-import mlflow
 import numpy as np
 import pytest
 
-from conftest import write_tiny_spec
 from gan_core.export import read_export
 from pipelines.definitions import build_definitions
 from pipelines.specs import SpecError, load_spec, load_specs
+from pipelines.tiny import write_tiny_spec
 
 
-def _materialize(env, tracking_uri: str | None = None, selection: tuple[str, ...] | None = None, ops: dict | None = None, **kwargs):
-    defs = build_definitions(str(env["specs"]), str(env["home"]), tracking_uri or f"sqlite:///{env['home'] / 'mlflow.db'}")
-    instance = kwargs.pop("instance")
-    assets = [a for a in defs.assets if selection is None or a.key.path[-1] in selection]
-    ops = {**({"augmentation_report": {"config": {"classifier_steps": 20}}} if selection is None else {}), **(ops or {})}
-    return dg.materialize(assets, partition_key="tiny", resources=defs.resources, instance=instance, run_config={"ops": ops}, **kwargs)
-
-
-def _client(env, tracking_uri: str | None = None):
-    uri = tracking_uri or f"sqlite:///{env['home'] / 'mlflow.db'}"
-    return mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
-
-
-def assert_first_night(env, result, tracking_uri: str | None = None) -> None:
-    """What one whole run of the graph for the tiny spec must leave behind (any storage backend)."""
-    assert result.success
-    checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
-    assert checks == {"quality_gate": True, "export_valid": True}
-
-    client = _client(env, tracking_uri)
-    champion = client.get_model_version_by_alias("gan-tiny", "champion")
-    assert str(champion.version) == "1"
-    run = client.get_run(champion.run_id)
-    assert {"fid_domain", "fid_domain_baseline", "label_accuracy", "d_loss"} <= set(run.data.metrics)
-    assert "metric.fid_domain" in champion.tags and champion.tags["quality_gate"] == "passed"
-    # What a person reads on the MLflow model page: the model, and each version's data, gate and figures.
-    assert "spec 'tiny'" in client.get_registered_model("gan-tiny").description
-    described = champion.description
-    assert "spec tiny, data " in described and "20 steps" in described and "Quality gate passed" in described
-    label_accuracy = run.data.metrics["label_accuracy"]
-    assert f"label_accuracy {label_accuracy:.4g} (real vs real " in described and "fid_domain " in described and "coverage_domain " in described
-    assert run.data.tags["dagster.partition"] == "tiny" and run.data.tags["dagster.run_id"] == result.run_id
-
-    exports = list((env["home"] / "exports" / "tiny").glob("v*/*"))
-    assert [p.parent.name for p in exports] == ["v1"]
-    table = read_export(exports[0])
-    assert table.num_rows == 30
-    assert set(table.column("model_version").to_pylist()) == {"1"}
-    manifest = json.loads((exports[0] / "_manifest.json").read_text())
-    assert manifest["model"]["run_id"] == champion.run_id and "fid_domain" in manifest["metrics"]
-    screened = manifest["memorization"]  # every export is screened against the training images
-    assert screened["checked"] == table.num_rows and screened["exact_copies"] == 0 and screened["reference_images"] > 0
-    assert not list((env["home"] / "staging").glob("*"))
-
-    # The registered model loads from the registry and samples on demand.
-    model = mlflow.pyfunc.load_model("models:/gan-tiny@champion")
-    out = model.predict(__import__("pandas").DataFrame({"label": [0, 2], "seed": [5, 6]}))
-    assert list(out.columns) == ["label", "seed", "image"] and out["image"].iloc[0][:4] == b"\x89PNG"
-
-
-def test_whole_graph_then_a_failing_gate_keeps_the_champion(ganpipe_env):
+def test_whole_graph_then_a_failing_gate_keeps_the_champion(ganpipe_env, materialize_tiny, mlflow_client, assert_first_night):
     env = ganpipe_env
     spec_path = write_tiny_spec(env["specs"])
     instance = dg.DagsterInstance.local_temp(str(env["dagster_home"]))
-    result = _materialize(env, instance=instance)
+    result = materialize_tiny(env, instance=instance)
     assert_first_night(env, result)
-    client = _client(env)
+    client = mlflow_client(env)
 
     # Second run: a gate nobody can pass. The new version is registered but not promoted.
     spec_path.write_text(spec_path.read_text().replace("{min_label_accuracy: 0.0}", "{max_fid: 0.0}"))
-    second = _materialize(env, instance=instance, raise_on_error=False)
+    second = materialize_tiny(env, instance=instance, raise_on_error=False)
     assert not second.success
     assert {e.check_name: e.passed for e in second.get_asset_check_evaluations()} == {"quality_gate": False}
     assert str(client.get_model_version_by_alias("gan-tiny", "champion").version) == "1"
@@ -93,30 +42,30 @@ def _champion_metadata(result) -> dict:
     return {k: v.value for k, v in result.asset_materializations_for_node("champion_model")[0].metadata.items()}
 
 
-def test_champion_is_compared_like_with_like(ganpipe_env):
+def test_champion_is_compared_like_with_like(ganpipe_env, materialize_tiny, mlflow_client):
     env = ganpipe_env
     write_tiny_spec(env["specs"])
     instance = dg.DagsterInstance.local_temp(str(env["dagster_home"]))
-    first = _materialize(env, selection=UP_TO_CHAMPION, instance=instance)
+    first = materialize_tiny(env, selection=UP_TO_CHAMPION, instance=instance)
     assert _champion_metadata(first)["reason"] == "no champion yet"
-    client = _client(env)
+    client = mlflow_client(env)
     v1 = client.get_model_version("gan-tiny", "1")
     assert len(v1.tags["yardstick_id"]) == 16 and json.loads(v1.tags["yardstick"])["n_samples"] == 60
 
     # The same data, judge and settings: the same yardstick, compared by the stored figure; an equal
     # figure does not beat the champion.
-    second = _champion_metadata(_materialize(env, selection=UP_TO_CHAMPION, instance=instance))
+    second = _champion_metadata(materialize_tiny(env, selection=UP_TO_CHAMPION, instance=instance))
     assert second["yardstick_id"] == v1.tags["yardstick_id"] and not second["champion_reevaluated"]
     assert not second["promoted"] and "does not beat champion v1" in second["reason"] and "same yardstick" in second["reason"]
 
     # A champion whose figure (on this yardstick) is worse is beaten.
     client.set_model_version_tag("gan-tiny", "1", "metric.fid_domain", "1e9")
-    third = _champion_metadata(_materialize(env, selection=UP_TO_CHAMPION, instance=instance))
+    third = _champion_metadata(materialize_tiny(env, selection=UP_TO_CHAMPION, instance=instance))
     assert third["promoted"] and third["champion_version"] == "3" and "beats champion v1 fid_domain=1000000000.00000" in third["reason"]
 
     # Another sample count is another yardstick: the champion is measured again on the challenger's,
     # with the challenger's figure as the answer for the same generator (the tiny runs are identical).
-    fourth_run = _materialize(env, selection=UP_TO_CHAMPION, instance=instance, ops={"gan_evaluation": {"config": {"n_samples": 45}}})
+    fourth_run = materialize_tiny(env, selection=UP_TO_CHAMPION, instance=instance, ops={"gan_evaluation": {"config": {"n_samples": 45}}})
     fourth = _champion_metadata(fourth_run)
     assert fourth["champion_reevaluated"] and fourth["yardstick_id"] != v1.tags["yardstick_id"]
     assert f"champion re-evaluated on this run's yardstick {fourth['yardstick_id']}; its own was {v1.tags['yardstick_id']}" in fourth["reason"]
@@ -126,40 +75,40 @@ def test_champion_is_compared_like_with_like(ganpipe_env):
     assert not fourth["promoted"] and str(client.get_model_version_by_alias("gan-tiny", "champion").version) == "3"
 
 
-def test_quality_gate_fails_a_bad_model_and_passes_a_good_one(ganpipe_env):
+def test_quality_gate_fails_a_bad_model_and_passes_a_good_one(ganpipe_env, materialize_tiny, mlflow_client):
     """The gate is not vacuous: at min_label_accuracy 0.9, 20 training steps fail it (samples at
     chance, 1/3) and 1,000 pass it (about 0.97 on the tiny bars)."""
     env = ganpipe_env
     write_tiny_spec(env["specs"], gates="{min_label_accuracy: 0.9}")
     instance = dg.DagsterInstance.local_temp(str(env["dagster_home"]))
-    bad = _materialize(env, selection=UP_TO_CHAMPION, instance=instance, raise_on_error=False)
+    bad = materialize_tiny(env, selection=UP_TO_CHAMPION, instance=instance, raise_on_error=False)
     assert {e.check_name: e.passed for e in bad.get_asset_check_evaluations()} == {"quality_gate": False}
-    assert "champion" not in _client(env).get_registered_model("gan-tiny").aliases
-    good = _materialize(env, selection=UP_TO_CHAMPION, instance=instance, ops={"gan_model": {"config": {"steps": 1000}}})
+    assert "champion" not in mlflow_client(env).get_registered_model("gan-tiny").aliases
+    good = materialize_tiny(env, selection=UP_TO_CHAMPION, instance=instance, ops={"gan_model": {"config": {"steps": 1000}}})
     assert {e.check_name: e.passed for e in good.get_asset_check_evaluations()} == {"quality_gate": True}
-    assert str(_client(env).get_registered_model("gan-tiny").aliases["champion"]) == "2"
+    assert str(mlflow_client(env).get_registered_model("gan-tiny").aliases["champion"]) == "2"
 
 
-def test_a_registry_error_fails_the_promotion(ganpipe_env):
+def test_a_registry_error_fails_the_promotion(ganpipe_env, materialize_tiny, mlflow_client):
     """A locked store is an error, not "no champion yet": nothing is promoted."""
     import sqlite3
 
     env = ganpipe_env
     write_tiny_spec(env["specs"])
     instance = dg.DagsterInstance.local_temp(str(env["dagster_home"]))
-    assert _materialize(env, selection=UP_TO_CHAMPION, instance=instance).success
-    assert _materialize(env, selection=UP_TO_CHAMPION[:-1], instance=instance).success  # v2, evaluated
+    assert materialize_tiny(env, selection=UP_TO_CHAMPION, instance=instance).success
+    assert materialize_tiny(env, selection=UP_TO_CHAMPION[:-1], instance=instance).success  # v2, evaluated
     lock = sqlite3.connect(env["home"] / "mlflow.db", timeout=1)
     lock.execute("BEGIN EXCLUSIVE")
     try:
-        failed = _materialize(env, selection=("champion_model",), instance=instance, raise_on_error=False)
+        failed = materialize_tiny(env, selection=("champion_model",), instance=instance, raise_on_error=False)
     finally:
         lock.rollback()
         lock.close()
     assert not failed.success
     error = next(str(e.step_failure_data.error) for e in failed.all_events if e.event_type_value == "STEP_FAILURE")
     assert "locked" in error
-    assert str(_client(env).get_model_version_by_alias("gan-tiny", "champion").version) == "1"
+    assert str(mlflow_client(env).get_model_version_by_alias("gan-tiny", "champion").version) == "1"
 
 
 def test_code_location_loads_without_warnings(ganpipe_env):
@@ -271,14 +220,14 @@ def test_folder_sensor_fires_once_per_state(ganpipe_env):
     assert changed.run_requests[0].run_key != first.run_requests[0].run_key
 
 
-def test_exports_to_an_object_store_uri(ganpipe_env, monkeypatch):
+def test_exports_to_an_object_store_uri(ganpipe_env, monkeypatch, materialize_tiny):
     """GANPIPE_EXPORT_URI sends exports to any fsspec store (memory:// here, s3:// in production)."""
     import fsspec
 
     env = ganpipe_env
     write_tiny_spec(env["specs"])
     monkeypatch.setenv("GANPIPE_EXPORT_URI", "memory://ganpipe-test/exports")
-    result = _materialize(env, instance=dg.DagsterInstance.local_temp(str(env["dagster_home"])))
+    result = materialize_tiny(env, instance=dg.DagsterInstance.local_temp(str(env["dagster_home"])))
     assert result.success
     assert {e.check_name: e.passed for e in result.get_asset_check_evaluations()} == {"quality_gate": True, "export_valid": True}
     path = result.asset_materializations_for_node("synthetic_dataset")[0].metadata["path"].value

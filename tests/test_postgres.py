@@ -14,8 +14,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from conftest import free_port, unavailable, write_tiny_spec
-from test_pipelines import _materialize, assert_first_night
+from pipelines.tiny import write_tiny_spec
 
 pytestmark = pytest.mark.postgres
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,7 +37,7 @@ def _as_server_user(command: list[str]) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def postgres():
+def postgres(free_port, unavailable):
     bin_dir = _postgres_bin()
     if bin_dir is None:
         unavailable("PostgreSQL is not installed (.ci/run installs Debian's postgresql package)")
@@ -80,7 +79,7 @@ def _query(postgres: dict, database: str, sql: str) -> list[str]:
     return done.stdout.split()
 
 
-def test_whole_graph_on_postgresql(ganpipe_env, postgres, monkeypatch):
+def test_whole_graph_on_postgresql(ganpipe_env, postgres, monkeypatch, materialize_tiny, assert_first_night):
     env = ganpipe_env
     for key, value in {"GANPIPE_PG_HOST": "127.0.0.1", "GANPIPE_PG_PORT": str(postgres["port"]), "GANPIPE_PG_USER": USER, "GANPIPE_PG_PASSWORD": "", "GANPIPE_PG_DAGSTER_DB": "dagster"}.items():
         monkeypatch.setenv(key, value)
@@ -92,7 +91,7 @@ def test_whole_graph_on_postgresql(ganpipe_env, postgres, monkeypatch):
     with dg.DagsterInstance.get() as instance:
         assert type(instance.run_storage).__name__ == "PostgresRunStorage"
         assert type(instance.event_log_storage).__name__ == "PostgresEventLogStorage"
-        result = _materialize(env, tracking_uri=tracking_uri, instance=instance)
+        result = materialize_tiny(env, tracking_uri=tracking_uri, instance=instance)
         assert_first_night(env, result, tracking_uri)
         assert instance.get_run_by_id(result.run_id).status == dg.DagsterRunStatus.SUCCESS
 

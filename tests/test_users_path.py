@@ -6,12 +6,15 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import dagster as dg
 import mlflow
+from pipelines.tiny import write_tiny_spec
 
-from conftest import BIN, write_tiny_spec
+BIN = Path(sys.executable).parent  # this environment's console scripts
+
 
 REPO = Path(__file__).resolve().parents[1]
 

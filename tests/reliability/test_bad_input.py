@@ -19,9 +19,9 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from conftest import dagster_cli, initialise_instance, write_tiny_npz
 from gan_core.data import DataError, load_source
 from pipelines.specs import SpecError, load_spec
+from pipelines.tiny import write_tiny_npz
 
 GOOD_REST = "image: {size: 8, channels: 1, fit: FIT}\nholdout_fraction: 0.2\n"
 
@@ -166,18 +166,18 @@ def test_library_names_the_file_or_field(ganpipe_env, case):
     assert not any(ganpipe_env["home"].iterdir())
 
 
-def _cli_case(env: dict, case: tuple) -> tuple[str, subprocess.CompletedProcess]:
+def _cli_case(dagster_cli, case: tuple) -> tuple[str, subprocess.CompletedProcess]:
     return case[0], dagster_cli("asset", "materialize", "-m", "pipelines", "--select", "real_images", "--partition", case[0])
 
 
 @pytest.mark.slow
-def test_dagster_cli_names_the_file_or_field(ganpipe_env):
+def test_dagster_cli_names_the_file_or_field(ganpipe_env, initialise_instance, dagster_cli):
     """Every case through `dagster asset materialize`, two at a time (about 10 s each)."""
     for case in CASES:
         _materialise_case(case, ganpipe_env["specs"])
     initialise_instance()
     with ThreadPoolExecutor(2) as pool:
-        results = list(pool.map(lambda c: _cli_case(ganpipe_env, c), CASES))
+        results = list(pool.map(lambda c: _cli_case(dagster_cli, c), CASES))
     failures = []
     for (name, completed), case in zip(results, CASES):
         output = completed.stdout + completed.stderr

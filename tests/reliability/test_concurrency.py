@@ -14,21 +14,24 @@ import dagster as dg
 import mlflow
 import pytest
 
-from conftest import BIN, IN_PROCESS, initialise_instance, write_tiny_spec
 from gan_core.checkpoint import load_generator
 from pipelines.definitions import build_definitions
+from pipelines.definitions import IN_PROCESS_RUN_CONFIG
+from pipelines.tiny import write_tiny_spec
+
+BIN = Path(sys.executable).parent  # this environment's console scripts
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _deployed_instance(env: dict, gpu_slots: int = 1) -> None:
+def _deployed_instance(env: dict, initialise_instance, gpu_slots: int = 1) -> None:
     text = (ROOT / "deploy" / "dagster.yaml").read_text().replace("default_limit: 1", f"default_limit: {gpu_slots}")
     (env["dagster_home"] / "dagster.yaml").write_text(text)
     initialise_instance()
 
 
 def _launch(spec: str, select: str) -> subprocess.Popen:
-    command = [str(BIN / "dagster"), "asset", "materialize", "-m", "pipelines", "--select", select, "--partition", spec, "--config-json", IN_PROCESS]
+    command = [str(BIN / "dagster"), "asset", "materialize", "-m", "pipelines", "--select", select, "--partition", spec, "--config-json", json.dumps(IN_PROCESS_RUN_CONFIG)]
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=os.environ.copy())
 
 
@@ -57,11 +60,11 @@ def _longer_training(spec_path: Path, steps: int = 200) -> None:
     spec_path.write_text(spec_path.read_text().replace("steps: 20,", f"steps: {steps},"))
 
 
-def test_two_specs_at_once_succeed_apart_and_train_one_at_a_time(ganpipe_env):
+def test_two_specs_at_once_succeed_apart_and_train_one_at_a_time(ganpipe_env, initialise_instance):
     env = ganpipe_env
     for name in ("alpha", "beta"):
         _longer_training(write_tiny_spec(env["specs"], name=name))
-    _deployed_instance(env)
+    _deployed_instance(env, initialise_instance)
     results = _finish([_launch(name, "real_images,gan_model") for name in ("alpha", "beta")])
     assert [rc for rc, _ in results] == [0, 0], [out[-2000:] for _, out in results]
     assert any("blocked by limit for pool gpu" in out for _, out in results)  # one waited for the other
@@ -80,10 +83,10 @@ def test_two_specs_at_once_succeed_apart_and_train_one_at_a_time(ganpipe_env):
         load_generator(version.tags["generator_path"])
 
 
-def test_same_spec_twice_waits_for_the_gpu_slot_and_both_register(ganpipe_env):
+def test_same_spec_twice_waits_for_the_gpu_slot_and_both_register(ganpipe_env, initialise_instance):
     env = ganpipe_env
     _longer_training(write_tiny_spec(env["specs"]))
-    _deployed_instance(env)
+    _deployed_instance(env, initialise_instance)
     results = _finish([_launch("tiny", "real_images,gan_model") for _ in range(2)])
     assert [rc for rc, _ in results] == [0, 0], [out[-2000:] for _, out in results]
     versions = sorted(_client().search_model_versions("name='gan-tiny'"), key=lambda v: int(v.version))
@@ -94,11 +97,11 @@ def test_same_spec_twice_waits_for_the_gpu_slot_and_both_register(ganpipe_env):
         assert _client().get_run(version.run_id).info.status == "FINISHED"
 
 
-def test_same_spec_twice_with_two_gpu_slots_the_second_fails_clearly(ganpipe_env):
+def test_same_spec_twice_with_two_gpu_slots_the_second_fails_clearly(ganpipe_env, initialise_instance):
     """With two GPU slots nothing queues the second run of a spec: the spec's lock refuses it."""
     env = ganpipe_env
     _longer_training(write_tiny_spec(env["specs"]), steps=600)
-    _deployed_instance(env, gpu_slots=2)
+    _deployed_instance(env, initialise_instance, gpu_slots=2)
     with dg.DagsterInstance.get() as instance:
         defs = build_definitions()
         real_images = next(a for a in defs.assets if a.key.path[-1] == "real_images")

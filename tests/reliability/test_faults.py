@@ -4,9 +4,11 @@ diverging run. Each leaves nothing half-written where a reader would see it."""
 from __future__ import annotations
 
 import errno
+import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -15,11 +17,13 @@ import mlflow
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import BIN, IN_PROCESS, dagster_cli, unavailable, write_tiny_spec
 from gan_core.checkpoint import load_checkpoint
 from gan_core.export import ExportError, ExportPlan, export_samples, read_export
-from pipelines.definitions import build_definitions
-from test_export import LINEAGE, _WRITER, _plan, tiny_generator
+from pipelines.definitions import build_definitions, with_checks
+from pipelines.definitions import IN_PROCESS_RUN_CONFIG
+from pipelines.tiny import write_tiny_spec
+
+BIN = Path(sys.executable).parent  # this environment's console scripts
 
 
 def _client(uri: str) -> mlflow.MlflowClient:
@@ -28,7 +32,7 @@ def _client(uri: str) -> mlflow.MlflowClient:
 
 def _materialize(env: dict, selection: list[str] | None = None, tracking_uri: str | None = None, **kwargs) -> dg.ExecuteInProcessResult:
     defs = build_definitions(str(env["specs"]), str(env["home"]), tracking_uri or f"sqlite:///{env['home'] / 'mlflow.db'}")
-    assets = [a for a in defs.assets if selection is None or a.key.path[-1] in selection]
+    assets = with_checks(defs, selection)
     instance = dg.DagsterInstance.get()
     run_config = {"ops": {"augmentation_report": {"config": {"classifier_steps": 20}}}} if selection is None else {}
     return dg.materialize(assets, partition_key=kwargs.pop("partition_key", "tiny"), resources=defs.resources, instance=instance, run_config=run_config, raise_on_error=False, **kwargs)
@@ -38,7 +42,7 @@ def _failure_text(result: dg.ExecuteInProcessResult) -> str:
     return " ".join(str(e.event_specific_data.error) for e in result.all_events if e.event_type_value == "STEP_FAILURE")
 
 
-def _mount_tmpfs(path: Path, options: str) -> None:
+def _mount_tmpfs(path: Path, options: str, unavailable) -> None:
     path.mkdir(parents=True, exist_ok=True)
     done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True, text=True)
     if done.returncode != 0:
@@ -48,14 +52,14 @@ def _mount_tmpfs(path: Path, options: str) -> None:
 # ---------------------------------------------------------------- training killed
 
 
-def test_training_killed_with_sigkill_resumes_from_its_last_checkpoint(ganpipe_env):
+def test_training_killed_with_sigkill_resumes_from_its_last_checkpoint(ganpipe_env, dagster_cli):
     env = ganpipe_env
     spec = write_tiny_spec(env["specs"])
     spec.write_text(spec.read_text().replace("steps: 20,", "steps: 3000,").replace("checkpoint_every: 10", "checkpoint_every: 100"))
     assert dagster_cli("asset", "materialize", "-m", "pipelines", "--select", "real_images", "--partition", "tiny").returncode == 0
 
     checkpoints = env["home"] / "runs" / "tiny" / "pending" / "checkpoints"
-    command = [str(BIN / "dagster"), "asset", "materialize", "-m", "pipelines", "--select", "gan_model", "--partition", "tiny", "--config-json", IN_PROCESS]
+    command = [str(BIN / "dagster"), "asset", "materialize", "-m", "pipelines", "--select", "gan_model", "--partition", "tiny", "--config-json", json.dumps(IN_PROCESS_RUN_CONFIG)]
     # Its own session, so the kill takes the whole process group, as a lost machine would.
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ.copy(), start_new_session=True)
     deadline = time.monotonic() + 240
@@ -103,9 +107,9 @@ def test_a_stale_pending_run_is_trained_over_with_a_warning(ganpipe_env):
 # ---------------------------------------------------------------- export killed
 
 
-def test_export_killed_with_sigkill_leaves_nothing_visible_and_rerun_completes(tmp_path):
+def test_export_killed_with_sigkill_leaves_nothing_visible_and_rerun_completes(tmp_path, tiny_generator, tiny_plan, lineage, export_writer):
     destination = tmp_path / "exports" / "crash"
-    process = subprocess.Popen([os.sys.executable, "-c", _WRITER, str(tmp_path), str(destination), "0", "1", "5"])
+    process = export_writer(tiny_plan(rows_per_part=5, batch_size=4), tmp_path, destination)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and len(list((tmp_path / "staging").glob("export-*/part-*.json"))) < 3:
         time.sleep(0.01)
@@ -114,7 +118,7 @@ def test_export_killed_with_sigkill_leaves_nothing_visible_and_rerun_completes(t
     finished_before = len(list((tmp_path / "staging").glob("export-*/part-*.json")))
     assert 3 <= finished_before < 15, "the kill landed after the export finished; make the export longer"
     assert not destination.exists()
-    result = export_samples(tiny_generator(), _plan(rows_per_part=5, batch_size=4), destination, lineage=LINEAGE, root=tmp_path)
+    result = export_samples(tiny_generator(), tiny_plan(rows_per_part=5, batch_size=4), destination, lineage=lineage, root=tmp_path)
     assert result.parts_reused >= 3 and result.parts_reused + result.parts_written == 15
     table = read_export(destination)
     ids = table.column("sample_id").to_pylist()
@@ -135,11 +139,11 @@ def test_unreachable_mlflow_store_fails_before_training(ganpipe_env):
     assert not (env["home"] / "runs").exists()  # no training started
 
 
-def test_read_only_mlflow_store_fails_before_training_and_promotes_nothing(ganpipe_env):
+def test_read_only_mlflow_store_fails_before_training_and_promotes_nothing(ganpipe_env, unavailable):
     env = ganpipe_env
     write_tiny_spec(env["specs"])
     store = env["root"] / "mlflow-ro"
-    _mount_tmpfs(store, "size=64m")
+    _mount_tmpfs(store, "size=64m", unavailable)
     try:
         uri = f"sqlite:///{store / 'mlflow.db'}"
         # A real, current store, made by another process so that no connection here holds it open...
@@ -157,9 +161,9 @@ def test_read_only_mlflow_store_fails_before_training_and_promotes_nothing(ganpi
 # ---------------------------------------------------------------- disk full
 
 
-def test_disk_full_injected_is_a_clear_error_and_resumable(tmp_path, monkeypatch):
+def test_disk_full_injected_is_a_clear_error_and_resumable(tmp_path, monkeypatch, tiny_generator, tiny_plan):
     destination = tmp_path / "exports" / "full"
-    plan = _plan(rows_per_part=10)
+    plan = tiny_plan(rows_per_part=10)
     real_write = pq.ParquetWriter.write_table
     calls = {"n": 0}
 
@@ -180,9 +184,9 @@ def test_disk_full_injected_is_a_clear_error_and_resumable(tmp_path, monkeypatch
     assert result.parts_reused == 2 and read_export(destination).num_rows == 75
 
 
-def test_disk_full_on_a_size_capped_filesystem(tmp_path):
+def test_disk_full_on_a_size_capped_filesystem(tmp_path, unavailable, tiny_generator):
     root = tmp_path / "small"
-    _mount_tmpfs(root, "size=256k")
+    _mount_tmpfs(root, "size=256k", unavailable)
     try:
         destination = root / "exports" / "big"
         plan = ExportPlan.per_class(("zero", "one", "two"), 3000, seed=1, image_format="raw", rows_per_part=1500, batch_size=500)

@@ -15,10 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import free_port
 from gan_core.export import CopyScreen, ExportError, ExportPlan, export_samples, read_export
 from gan_core.sample import generate
-from test_export import CLASSES, LINEAGE, _plan, tiny_generator
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("gan_core", "pipelines", "benchmarks")
@@ -109,7 +107,7 @@ def _listening_sockets(pids: list[int]) -> list[tuple[str, int]]:
     return listening
 
 
-def test_make_ui_listens_on_loopback_only(tmp_path):
+def test_make_ui_listens_on_loopback_only(tmp_path, free_port):
     ui_port, mlflow_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GANPIPE_", "DAGSTER_", "MLFLOW_"))}
     process = subprocess.Popen(
@@ -143,7 +141,7 @@ def test_make_ui_listens_on_loopback_only(tmp_path):
 # ---------------------------------------------------------------- storage root
 
 
-def test_export_destinations_cannot_escape_the_root(tmp_path):
+def test_export_destinations_cannot_escape_the_root(tmp_path, tiny_generator, tiny_plan):
     root = tmp_path / "root"
     (root / "exports").mkdir(parents=True)
     outside = tmp_path / "outside"
@@ -151,29 +149,29 @@ def test_export_destinations_cannot_escape_the_root(tmp_path):
     (root / "exports" / "link").symlink_to(outside)
     for destination in (root / ".." / "outside" / "e", root / "exports" / "link" / "e", outside / "e", Path("/etc/ganpipe-e")):
         with pytest.raises(ExportError, match="outside the storage root"):
-            export_samples(tiny_generator(), _plan(), destination, root=root)
+            export_samples(tiny_generator(), tiny_plan(), destination, root=root)
     assert list(outside.iterdir()) == [] and not (root / "staging").exists()
 
 
 # ---------------------------------------------------------------- no training images in exports
 
 
-def test_an_export_holding_exact_copies_of_training_images_is_refused(tmp_path):
+def test_an_export_holding_exact_copies_of_training_images_is_refused(tmp_path, tiny_generator, tiny_plan, lineage):
     generator = tiny_generator()
-    plan = _plan()
+    plan = tiny_plan()
     # Training images that the generator reproduces exactly: samples 3 and 40 of this very plan.
     copies = generate(generator, plan.labels_for(0, 75), seeds=plan.seeds_for(0, 75))[[3, 40]]
     rng = np.random.default_rng(0)
     train = np.concatenate([rng.integers(0, 256, (50, 1, 8, 8), dtype=np.uint8), copies])
     destination = tmp_path / "exports" / "leaky"
     with pytest.raises(ExportError, match="2 exported image\\(s\\) are exact copies of training images"):
-        export_samples(generator, plan, destination, lineage=LINEAGE, root=tmp_path, screen=CopyScreen(train, threshold=1.0))
+        export_samples(generator, plan, destination, lineage=lineage, root=tmp_path, screen=CopyScreen(train, threshold=1.0))
     assert not destination.exists() and not list((tmp_path / "staging").iterdir())
 
 
-def test_every_screened_export_records_its_copy_figures(tmp_path):
+def test_every_screened_export_records_its_copy_figures(tmp_path, tiny_generator, tiny_plan):
     generator = tiny_generator()
-    plan = ExportPlan.per_class(CLASSES, 20, seed=3, rows_per_part=25)
+    plan = ExportPlan.per_class(tiny_plan().class_names, 20, seed=3, rows_per_part=25)
     train = np.random.default_rng(1).integers(0, 256, (40, 1, 8, 8), dtype=np.uint8)
     destination = tmp_path / "exports" / "clean"
     export_samples(generator, plan, destination, root=tmp_path, screen=CopyScreen(train, threshold=1.0))

@@ -1,0 +1,49 @@
+"""What every stage shares: the group, the step tags, how an asset reads its upstream's
+materialization, and pictures in metadata."""
+
+import base64
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+from gan_core.data import ImageData, load_source
+
+from ..partitions import SPEC_PARTITIONS
+
+GROUP = "ganpipe"
+# Steps that keep every core busy with torch; the default executor runs one of them at a time.
+COMPUTE_TAG = {"ganpipe/compute": "heavy"}
+# What the k8s executor (dagster-k8s) reads to give the training step's pod a GPU; other executors
+# ignore it. Override per deployment with the executor's own step config (see deploy/k8s/).
+K8S_GPU_TAGS = {
+    "dagster-k8s/config": {
+        "container_config": {"resources": {"requests": {"cpu": "4", "memory": "16Gi", "nvidia.com/gpu": "1"}, "limits": {"memory": "32Gi", "nvidia.com/gpu": "1"}}},
+        "pod_spec_config": {"tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]},
+    }
+}
+STAGE = {"partitions_def": SPEC_PARTITIONS, "group_name": GROUP}  # every asset: one partition per spec
+
+
+def upstream(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext, asset: str) -> dict[str, Any]:
+    """Metadata of the latest materialization of `asset` for this partition: heavy objects travel
+    as files, and an asset finds them here (its `deps` name the assets it reads)."""
+    records = context.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[context.partition_key]), limit=1
+    ).records
+    if not records:
+        raise dg.Failure(f"asset '{asset}' has no materialization for partition '{context.partition_key}'; materialize it first")
+    return {key: value.value for key, value in records[0].asset_materialization.metadata.items()}
+
+
+def load_split(snapshot: str | Path) -> tuple[ImageData, ImageData]:
+    """The train and holdout splits `real_images` snapshotted."""
+    return (
+        load_source({"kind": "npz", "path": str(Path(snapshot) / "train.npz")}),
+        load_source({"kind": "npz", "path": str(Path(snapshot) / "holdout.npz")}),
+    )
+
+
+def picture(path: Path) -> dg.MetadataValue:
+    encoded = base64.b64encode(path.read_bytes()).decode()
+    return dg.MetadataValue.md(f"![{path.stem}](data:image/png;base64,{encoded})")

@@ -1,0 +1,78 @@
+"""Evaluate: the judge (label fidelity and the domain backbone) and the generator's figures, each
+beside its real-vs-real baseline, recorded on the model version with the yardstick they were
+measured on. The quality gate is a blocking check (`checks.py`)."""
+
+from pathlib import Path
+from typing import Optional
+
+import dagster as dg
+
+from gan_core.checkpoint import load_generator
+from gan_core.classifier import ClassifierConfig, Judge, train_classifier
+from gan_core.metrics import evaluate
+
+from ..registry import tag_metrics, tag_yardstick
+from ..resources import ComputeResource, MLflowResource, SpecsResource
+from ..specs import primary_metric
+from .common import COMPUTE_TAG, STAGE, load_split, picture, upstream
+from .ingest import real_images
+from .train import gan_model
+
+
+class EvaluationConfig(dg.Config):
+    n_samples: Optional[int] = None
+
+
+@dg.asset(**STAGE, deps=[real_images], kinds={"pytorch"}, op_tags=COMPUTE_TAG)
+def judge_classifier(context: dg.AssetExecutionContext, compute: ComputeResource) -> dg.MaterializeResult:
+    """A small CNN trained on the real train split: judge of label fidelity, domain feature extractor."""
+    snapshot = upstream(context, "real_images")["snapshot"]
+    train_split, holdout = load_split(snapshot)
+    judge = train_classifier(train_split, ClassifierConfig(device=compute.device))
+    path = judge.save(Path(snapshot) / "judge.safetensors")
+    accuracy = judge.accuracy(holdout)
+    context.log.info(f"judge holdout accuracy {accuracy:.4f}")
+    return dg.MaterializeResult(metadata={"judge_path": dg.MetadataValue.path(str(path)), "holdout_accuracy": accuracy})
+
+
+@dg.asset(**STAGE, deps=[gan_model, judge_classifier, real_images], kinds={"pytorch", "mlflow"}, op_tags=COMPUTE_TAG)
+def gan_evaluation(context: dg.AssetExecutionContext, config: EvaluationConfig, specs: SpecsResource, mlflow_store: MLflowResource) -> dg.MaterializeResult:
+    """FID/KID/IS, precision/recall, label fidelity and memorization, each beside its real-vs-real baseline."""
+    import mlflow
+
+    spec = specs.get(context.partition_key)
+    model = upstream(context, "gan_model")
+    judge = Judge.load(upstream(context, "judge_classifier")["judge_path"])
+    train_split, holdout = load_split(upstream(context, "real_images")["snapshot"])
+    generator, _ = load_generator(model["generator_path"])
+    out_dir = Path(model["generator_path"]).parent / "evaluation"
+    report = evaluate(generator, train_split, holdout, judge, out_dir, n_samples=config.n_samples or spec.evaluation.n_samples, backbone=spec.evaluation.backbone)
+    context.log.info(f"backbone {report.backbone}: {report.backbone_reason}")
+    metric, higher_is_better = primary_metric(spec, report.backbone)
+    if metric not in report.metrics:
+        raise dg.Failure(f"{spec.path}: field 'evaluation.primary_metric': '{metric}' is not one of {sorted(report.metrics)}")
+
+    with mlflow.start_run(run_id=model["mlflow_run_id"]):
+        mlflow.log_metrics(report.metrics)
+        mlflow.log_artifacts(str(out_dir), "evaluation")
+    client = mlflow_store.client()
+    tag_metrics(client, model["model_name"], model["model_version"], report.metrics)
+    tag_yardstick(client, model["model_name"], model["model_version"], report.yardstick)
+    key_figures = {k: round(v, 5) for k, v in report.metrics.items() if not k.endswith("_std")}
+    return dg.MaterializeResult(
+        metadata={
+            **key_figures,
+            "backbone": report.backbone,
+            "backbone_reason": report.backbone_reason,
+            "primary_metric": metric,
+            "primary_higher_is_better": higher_is_better,
+            "yardstick_id": report.yardstick["id"],
+            "yardstick": dg.MetadataValue.json(report.yardstick),
+            "model_name": model["model_name"],
+            "model_version": model["model_version"],
+            "mlflow_run_id": model["mlflow_run_id"],
+            "mlflow_run": dg.MetadataValue.url(model["mlflow_run"]),
+            "report": dg.MetadataValue.path(report.files["markdown"]),
+            "samples": picture(Path(report.files["samples"])),
+        }
+    )

@@ -1,0 +1,65 @@
+"""Export: a labelled synthetic dataset from the champion to Parquet, screened for copies of
+training images. Its validity is a check (`checks.py`)."""
+
+from typing import Optional
+
+import dagster as dg
+
+from gan_core.export import CopyScreen, ExportPlan, export_exists, export_in_processes, export_samples, verify_export
+
+from ..registry import load_registered_generator, model_name, version_metrics
+from ..resources import ComputeResource, MLflowResource, SpecsResource, StorageResource
+from .common import COMPUTE_TAG, STAGE, load_split, upstream
+from .ingest import real_images
+from .promote import champion_model
+
+
+class ExportConfig(dg.Config):
+    samples_per_class: Optional[int] = None
+
+
+@dg.asset(**STAGE, deps=[champion_model, real_images], kinds={"parquet"}, op_tags=COMPUTE_TAG)
+def synthetic_dataset(
+    context: dg.AssetExecutionContext, config: ExportConfig, specs: SpecsResource, storage: StorageResource, mlflow_store: MLflowResource, compute: ComputeResource
+) -> dg.MaterializeResult:
+    """Export a labelled synthetic dataset from the champion to Parquet."""
+    spec = specs.get(context.partition_key)
+    name = model_name(spec.name)
+    champion = mlflow_store.client().get_model_version_by_alias(name, "champion")
+    generator = load_registered_generator(name, "@champion")  # the registry is the source of truth
+    train_split, holdout = load_split(upstream(context, "real_images")["snapshot"])
+    per_class = config.samples_per_class or spec.export.samples_per_class
+    plan = ExportPlan.per_class(train_split.class_names, per_class, seed=spec.export.seed, image_format=spec.export.image_format, rows_per_part=spec.export.rows_per_part)
+    destination = storage.export_destination(spec.name, str(champion.version), f"n{per_class}-s{spec.export.seed}-{spec.export.image_format}")
+    shard_pids: list[int] = []
+    with storage.lock(spec.name, f"Dagster run {context.run.run_id}"):
+        if export_exists(destination):
+            context.log.info(f"{destination} already holds this export of v{champion.version}; verifying it")
+            manifest = verify_export(destination)
+        else:
+            lineage = {"model_name": name, "model_version": str(champion.version), "run_id": champion.run_id, "metrics": version_metrics(champion), "spec": spec.name}
+            limit = spec.evaluation.gates.limit("max", "memorization_fraction_features")
+            screen = CopyScreen.from_split(train_split, holdout, max_near_copy_fraction=1.0 if limit is None else limit)
+            if compute.export_processes > 1:
+                manifest, shards = export_in_processes(generator, plan, destination, processes=compute.export_processes, lineage=lineage, root=storage.path, screen=screen)
+                for shard in shards:
+                    context.log.info(f"shard {shard['shard']} (pid {shard['pid']}) wrote parts {shard['parts']}")
+                shard_pids = [shard["pid"] for shard in shards]
+            else:
+                result = export_samples(generator, plan, destination, lineage=lineage, root=storage.path, screen=screen)
+                manifest = result.manifest
+                context.log.info(f"exported {result.rows} rows in {result.wall_s:.1f} s to {destination}")
+    copies = manifest.get("memorization") or {}
+    return dg.MaterializeResult(
+        metadata={
+            "path": dg.MetadataValue.path(str(destination)),
+            "rows": manifest["total_rows"],
+            "planned_rows": plan.total,
+            "files": len(manifest["files"]),
+            "export_processes": len(shard_pids) or 1,
+            **({"shard_pids": dg.MetadataValue.json(shard_pids)} if shard_pids else {}),
+            "model_version": str(champion.version),
+            "counts_per_class": dg.MetadataValue.json(manifest["counts_per_class"]),
+            **({"near_copy_fraction": copies["near_copy_fraction"], "exact_copies": copies["exact_copies"]} if copies else {}),
+        }
+    )

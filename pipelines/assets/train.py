@@ -1,0 +1,127 @@
+"""Train: the conditional GAN, in this step's process or as torchrun ranks launched through Dagster
+Pipes, logged to MLflow and registered as a new model version. The training itself is gan_core's."""
+
+import dataclasses
+import json
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import dagster as dg
+
+from gan_core.checkpoint import load_generator
+from gan_core.data import ImageData
+from gan_core.sample import class_grid, save_grid
+from gan_core.train import Progress, TrainConfig, TrainResult, train
+
+from ..registry import data_summary, log_generator, model_description, model_name
+from ..resources import ComputeResource, MLflowResource, SpecsResource, StorageResource
+from ..specs import Spec
+from .common import COMPUTE_TAG, K8S_GPU_TAGS, STAGE, load_split, picture, upstream
+from .ingest import real_images
+
+
+class GanModelConfig(dg.Config):
+    """Launchpad overrides of the spec's training settings."""
+
+    steps: Optional[int] = None
+    batch_size: Optional[int] = None
+
+
+@dg.asset(**STAGE, deps=[real_images], pool="gpu", kinds={"pytorch", "mlflow"}, op_tags={**K8S_GPU_TAGS, **COMPUTE_TAG})
+def gan_model(
+    context: dg.AssetExecutionContext, config: GanModelConfig, specs: SpecsResource, storage: StorageResource, mlflow_store: MLflowResource, compute: ComputeResource
+) -> dg.MaterializeResult:
+    """Train the conditional GAN (resuming an interrupted run), log it to MLflow and register a version."""
+    import mlflow
+
+    spec = specs.get(context.partition_key)
+    experiment_id = mlflow_store.writable_experiment(spec.name)  # fail fast, before any training
+    data = upstream(context, "real_images")
+    train_split, _ = load_split(data["snapshot"])
+    overrides = {k: v for k, v in {"steps": config.steps, "batch_size": config.batch_size}.items() if v is not None}
+    train_config = spec.training.train_config(device=compute.device, precision=compute.precision, **overrides)
+    tags = {"dagster.run_id": context.run.run_id, "dagster.asset": "gan_model", "dagster.partition": spec.name, "data_hash": data["content_hash"]}
+    with storage.lock(spec.name, f"Dagster run {context.run.run_id}"):
+        pending = storage.runs_dir(spec.name) / "pending"  # the version-to-be; a killed run resumes here
+        with mlflow.start_run(experiment_id=experiment_id, tags=tags) as run:
+            mlflow.log_params({f"train.{k}": v for k, v in dataclasses.asdict(train_config).items()})
+            mlflow.log_dict(spec.model_dump(mode="json"), "spec.json")
+            if compute.num_processes > 1:
+                result = _train_with_pipes(context, data["snapshot"], train_config, pending, compute.num_processes, mlflow_store.environment)
+            else:
+                result = _train_in_process(context, train_split, train_config, pending)
+            if result.not_resumed:
+                context.log.warning(f"did not resume: {result.not_resumed}")
+            if result.resumed_from:
+                context.log.info(f"resumed from step {result.resumed_from}")
+            save_grid(class_grid(result.generator), pending / "samples.png", columns=10)
+            mlflow.log_artifact(str(pending / "samples.png"))
+            mlflow.log_metrics({"train_wall_s": result.wall_s, "train_images_per_s": result.images_per_s})
+            version = log_generator(result.generator, spec)
+        final_dir = storage.runs_dir(spec.name) / run.info.run_id
+        pending.rename(final_dir)
+    _describe_version(mlflow_store, spec, data, result, version, run.info.run_id, final_dir, context.run.run_id)
+    return dg.MaterializeResult(
+        metadata={
+            "mlflow_run_id": run.info.run_id,
+            "mlflow_run": dg.MetadataValue.url(mlflow_store.run_link(experiment_id, run.info.run_id)),
+            "model_name": model_name(spec.name),
+            "model_version": version,
+            "generator_path": dg.MetadataValue.path(str(final_dir / "generator.safetensors")),
+            "steps": result.steps,
+            "resumed_from_step": result.resumed_from,
+            "images_per_s": round(result.images_per_s, 1),
+            "wall_s": round(result.wall_s, 1),
+            "processes": result.processes,
+            "sample_grid": picture(final_dir / "samples.png"),
+        }
+    )
+
+
+def log_progress(progress: Progress, context: Optional[dg.AssetExecutionContext] = None) -> None:
+    """To the active MLflow run, and to the Dagster log when a context is given."""
+    import mlflow
+
+    mlflow.log_metrics({"d_loss": progress.d_loss, "g_loss": progress.g_loss, "images_per_s": progress.images_per_s, "augment_p": progress.augment_p}, step=progress.step)
+    if context is not None:
+        context.log.info(progress.line())
+
+
+def _train_in_process(context: dg.AssetExecutionContext, train_split: ImageData, train_config: TrainConfig, pending: Path) -> TrainResult:
+    # A pending run for other data or settings is stale: train afresh over it.
+    return train(train_split, train_config, pending, resume="if-compatible", callback=lambda progress: log_progress(progress, context))
+
+
+def _train_with_pipes(
+    context: dg.AssetExecutionContext, snapshot: str, train_config: TrainConfig, pending: Path, processes: int, mlflow_environment: dict[str, str]
+) -> TrainResult:
+    """torchrun with `processes` ranks, launched through Dagster Pipes: rank 0's logs stream into
+    this run; its progress messages are logged to MLflow here once training ends."""
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}", "-m", "pipelines.train_worker",
+        "--data", str(Path(snapshot) / "train.npz"), "--run-dir", str(pending), "--config", json.dumps(dataclasses.asdict(train_config)), "--resume", "if-compatible",
+    ]
+    invocation = dg.PipesSubprocessClient(env=mlflow_environment).run(command=command, context=context)
+    messages = list(invocation.get_custom_messages())  # the payloads rank 0 reported, in order
+    history = [Progress(**payload["progress"]) for payload in messages if "progress" in payload]
+    for progress in history:
+        log_progress(progress)
+    summary = next(payload["result"] for payload in reversed(messages) if "result" in payload)
+    generator, _ = load_generator(summary["generator_path"])
+    return TrainResult(
+        generator=generator, model_config=generator.config, config=train_config, steps=summary["steps"], resumed_from=summary["resumed_from"],
+        wall_s=summary["wall_s"], images_per_s=summary["images_per_s"], augment_p=summary["augment_p"], generator_path=Path(summary["generator_path"]),
+        checkpoint=Path(summary["checkpoint"]), history=history, not_resumed=summary["not_resumed"], processes=summary["processes"],
+    )
+
+
+def _describe_version(mlflow_store: MLflowResource, spec: Spec, data: dict[str, Any], result: TrainResult, version: str, run_id: str, final_dir: Path, dagster_run_id: str) -> None:
+    client = mlflow_store.client()
+    name = model_name(spec.name)
+    client.update_registered_model(name, description=model_description(spec))
+    trained = f"{data_summary(spec, data)}; {result.steps} steps ({spec.training.profile} profile) in {result.wall_s:.0f} s"
+    client.update_model_version(name, version, description=f"{trained}. Not evaluated yet.")
+    tags = {"trained": trained, "run_id": run_id, "data_hash": data["content_hash"], "generator_path": str(final_dir / "generator.safetensors"), "dagster_run_id": dagster_run_id}
+    for key, value in tags.items():
+        client.set_model_version_tag(name, version, key, value)
