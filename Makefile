@@ -10,7 +10,7 @@ MLFLOW_PORT ?= 5000
 DAGSTER_ENV := DAGSTER_HOME=$(HOME_DIR)/dagster GANPIPE_HOME=$(HOME_DIR) MLFLOW_TRACKING_URI=sqlite:///$(HOME_DIR)/mlflow.db \
 	GANPIPE_MLFLOW_UI=http://127.0.0.1:$(MLFLOW_PORT)
 
-.PHONY: setup test test-slow test-reliability demo demo-train ui instance clean
+.PHONY: setup lint format test test-slow test-reliability demo demo-train ui instance clean
 
 setup: $(STAMP)
 
@@ -20,6 +20,15 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
+
+# ruff's formatter and linter (rules in pyproject.toml); CI runs this before the tests.
+lint: setup
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
+
+format: setup
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
 
 test: setup
 	$(PY) -m pytest -m "not slow" -q
