@@ -70,8 +70,20 @@ def ours(generator, train, holdout, judge, weights: Path, n: int, batch_size: in
         # An evaluate() from before per_class_fid existed (`--weights` lets such a tree run this script).
         extra = {"per_class_fid": full} if "per_class_fid" in inspect.signature(evaluate).parameters else {}
         started = time.perf_counter()
-        report = evaluate(generator, train, holdout, judge, out, n_samples=n, backbone="inception", inception_weights=resolved, allow_unverified_weights=True,
-                          batch_size=batch_size, metrics=None if full else ["fid", "kid", "is_inception"], **extra)
+        report = evaluate(
+            generator,
+            train,
+            holdout,
+            judge,
+            out,
+            n_samples=n,
+            backbone="inception",
+            inception_weights=resolved,
+            allow_unverified_weights=True,
+            batch_size=batch_size,
+            metrics=None if full else ["fid", "kid", "is_inception"],
+            **extra,
+        )
         _synchronize(device)
         return time.perf_counter() - started, report
 
@@ -89,7 +101,9 @@ def plain(generator, train, labels: np.ndarray, seeds: np.ndarray, weights: Path
     started = time.perf_counter()
     # KID and IS take no weights path: each gets its own network built from the file, as FID does.
     fid = FrechetInceptionDistance(feature=2048, feature_extractor_weights_path=str(weights)).to(dev)
-    kid = KernelInceptionDistance(feature=NoTrainInceptionV3("inception-v3-compat", ["2048"], str(weights)), subset_size=min(1000, len(labels), len(train))).to(dev)
+    kid = KernelInceptionDistance(feature=NoTrainInceptionV3("inception-v3-compat", ["2048"], str(weights)), subset_size=min(1000, len(labels), len(train))).to(
+        dev
+    )
     inception_score = InceptionScore(feature=NoTrainInceptionV3("inception-v3-compat", ["logits_unbiased"], str(weights))).to(dev)
     folded = FoldedGenerator(generator)
     rgb = lambda x: torch.from_numpy(x).to(dev).expand(-1, 3, -1, -1)  # noqa: E731 - grey digits as 3 channels
@@ -157,7 +171,9 @@ def memory_worker(n: int, backbone: str, device: str) -> None:
             weights = resolve_inception_weights(write_random_inception_weights(Path(scratch) / "r.pth"), allow_unverified=True)
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         started = time.perf_counter()
-        evaluate(generator, train, holdout, judge, Path(scratch) / "report", n_samples=n, backbone=backbone, inception_weights=weights, allow_unverified_weights=True)
+        evaluate(
+            generator, train, holdout, judge, Path(scratch) / "report", n_samples=n, backbone=backbone, inception_weights=weights, allow_unverified_weights=True
+        )
         wall = time.perf_counter() - started
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     feature_dim = 2048 if backbone == "inception" else judge.net.shape["feature_dim"]
@@ -192,10 +208,16 @@ def main() -> None:
         labels = np.repeat(np.arange(train.num_classes), np.round(np.bincount(train.labels, minlength=train.num_classes) / len(train) * n).astype(int))
         plain_s, plain_figures = plain(generator, train, labels, sample_seeds(0, len(labels)), weights, args.batch_size, args.device)
         total_s, full = ours(generator, train, holdout, judge, weights, n, args.batch_size, args.device, full=True)
-    print(f"device {device}: {len(labels):,} samples against {len(train):,} train images ({len(holdout):,} holdout), Inception at 299 px, batch {args.batch_size}")
-    print(f"FID + KID + IS, ours (evaluate, with real-vs-real baselines): {ours_s:.1f} s; plain torchmetrics script: {plain_s:.1f} s; ratio plain/ours {plain_s / ours_s:.3f}")
-    print(f"  same figures: FID {bare.metrics['fid_inception']:.3f} vs {plain_figures['fid']:.3f}, KID {bare.metrics['kid_inception']:.5f} vs {plain_figures['kid']:.5f}, "
-          f"IS {bare.metrics['is_inception']:.4f} vs {plain_figures['is']:.4f}")
+    print(
+        f"device {device}: {len(labels):,} samples against {len(train):,} train images ({len(holdout):,} holdout), Inception at 299 px, batch {args.batch_size}"
+    )
+    print(
+        f"FID + KID + IS, ours (evaluate, with real-vs-real baselines): {ours_s:.1f} s; plain torchmetrics script: {plain_s:.1f} s; ratio plain/ours {plain_s / ours_s:.3f}"
+    )
+    print(
+        f"  same figures: FID {bare.metrics['fid_inception']:.3f} vs {plain_figures['fid']:.3f}, KID {bare.metrics['kid_inception']:.5f} vs {plain_figures['kid']:.5f}, "
+        f"IS {bare.metrics['is_inception']:.4f} vs {plain_figures['is']:.4f}"
+    )
     print(f"full evaluate(): {total_s:.1f} s; seconds per stage and metric:")
     timings = getattr(full, "timings", {})
     for stage, seconds in sorted(timings.items(), key=lambda item: -item[1]):
@@ -208,8 +230,10 @@ def main() -> None:
         result = json.loads(out.stdout.strip().splitlines()[-1])
         label = {10_000: "10k", 50_000: "50k"}.get(n, str(n))
         figures[f"peak_rss_mb_{label}"] = result["peak_rss_mb"]
-        print(f"evaluate() on {n:,} samples ({backbone} backbone): peak RSS {result['peak_rss_mb']:.0f} MB, {result['rss_before_eval_mb']:.0f} MB before it "
-              f"(features and logits {result['feature_mb']:.1f} MB), {result['wall_s']:.0f} s")
+        print(
+            f"evaluate() on {n:,} samples ({backbone} backbone): peak RSS {result['peak_rss_mb']:.0f} MB, {result['rss_before_eval_mb']:.0f} MB before it "
+            f"(features and logits {result['feature_mb']:.1f} MB), {result['wall_s']:.0f} s"
+        )
     fid_samples = args.fid_samples if args.fid_samples is not None else (50_000 if device.type == "cuda" else 0)
     if fid_samples:
         wall, fid = fid_wall(args.device, fid_samples, args.fid_batch_size)

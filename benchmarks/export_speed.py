@@ -195,7 +195,9 @@ def main() -> None:
             result = measure(mode, n)
             result["peak_rss_mb"] = result.pop("peak_rss_mb_total", result["peak_rss_mb"])
             rate = n / result["wall_s"]
-            print(f"{mode:8s} {n:>9,d} samples: {rate:8.0f} samples/s  {result['bytes'] / 1e6 / result['wall_s']:6.2f} MB/s  peak RSS {result['peak_rss_mb']:7.0f} MB  ({result['wall_s']:.1f} s)")
+            print(
+                f"{mode:8s} {n:>9,d} samples: {rate:8.0f} samples/s  {result['bytes'] / 1e6 / result['wall_s']:6.2f} MB/s  peak RSS {result['peak_rss_mb']:7.0f} MB  ({result['wall_s']:.1f} s)"
+            )
             label = {100_000: "100k", 1_000_000: "1m"}.get(n, str(n))
             key = mode.replace("-", "_")
             figures[f"{key}_samples_per_s_{label}"] = rate
@@ -205,8 +207,10 @@ def main() -> None:
     figures[f"efficiency_{largest}"] = figures[f"ours_samples_per_s_{largest}"] / ideal
     figures[f"speedup_vs_baseline_{largest}"] = figures[f"ours_samples_per_s_{largest}"] / figures[f"baseline_samples_per_s_{largest}"]
     figures[f"sharded_speedup_vs_baseline_{largest}"] = figures[f"ours_sharded_samples_per_s_{largest}"] / figures[f"baseline_samples_per_s_{largest}"]
-    print(f"at {sizes[-1]:,}: {figures[f'speedup_vs_baseline_{largest}']:.2f}× the baseline, {figures[f'efficiency_{largest}']:.0%} of the ideal rate; "
-          f"one shard writer per core: {figures[f'sharded_speedup_vs_baseline_{largest}']:.2f}× the baseline")
+    print(
+        f"at {sizes[-1]:,}: {figures[f'speedup_vs_baseline_{largest}']:.2f}× the baseline, {figures[f'efficiency_{largest}']:.0%} of the ideal rate; "
+        f"one shard writer per core: {figures[f'sharded_speedup_vs_baseline_{largest}']:.2f}× the baseline"
+    )
     print(json.dumps({key: round(value, 3) for key, value in figures.items()}))
 
 

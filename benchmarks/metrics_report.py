@@ -46,7 +46,17 @@ def main() -> None:
     else:
         generator = train(train_split, TrainConfig.from_profile(args.profile), out / "run").generator
     seeds = list(range(args.seeds))
-    report = evaluate(generator, train_split, holdout, judge, out / "report", n_samples=args.n_samples, backbone="domain", uplift_seeds=seeds, uplift_classifier=UPLIFT_CLASSIFIER)
+    report = evaluate(
+        generator,
+        train_split,
+        holdout,
+        judge,
+        out / "report",
+        n_samples=args.n_samples,
+        backbone="domain",
+        uplift_seeds=seeds,
+        uplift_classifier=UPLIFT_CLASSIFIER,
+    )
     m = report.metrics
     print(f"judge holdout accuracy {m['label_accuracy_baseline']:.4f}")
     print(f"fid_domain {m['fid_domain']:.3f} (real-vs-real baseline {m['fid_domain_baseline']:.3f}) at N={report.n_compare}")
@@ -54,13 +64,32 @@ def main() -> None:
     print(f"label accuracy {m['label_accuracy']:.4f} over {report.n_synthetic} samples")
     for key in ("precision", "recall", "density", "coverage"):
         print(f"{key}_domain {m[f'{key}_domain']:.4f} (baseline {m[f'{key}_domain_baseline']:.4f})")
-    print(f"memorization: {m['memorization_fraction_features']:.4f} of samples are near-copies in feature space, {m['memorization_fraction_pixels']:.4f} in pixel space")
+    print(
+        f"memorization: {m['memorization_fraction_features']:.4f} of samples are near-copies in feature space, {m['memorization_fraction_pixels']:.4f} in pixel space"
+    )
     u = report.uplift
-    print(f"uplift (full train split, {len(train_split)} real + {report.n_synthetic} synthetic): real {u['real_only'][0]:.4f}±{u['real_only'][1]:.4f}, "
-          f"real+synthetic {u['real_plus_synthetic'][0]:.4f}±{u['real_plus_synthetic'][1]:.4f}, synthetic {u['synthetic_only'][0]:.4f}±{u['synthetic_only'][1]:.4f}")
+    print(
+        f"uplift (full train split, {len(train_split)} real + {report.n_synthetic} synthetic): real {u['real_only'][0]:.4f}±{u['real_only'][1]:.4f}, "
+        f"real+synthetic {u['real_plus_synthetic'][0]:.4f}±{u['real_plus_synthetic'][1]:.4f}, synthetic {u['synthetic_only'][0]:.4f}±{u['synthetic_only'][1]:.4f}"
+    )
 
     figures = {
-        **{key: m[key] for key in ("fid_domain", "fid_domain_baseline", "kid_domain", "kid_domain_baseline", "label_accuracy", "precision_domain", "recall_domain", "density_domain", "coverage_domain", "memorization_fraction_features", "memorization_fraction_pixels")},
+        **{
+            key: m[key]
+            for key in (
+                "fid_domain",
+                "fid_domain_baseline",
+                "kid_domain",
+                "kid_domain_baseline",
+                "label_accuracy",
+                "precision_domain",
+                "recall_domain",
+                "density_domain",
+                "coverage_domain",
+                "memorization_fraction_features",
+                "memorization_fraction_pixels",
+            )
+        },
         "uplift_real_only": u["real_only"][0],
         "uplift_real_plus_synthetic": u["real_plus_synthetic"][0],
         "uplift_synthetic_only": u["synthetic_only"][0],
@@ -78,9 +107,11 @@ def scarce_figures(args, train_split: ImageData, holdout: ImageData, seeds: list
     labels = np.repeat(np.arange(10), 100)
     synthetic = ImageData(generate(scarce_generator, labels, seed=1), labels, train_split.class_names)
     scarce_uplift = augmentation_uplift(scarce, holdout, synthetic, seeds, UPLIFT_CLASSIFIER)
-    print(f"uplift at k={args.k} per class ({len(scarce)} real + {len(synthetic)} synthetic from a GAN trained on those {len(scarce)}): "
-          f"real {scarce_uplift.real_only[0]:.4f}±{scarce_uplift.real_only[1]:.4f}, real+synthetic {scarce_uplift.real_plus_synthetic[0]:.4f}±{scarce_uplift.real_plus_synthetic[1]:.4f}, "
-          f"synthetic {scarce_uplift.synthetic_only[0]:.4f}±{scarce_uplift.synthetic_only[1]:.4f}")
+    print(
+        f"uplift at k={args.k} per class ({len(scarce)} real + {len(synthetic)} synthetic from a GAN trained on those {len(scarce)}): "
+        f"real {scarce_uplift.real_only[0]:.4f}±{scarce_uplift.real_only[1]:.4f}, real+synthetic {scarce_uplift.real_plus_synthetic[0]:.4f}±{scarce_uplift.real_plus_synthetic[1]:.4f}, "
+        f"synthetic {scarce_uplift.synthetic_only[0]:.4f}±{scarce_uplift.synthetic_only[1]:.4f}"
+    )
     return {
         f"scarce_k{args.k}_real_only": scarce_uplift.real_only[0],
         f"scarce_k{args.k}_real_plus_synthetic": scarce_uplift.real_plus_synthetic[0],

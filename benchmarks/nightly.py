@@ -82,9 +82,11 @@ def run_one(partition: str, tags: dict[str, str], threads: int) -> tuple[str, bo
 
 def night(workdir: Path, teams: int, workers: int) -> dict[str, float]:
     """One night in a fresh child process, so its peak RSS (and its workers') is its own."""
-    code = (
-        "import json, sys; sys.path.insert(0, %r); import nightly; "
-        "print(json.dumps(nightly.night_here(%r, %d, %d)))" % (str(ROOT / "benchmarks"), str(workdir), teams, workers)
+    code = "import json, sys; sys.path.insert(0, %r); import nightly; print(json.dumps(nightly.night_here(%r, %d, %d)))" % (
+        str(ROOT / "benchmarks"),
+        str(workdir),
+        teams,
+        workers,
     )
     completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     if completed.returncode != 0:
@@ -147,7 +149,14 @@ def night_here(workdir: str, teams: int, workers: int) -> dict[str, float]:
     peak_one = max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)) / 1024
     for partition, success, seconds in outcomes:
         print(f"  {partition}: {'ok' if success else 'FAILED'} in {seconds:.1f} s", file=sys.stderr)
-    return {"runs": sum(ok for _, ok, _ in outcomes), "failures": sum(not ok for _, ok, _ in outcomes), "requested": len(requests), "wall_s": wall, "peak_rss_mb": peak_all, "peak_rss_mb_one_process": peak_one}
+    return {
+        "runs": sum(ok for _, ok, _ in outcomes),
+        "failures": sum(not ok for _, ok, _ in outcomes),
+        "requested": len(requests),
+        "wall_s": wall,
+        "peak_rss_mb": peak_all,
+        "peak_rss_mb_one_process": peak_one,
+    }
 
 
 def main() -> None:
@@ -160,17 +169,28 @@ def main() -> None:
     parallel = night(workdir, args.teams, args.workers)
     baseline = night(workdir.with_name(workdir.name + "-baseline"), args.teams, 1)
     for label, figures in ((f"{args.workers} worker processes", parallel), ("one after another (baseline)", baseline)):
-        print(f"{label:30s} {figures['runs']:3d}/{figures['requested']} runs completed, {figures['failures']} failed, "
-              f"{figures['wall_s']:6.1f} s wall, peak RSS {figures['peak_rss_mb']:6.0f} MB all processes together "
-              f"({figures['peak_rss_mb_one_process']:.0f} MB the largest one)")
+        print(
+            f"{label:30s} {figures['runs']:3d}/{figures['requested']} runs completed, {figures['failures']} failed, "
+            f"{figures['wall_s']:6.1f} s wall, peak RSS {figures['peak_rss_mb']:6.0f} MB all processes together "
+            f"({figures['peak_rss_mb_one_process']:.0f} MB the largest one)"
+        )
     if args.workdir is None:
         shutil.rmtree(workdir, ignore_errors=True)
     shutil.rmtree(workdir.with_name(workdir.name + "-baseline"), ignore_errors=True)
-    print(json.dumps({
-        "runs": parallel["runs"], "failures": parallel["failures"], "wall_s": round(parallel["wall_s"], 1), "peak_rss_mb": round(parallel["peak_rss_mb"]),
-        "baseline_wall_s": round(baseline["wall_s"], 1), "baseline_peak_rss_mb": round(baseline["peak_rss_mb"]),
-        "peak_rss_mb_one_process": round(parallel["peak_rss_mb_one_process"]), "baseline_peak_rss_mb_one_process": round(baseline["peak_rss_mb_one_process"]),
-    }))
+    print(
+        json.dumps(
+            {
+                "runs": parallel["runs"],
+                "failures": parallel["failures"],
+                "wall_s": round(parallel["wall_s"], 1),
+                "peak_rss_mb": round(parallel["peak_rss_mb"]),
+                "baseline_wall_s": round(baseline["wall_s"], 1),
+                "baseline_peak_rss_mb": round(baseline["peak_rss_mb"]),
+                "peak_rss_mb_one_process": round(parallel["peak_rss_mb_one_process"]),
+                "baseline_peak_rss_mb_one_process": round(baseline["peak_rss_mb_one_process"]),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -52,13 +52,17 @@ def main() -> None:
     print("per digit: " + " ".join(f"{c}:{a:.2f}" for c, a in enumerate(per_class)))
     save_grid(class_grid(result.generator), out / "samples.png", columns=10)
     print(f"sample grid: {out / 'samples.png'}")
-    print(json.dumps({
-        "profile": args.profile,
-        "wall_s": round(result.wall_s, 2),
-        "images_per_s": round(result.images_per_s, 1),
-        "label_accuracy": label_accuracy,
-        "judge_holdout_accuracy": judge_accuracy,
-    }))
+    print(
+        json.dumps(
+            {
+                "profile": args.profile,
+                "wall_s": round(result.wall_s, 2),
+                "images_per_s": round(result.images_per_s, 1),
+                "label_accuracy": label_accuracy,
+                "judge_holdout_accuracy": judge_accuracy,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -86,7 +86,15 @@ def gpu_paths(device: str, profile: str, steps: int, optimized_batch: int, sizes
         data = normalise(load_source({"kind": "builtin", "name": "mnist-5k"}), size, 1)
         common = {"steps": steps, "augment": "on", "augment_p": 0.2, "device": device, "log_every": steps, "checkpoint_every": steps}
         eager = TrainConfig.from_profile(profile, **common, precision="fp32", channels_last="off", compile=False)
-        fast = TrainConfig.from_profile(profile, **common, precision="bf16", channels_last="on", compile=True, compile_mode="max-autotune-no-cudagraphs" if choose_device(device).type != "cuda" else "reduce-overhead", batch_size=optimized_batch)
+        fast = TrainConfig.from_profile(
+            profile,
+            **common,
+            precision="bf16",
+            channels_last="on",
+            compile=True,
+            compile_mode="max-autotune-no-cudagraphs" if choose_device(device).type != "cuda" else "reduce-overhead",
+            batch_size=optimized_batch,
+        )
         rates = {}
         for label, config in (("fp32_eager", eager), ("optimized", fast)):
             torch._dynamo.reset()  # compiled graphs are cached per code object: start each path clean
@@ -100,8 +108,10 @@ def gpu_paths(device: str, profile: str, steps: int, optimized_batch: int, sizes
         figures[f"fp32_eager_images_per_s_{size}"] = round(rates["fp32_eager"], 1)
         figures[f"optimized_images_per_s_{size}"] = round(rates["optimized"], 1)
         figures[f"ratio_{size}"] = round(rates["optimized"] / rates["fp32_eager"], 3)
-        print(f"{size} px: fp32 eager {rates['fp32_eager']:.0f} images/s (batch {eager.batch_size}), optimized {rates['optimized']:.0f} images/s "
-              f"(batch {fast.batch_size}), ratio {figures[f'ratio_{size}']:.2f}")
+        print(
+            f"{size} px: fp32 eager {rates['fp32_eager']:.0f} images/s (batch {eager.batch_size}), optimized {rates['optimized']:.0f} images/s "
+            f"(batch {fast.batch_size}), ratio {figures[f'ratio_{size}']:.2f}"
+        )
     return figures
 
 
@@ -139,9 +149,15 @@ def main() -> None:
             print(f"{label} repeat {repeat + 1}: trainer {trainer_rates[-1]:.0f} images/s, bare loop {bare_rates[-1]:.0f} images/s")
         trainer, bare = max(trainer_rates), max(bare_rates)
         print(f"{label} best: trainer {trainer:.0f} images/s, bare loop {bare:.0f} images/s, ratio {trainer / bare:.3f}")
-        figures.update({f"trainer_images_per_s_{label}": round(trainer, 1), f"baseline_images_per_s_{label}": round(bare, 1), f"ratio_{label}": round(trainer / bare, 4)})
+        figures.update(
+            {f"trainer_images_per_s_{label}": round(trainer, 1), f"baseline_images_per_s_{label}": round(bare, 1), f"ratio_{label}": round(trainer / bare, 4)}
+        )
     # The headline keys: the trainer's default format on this device, the same on both sides.
-    headline = {"trainer_images_per_s": figures[f"trainer_images_per_s_{default_format}"], "baseline_images_per_s": figures[f"baseline_images_per_s_{default_format}"], "ratio": figures[f"ratio_{default_format}"]}
+    headline = {
+        "trainer_images_per_s": figures[f"trainer_images_per_s_{default_format}"],
+        "baseline_images_per_s": figures[f"baseline_images_per_s_{default_format}"],
+        "ratio": figures[f"ratio_{default_format}"],
+    }
     print(json.dumps({**headline, "memory_format": default_format, **figures}))
 
 

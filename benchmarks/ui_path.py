@@ -70,7 +70,16 @@ def run_demo(scratch: Path, spec: str, samples_per_class: int, steps: int | None
         "GANPIPE_SPECS": str(REPO / "specs"),
         "MLFLOW_TRACKING_URI": f"sqlite:///{home / 'mlflow.db'}",
     }
-    command = [sys.executable, "-m", "pipelines.demo", "--spec", spec, "--samples-per-class", str(samples_per_class), *(["--steps", str(steps)] if steps else [])]
+    command = [
+        sys.executable,
+        "-m",
+        "pipelines.demo",
+        "--spec",
+        spec,
+        "--samples-per-class",
+        str(samples_per_class),
+        *(["--steps", str(steps)] if steps else []),
+    ]
     return _timed(command, REPO, env, scratch / "demo.log")
 
 

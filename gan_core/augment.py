@@ -44,9 +44,7 @@ def translation(x: torch.Tensor, p: float, ratio: float = 0.125) -> torch.Tensor
     mask = _chosen(x, p).view(n, 1, 1).long()
     dy = torch.randint(-shift_h, shift_h + 1, (n, 1, 1), device=x.device) * mask
     dx = torch.randint(-shift_w, shift_w + 1, (n, 1, 1), device=x.device) * mask
-    grid_b, grid_y, grid_x = torch.meshgrid(
-        torch.arange(n, device=x.device), torch.arange(h, device=x.device), torch.arange(w, device=x.device), indexing="ij"
-    )
+    grid_b, grid_y, grid_x = torch.meshgrid(torch.arange(n, device=x.device), torch.arange(h, device=x.device), torch.arange(w, device=x.device), indexing="ij")
     grid_y = torch.clamp(grid_y + dy + 1, 0, h + 1)
     grid_x = torch.clamp(grid_x + dx + 1, 0, w + 1)
     padded = F.pad(x, [1, 1, 1, 1])

@@ -49,8 +49,7 @@ class ImageData:
             raise DataError("class_names: expected at least one class name")
         if len(labels) and (labels.min() < 0 or labels.max() >= len(self.class_names)):
             raise DataError(
-                f"labels: values must lie in [0, {len(self.class_names) - 1}] for {len(self.class_names)} classes, "
-                f"got range [{labels.min()}, {labels.max()}]"
+                f"labels: values must lie in [0, {len(self.class_names) - 1}] for {len(self.class_names)} classes, got range [{labels.min()}, {labels.max()}]"
             )
         self.labels = labels.astype(np.int64, copy=False)
         self.class_names = [str(name) for name in self.class_names]
@@ -294,10 +293,7 @@ def load_image_folder(
     if size is None:
         sizes = {image.size for image, _, _ in decoded}
         if len(sizes) != 1 or decoded[0][0].width != decoded[0][0].height:
-            raise DataError(
-                f"source.path: images in '{root}' have sizes {sorted(sizes)[:5]}; "
-                "expected one square size, or set image.size to normalise them"
-            )
+            raise DataError(f"source.path: images in '{root}' have sizes {sorted(sizes)[:5]}; expected one square size, or set image.size to normalise them")
         size = decoded[0][0].width
     if fit == "exact":
         wanted_mode = "L" if channels == 1 else "RGB"

@@ -89,9 +89,7 @@ class Generator(nn.Module):
         widths = [_width_at(config.g_width, r) for r in resolutions]
         self.label_embedding = nn.Embedding(config.num_classes, config.z_dim) if config.conditional else None
         self.stem = nn.Linear(config.z_dim, widths[0] * 16)
-        self.blocks = nn.ModuleList(
-            GeneratorBlock(widths[i], widths[i + 1], config.num_classes) for i in range(n_blocks)
-        )
+        self.blocks = nn.ModuleList(GeneratorBlock(widths[i], widths[i + 1], config.num_classes) for i in range(n_blocks))
         self.out_norm = ConditionalBatchNorm(widths[-1], config.num_classes)
         self.to_image = nn.Conv2d(widths[-1], config.channels, 3, padding=1)
 
@@ -119,8 +117,7 @@ class Discriminator(nn.Module):
         self.from_image = spectral_norm(nn.Conv2d(config.channels, widths[0], 3, padding=1))
         # One strided conv per halving: a small D keeps CPU training in minutes and overfits less.
         self.blocks = nn.ModuleList(
-            nn.Sequential(spectral_norm(nn.Conv2d(widths[i], widths[i + 1], 4, stride=2, padding=1)), nn.LeakyReLU(0.2))
-            for i in range(n_blocks)
+            nn.Sequential(spectral_norm(nn.Conv2d(widths[i], widths[i + 1], 4, stride=2, padding=1)), nn.LeakyReLU(0.2)) for i in range(n_blocks)
         )
         self.head = spectral_norm(nn.Linear(widths[-1], 1))
         self.projection = spectral_norm(nn.Embedding(config.num_classes, widths[-1])) if config.conditional else None
@@ -174,8 +171,7 @@ class FoldedGenerator:
         self.stem = (generator.stem.weight.detach(), generator.stem.bias.detach())
         taps = _UPSAMPLED_TAPS.to(generator.stem.weight)
         self.blocks = [
-            (*_folded_norm(block.norm), channels_last(torch.einsum("ak,oikl,bl->ioab", taps, block.conv.weight, taps)))
-            for block in generator.blocks
+            (*_folded_norm(block.norm), channels_last(torch.einsum("ak,oikl,bl->ioab", taps, block.conv.weight, taps))) for block in generator.blocks
         ]
         self.out_norm = _folded_norm(generator.out_norm)
         self.to_image = (channels_last(generator.to_image.weight), generator.to_image.bias.detach())

@@ -215,7 +215,11 @@ def train(
     augment = DiffAugment(config.augment_policy if use_augment else "", p=config.augment_p or 0.0)
     adaptive = use_augment and config.augment_p is None
     run = _set_up(config, model_config, augment, len(data), device, memory_format, world)
-    g_step, d_step = (torch.compile(run.generator, mode=config.compile_mode), torch.compile(run.discriminator, mode=config.compile_mode)) if config.compile else (run.generator, run.discriminator)
+    g_step, d_step = (
+        (torch.compile(run.generator, mode=config.compile_mode), torch.compile(run.discriminator, mode=config.compile_mode))
+        if config.compile
+        else (run.generator, run.discriminator)
+    )
     gan_loss = GANLoss(config.loss, config.r1_gamma, class_weight=config.class_weight)
 
     # Small datasets live on the device as uint8; a batch is an index gather, no host copy per step.
@@ -224,9 +228,7 @@ def train(
     batch_size = min(config.batch_size, len(data))
     groups = max(config.g_norm_groups, world.size)
     if groups % world.size or batch_size % groups:
-        raise ValueError(
-            f"batch_size {batch_size} must split into g_norm_groups={groups} equal parts, a multiple of the {world.size} process(es)"
-        )
+        raise ValueError(f"batch_size {batch_size} must split into g_norm_groups={groups} equal parts, a multiple of the {world.size} process(es)")
     local_size, local_groups = batch_size // world.size, groups // world.size
     mine = slice(world.rank * local_size, (world.rank + 1) * local_size)  # this rank's share of every batch
     data_hash = data.content_hash()
@@ -448,8 +450,14 @@ def parse_cli(argv: list[str] | None = None, description: str | None = None) -> 
     parser.add_argument("--data", required=True, help="an .npz of images and labels (gan_core.data's npz loader)")
     parser.add_argument("--run-dir", required=True)
     parser.add_argument("--config", default="{}", help="TrainConfig fields as JSON, profile included")
-    parser.add_argument("--resume", nargs="?", const=True, default=False, choices=[True, "if-compatible"],
-                        help="continue the run directory's last checkpoint; with if-compatible, start afresh when it cannot be continued")
+    parser.add_argument(
+        "--resume",
+        nargs="?",
+        const=True,
+        default=False,
+        choices=[True, "if-compatible"],
+        help="continue the run directory's last checkpoint; with if-compatible, start afresh when it cannot be continued",
+    )
     args = parser.parse_args(argv)
     fields = json.loads(args.config)
     config = TrainConfig.from_profile(fields.pop("profile", "quick"), **fields)
@@ -470,7 +478,13 @@ def main(argv: list[str] | None = None) -> int:
     result = train(data, config, run_dir, resume=resume, callback=report, progress_bar=False)
     # Every rank reports its own digest of the weights: they must all be the same.
     world = world_from_env()
-    summary = {"rank": world.rank, "weights_sha256": weights_digest(result.generator), "augment_p": result.augment_p, "steps": result.steps, "resumed_from": result.resumed_from}
+    summary = {
+        "rank": world.rank,
+        "weights_sha256": weights_digest(result.generator),
+        "augment_p": result.augment_p,
+        "steps": result.steps,
+        "resumed_from": result.resumed_from,
+    }
     if world.is_main:
         summary.update(generator_path=str(result.generator_path), checkpoint=str(result.checkpoint), wall_s=result.wall_s, images_per_s=result.images_per_s)
     emit({"result": summary})

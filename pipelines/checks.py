@@ -28,7 +28,9 @@ def quality_gate(context: dg.AssetCheckExecutionContext, specs: SpecsResource, m
     passed = all(ok for ok, _ in results.values())
     client.set_model_version_tag(name, version, "quality_gate", "passed" if passed else "failed")
     trained = registered.tags.get("trained", f"spec {spec.name}")
-    client.update_model_version(name, version, description=evaluated_description(trained, passed, results, metrics, evaluation["primary_metric"], evaluation["backbone"]))
+    client.update_model_version(
+        name, version, description=evaluated_description(trained, passed, results, metrics, evaluation["primary_metric"], evaluation["backbone"])
+    )
     return dg.AssetCheckResult(
         passed=passed,
         severity=dg.AssetCheckSeverity.ERROR,

@@ -49,10 +49,14 @@ def main(argv=None) -> int:
     print(f"done in {time.perf_counter() - started:.0f} s (Dagster run {result.run_id})")
     print(f"model: MLflow model '{model_name(args.spec)}' version {metadata['gan_model']['model_version']} (run {metadata['gan_model']['mlflow_run_id']})")
     print(f"champion: version {champion['champion_version']} ({champion['reason']})")
-    print(f"label accuracy {evaluation['label_accuracy']:.4f}; {evaluation['primary_metric']} {evaluation[evaluation['primary_metric']]:.3f} "
-          f"(real-vs-real baseline {evaluation[evaluation['primary_metric'] + '_baseline']:.3f})")
+    print(
+        f"label accuracy {evaluation['label_accuracy']:.4f}; {evaluation['primary_metric']} {evaluation[evaluation['primary_metric']]:.3f} "
+        f"(real-vs-real baseline {evaluation[evaluation['primary_metric'] + '_baseline']:.3f})"
+    )
     print(f"export: {export['path']} ({export['rows']} rows)")
-    print(f"uplift: real only {report['uplift_real_only']:.4f}, real+synthetic {report['uplift_real_plus_synthetic']:.4f}, synthetic only {report['uplift_synthetic_only']:.4f}")
+    print(
+        f"uplift: real only {report['uplift_real_only']:.4f}, real+synthetic {report['uplift_real_plus_synthetic']:.4f}, synthetic only {report['uplift_synthetic_only']:.4f}"
+    )
     print(f"storage root: {os.path.abspath(os.environ.get('GANPIPE_HOME', 'var'))}")
     print("UIs: `make ui` starts Dagster on http://127.0.0.1:3000 and MLflow on http://127.0.0.1:5000")
     return 0

@@ -76,10 +76,7 @@ def model_description(spec: Spec) -> str:
 
 
 def data_summary(spec: Spec, real_images: dict[str, Any]) -> str:
-    return (
-        f"spec {spec.name}, data {real_images['content_hash'][:12]} "
-        f"({real_images['train_images']} train / {real_images['holdout_images']} holdout images)"
-    )
+    return f"spec {spec.name}, data {real_images['content_hash'][:12]} ({real_images['train_images']} train / {real_images['holdout_images']} holdout images)"
 
 
 def evaluated_description(trained: str, passed: bool, gates: dict[str, tuple[bool, str]], metrics: dict[str, float], primary: str, backbone: str) -> str:

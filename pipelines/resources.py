@@ -173,7 +173,7 @@ _OPENED_STORES: set[str] = set()
 def _store_init_lock(uri: str) -> Iterator[None]:
     """MLflow creates and migrates a SQLite store when a client first opens it; two processes doing
     that at once corrupt its schema version. The first open in each process holds a lock beside it."""
-    database = Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
+    database = Path(uri[len("sqlite:///") :]) if uri.startswith("sqlite:///") else None
     if database is None or not database.parent.is_dir() or not os.access(database.parent, os.W_OK):
         yield  # a read-only store cannot be migrated by anyone: nothing to guard
         return

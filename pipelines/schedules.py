@@ -1,6 +1,5 @@
 """One schedule per spec that has a `schedule:` cron; each run is that spec's partition."""
 
-
 import dagster as dg
 
 from .specs import Spec

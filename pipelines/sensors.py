@@ -3,7 +3,6 @@
 The cursor holds one fingerprint per spec (names, sizes and modification times of the files), so
 the same state never starts two runs."""
 
-
 import hashlib
 import json
 from pathlib import Path
@@ -38,7 +37,9 @@ def build_folder_sensor(job, specs_dir: str) -> dg.SensorDefinition:
             if seen.get(spec.name) == fingerprint:
                 continue
             seen[spec.name] = fingerprint
-            requests.append(dg.RunRequest(run_key=f"{spec.name}-{fingerprint}", partition_key=spec.name, tags={"ganpipe/spec": spec.name, "ganpipe/trigger": "files"}))
+            requests.append(
+                dg.RunRequest(run_key=f"{spec.name}-{fingerprint}", partition_key=spec.name, tags={"ganpipe/spec": spec.name, "ganpipe/trigger": "files"})
+            )
         context.update_cursor(json.dumps(seen, sort_keys=True))
         return requests or dg.SkipReason("no image folder changed")
 

@@ -34,10 +34,19 @@ def _train(data, config, run_dir, resume, pipes) -> None:
     result = train(data, config, run_dir, resume=resume, callback=callback, progress_bar=False)
     if pipes is not None:
         pipes.report_custom_message(
-            {"result": {
-                "steps": result.steps, "resumed_from": result.resumed_from, "wall_s": result.wall_s, "images_per_s": result.images_per_s, "augment_p": result.augment_p,
-                "processes": result.processes, "generator_path": str(result.generator_path), "checkpoint": str(result.checkpoint), "not_resumed": result.not_resumed,
-            }}
+            {
+                "result": {
+                    "steps": result.steps,
+                    "resumed_from": result.resumed_from,
+                    "wall_s": result.wall_s,
+                    "images_per_s": result.images_per_s,
+                    "augment_p": result.augment_p,
+                    "processes": result.processes,
+                    "generator_path": str(result.generator_path),
+                    "checkpoint": str(result.checkpoint),
+                    "not_resumed": result.not_resumed,
+                }
+            }
         )
 
 

@@ -20,6 +20,7 @@ from pipelines.definitions import IN_PROCESS_RUN_CONFIG, build_definitions, with
 
 BIN = Path(sys.executable).parent  # this environment's console scripts
 
+
 @pytest.fixture
 def ganpipe_env(tmp_path, monkeypatch):
     """GANPIPE_HOME, GANPIPE_SPECS, DAGSTER_HOME and the MLflow store all under tmp_path."""
@@ -144,7 +145,15 @@ def export_writer():
     `tiny_generator()`; one shard of several leaves its parts in staging, a single writer commits."""
 
     def start(plan, root: Path, destination: Path, shard: int = 0, shards: int = 1) -> subprocess.Popen:
-        job = {"model": TINY_MODEL, "plan": plan.to_dict(), "root": str(root), "destination": str(destination), "lineage": EXPORT_LINEAGE, "shard": shard, "shards": shards}
+        job = {
+            "model": TINY_MODEL,
+            "plan": plan.to_dict(),
+            "root": str(root),
+            "destination": str(destination),
+            "lineage": EXPORT_LINEAGE,
+            "shard": shard,
+            "shards": shards,
+        }
         return subprocess.Popen([sys.executable, "-c", _WRITER, json.dumps(job)])
 
     return start

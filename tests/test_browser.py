@@ -27,7 +27,15 @@ pytestmark = pytest.mark.browser
 CHROMIUM = os.environ.get("GANPIPE_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts" / "browser"
 # Chromium as root in a container, on a machine whose network is closed: no sandbox, no background traffic.
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def _playwright():
@@ -76,15 +84,35 @@ def servers(ganpipe_env, free_port):
     logs.mkdir()
     started = []
     try:
-        started.append(subprocess.Popen(
-            [str(BIN / "mlflow"), "ui", "--backend-store-uri", os.environ["MLFLOW_TRACKING_URI"], "--default-artifact-root", (env["home"] / "mlartifacts").as_uri(),
-             "--host", "127.0.0.1", "--port", str(mlflow_port)],
-            stdout=open(logs / "mlflow.log", "w"), stderr=subprocess.STDOUT, env=environment, start_new_session=True,
-        ))
-        started.append(subprocess.Popen(
-            [str(BIN / "dagster"), "dev", "-m", "pipelines", "-h", "127.0.0.1", "-p", str(dagster_port)],
-            stdout=open(logs / "dagster.log", "w"), stderr=subprocess.STDOUT, env=environment, start_new_session=True,
-        ))
+        started.append(
+            subprocess.Popen(
+                [
+                    str(BIN / "mlflow"),
+                    "ui",
+                    "--backend-store-uri",
+                    os.environ["MLFLOW_TRACKING_URI"],
+                    "--default-artifact-root",
+                    (env["home"] / "mlartifacts").as_uri(),
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(mlflow_port),
+                ],
+                stdout=open(logs / "mlflow.log", "w"),
+                stderr=subprocess.STDOUT,
+                env=environment,
+                start_new_session=True,
+            )
+        )
+        started.append(
+            subprocess.Popen(
+                [str(BIN / "dagster"), "dev", "-m", "pipelines", "-h", "127.0.0.1", "-p", str(dagster_port)],
+                stdout=open(logs / "dagster.log", "w"),
+                stderr=subprocess.STDOUT,
+                env=environment,
+                start_new_session=True,
+            )
+        )
         _wait_for(f"{mlflow_ui}/health", started[0], 120)
         _wait_for(f"http://127.0.0.1:{dagster_port}/server_info", started[1], 180)
         yield {"dagster": f"http://127.0.0.1:{dagster_port}", "mlflow": mlflow_ui, "logs": logs}

@@ -22,7 +22,10 @@ def test_cli_asset_materialize(ganpipe_env):
     write_tiny_spec(env["specs"])
     completed = subprocess.run(
         [str(BIN / "dagster"), "asset", "materialize", "-m", "pipelines", "--select", "real_images", "--partition", "tiny"],
-        capture_output=True, text=True, timeout=300, env=os.environ.copy(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=os.environ.copy(),
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     snapshots = list((env["home"] / "data" / "tiny").glob("*/train.npz"))
@@ -34,7 +37,10 @@ def test_cli_reports_a_bad_source_by_name(ganpipe_env):
     write_tiny_spec(env["specs"], source="{kind: npz, path: missing.npz}")
     completed = subprocess.run(
         [str(BIN / "dagster"), "asset", "materialize", "-m", "pipelines", "--select", "real_images", "--partition", "tiny"],
-        capture_output=True, text=True, timeout=300, env=os.environ.copy(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=os.environ.copy(),
     )
     assert completed.returncode != 0
     assert "missing.npz" in completed.stdout + completed.stderr and "cannot read" in completed.stdout + completed.stderr
@@ -72,7 +78,9 @@ def test_webserver_launches_a_run_through_graphql(ganpipe_env, free_port):
     port = free_port()
     server = subprocess.Popen(
         [str(BIN / "dagster-webserver"), "-m", "pipelines", "-h", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ.copy(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=os.environ.copy(),
     )
     try:
         deadline = time.monotonic() + 120
@@ -85,7 +93,12 @@ def test_webserver_launches_a_run_through_graphql(ganpipe_env, free_port):
         else:
             pytest.fail("webserver did not start within 120 s")
         params = {
-            "selector": {"repositoryLocationName": "pipelines", "repositoryName": "__repository__", "jobName": "ganpipe_nightly", "assetSelection": [{"path": ["real_images"]}]},
+            "selector": {
+                "repositoryLocationName": "pipelines",
+                "repositoryName": "__repository__",
+                "jobName": "ganpipe_nightly",
+                "assetSelection": [{"path": ["real_images"]}],
+            },
             "executionMetadata": {"tags": [{"key": "dagster/partition", "value": "tiny"}]},
         }
         launched = _graphql(port, LAUNCH, {"params": params})["data"]["launchRun"]

@@ -20,14 +20,35 @@ from pipelines.tiny import write_tiny_npz, write_tiny_spec
 BIN = Path(sys.executable).parent  # this environment's console scripts
 
 SETTINGS = {
-    "profile": "quick", "steps": 12, "batch_size": 16, "z_dim": 8, "g_width": 4, "d_width": 4,
-    "checkpoint_every": 6, "keep_checkpoints": 5, "log_every": 3, "class_weight": 1.0, "augment": "off",
+    "profile": "quick",
+    "steps": 12,
+    "batch_size": 16,
+    "z_dim": 8,
+    "g_width": 4,
+    "d_width": 4,
+    "checkpoint_every": 6,
+    "keep_checkpoints": 5,
+    "log_every": 3,
+    "class_weight": 1.0,
+    "augment": "off",
 }
 
 
 def torchrun(data: Path, run_dir: Path, settings: dict, *extra: str, processes: int = 2) -> list[dict]:
-    command = [str(BIN / "torchrun"), "--standalone", f"--nproc_per_node={processes}", "-m", "gan_core.train",
-               "--data", str(data), "--run-dir", str(run_dir), "--config", json.dumps(settings), *extra]
+    command = [
+        str(BIN / "torchrun"),
+        "--standalone",
+        f"--nproc_per_node={processes}",
+        "-m",
+        "gan_core.train",
+        "--data",
+        str(data),
+        "--run-dir",
+        str(run_dir),
+        "--config",
+        json.dumps(settings),
+        *extra,
+    ]
     completed = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert completed.returncode == 0, completed.stdout[-2000:] + completed.stderr[-4000:]
     return [json.loads(line) for line in completed.stdout.splitlines() if line.startswith("{")]
@@ -51,7 +72,9 @@ def two_process_run(data_file, tmp_path_factory) -> tuple[Path, list[dict]]:
 
 def test_two_processes_train_the_model_one_process_trains_with_two_norm_groups(two_process_run, data_file, tmp_path):
     run_dir, _ = two_process_run
-    single = train(load_source({"kind": "npz", "path": str(data_file)}), TrainConfig(**{**SETTINGS, "g_norm_groups": 2}), tmp_path / "single", progress_bar=False)
+    single = train(
+        load_source({"kind": "npz", "path": str(data_file)}), TrainConfig(**{**SETTINGS, "g_norm_groups": 2}), tmp_path / "single", progress_bar=False
+    )
     assert single.steps == 12
     distributed = load_checkpoint(run_dir / "checkpoints" / "ckpt-00000012.pt")
     reference = load_checkpoint(tmp_path / "single" / "checkpoints" / "ckpt-00000012.pt")

@@ -14,5 +14,7 @@ def test_importing_gan_core_loads_neither_dagster_nor_mlflow():
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert json.loads(done.stdout.strip().splitlines()[-1]) == []
     # The probe sees them where they are imported.
-    done = subprocess.run([sys.executable, "-c", probe.replace(repr(modules), repr(["dagster", "mlflow.tracking"]))], capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", probe.replace(repr(modules), repr(["dagster", "mlflow.tracking"]))], capture_output=True, text=True, check=True
+    )
     assert {"dagster", "mlflow"} <= set(json.loads(done.stdout.strip().splitlines()[-1]))

@@ -83,9 +83,11 @@ def test_kid_identical_sets_is_near_zero_and_positive_for_shifted():
 
 def _reference_prdc(real, fake, k):
     """The formulas of clovaai/prdc, written out independently on a full distance matrix."""
+
     def radii(x):
         d = scipy.spatial.distance.cdist(x, x)
         return np.partition(d, k, axis=1)[:, k]
+
     real_r, fake_r = radii(real), radii(fake)
     d = scipy.spatial.distance.cdist(real, fake)
     return {
@@ -185,6 +187,7 @@ def test_inception_offline_without_weights_names_the_setting(tmp_path, monkeypat
 
 def test_uplift_runs_on_tiny_data_with_several_seeds():
     rng = np.random.default_rng(0)
+
     def blobs(n):
         labels = np.repeat([0, 1], n)
         images = np.zeros((2 * n, 1, 8, 8), np.uint8)
@@ -192,6 +195,7 @@ def test_uplift_runs_on_tiny_data_with_several_seeds():
         images[labels == 1, :, 4:] = 200
         images = np.clip(images + rng.integers(0, 40, images.shape), 0, 255).astype(np.uint8)
         return ImageData(images, labels, ["top", "bottom"])
+
     result = augmentation_uplift(blobs(20), blobs(10), blobs(20), seeds=(0, 1, 2), classifier=ClassifierConfig(steps=15, width=4, feature_dim=8, batch_size=8))
     assert result.seeds == [0, 1, 2] and result.n_real == 40
     for mean, std in (result.real_only, result.real_plus_synthetic, result.synthetic_only):
@@ -221,13 +225,19 @@ def test_evaluate_writes_a_report(tmp_path, digits):
     assert set(default_metrics("domain")) <= set(m) and all(k.removesuffix("_baseline").removesuffix("_std") in default_metrics("domain") for k in m)
 
     # A list of names from the registry computes just those, to the same figures.
-    chosen = evaluate(generator, train, holdout, judge, tmp_path / "chosen", n_samples=600, backbone="domain", metrics=["fid", "coverage_domain", "label_accuracy"])
-    assert chosen.metrics == {k: m[k] for k in ("fid_domain", "fid_domain_baseline", "coverage_domain", "coverage_domain_baseline", "label_accuracy", "label_accuracy_baseline")}
+    chosen = evaluate(
+        generator, train, holdout, judge, tmp_path / "chosen", n_samples=600, backbone="domain", metrics=["fid", "coverage_domain", "label_accuracy"]
+    )
+    assert chosen.metrics == {
+        k: m[k] for k in ("fid_domain", "fid_domain_baseline", "coverage_domain", "coverage_domain_baseline", "label_accuracy", "label_accuracy_baseline")
+    }
     # Only the work the chosen metrics need is done: no copy screen, no pairs figure without pixel memorization.
     assert {"pixel_distances", "per_class_fid", "judge", "fid_domain", "precision_domain"} <= report.timings.keys()
     assert "pixel_distances" not in chosen.timings and "per_class_fid" in chosen.timings and "nearest_pairs" not in chosen.files
     assert chosen.memorization == {} and set(chosen.label_accuracy_per_class) == set(report.label_accuracy_per_class)
-    bare = evaluate(generator, train, holdout, judge, tmp_path / "bare", n_samples=600, backbone="domain", metrics=["fid", "kid", "is_domain"], per_class_fid=False)
+    bare = evaluate(
+        generator, train, holdout, judge, tmp_path / "bare", n_samples=600, backbone="domain", metrics=["fid", "kid", "is_domain"], per_class_fid=False
+    )
     assert bare.per_class_fid == {} and bare.label_accuracy_per_class == {} and not {"judge", "pixel_distances", "per_class_fid"} & bare.timings.keys()
     assert bare.metrics["fid_domain"] == m["fid_domain"] and bare.metrics["kid_domain"] == m["kid_domain"]
     with pytest.raises(MetricsError, match="needs the inception backbone"):

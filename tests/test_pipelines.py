@@ -174,7 +174,9 @@ def test_spec_field_errors(tmp_path, field, value, expected):
 
 def test_gates_name_any_registered_metric(tmp_path):
     path = tmp_path / "s.yaml"
-    path.write_text("name: s\nsource: {kind: builtin, name: mnist-5k}\nevaluation: {gates: {min_coverage_domain: 0.3, max_fid: 20, max_memorization_fraction: 0.01}}\n")
+    path.write_text(
+        "name: s\nsource: {kind: builtin, name: mnist-5k}\nevaluation: {gates: {min_coverage_domain: 0.3, max_fid: 20, max_memorization_fraction: 0.01}}\n"
+    )
     gates = load_spec(path).evaluation.gates
     assert gates.limit("min", "coverage_domain") == 0.3 and gates.limit("max", "memorization_fraction_features") == 0.01
     assert gates.limit("min", "label_accuracy") is None

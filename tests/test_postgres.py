@@ -59,7 +59,12 @@ def postgres(free_port, unavailable):
     port = free_port()
     subprocess.run(_as_server_user([str(bin_dir / "initdb"), "-D", str(data), "-A", "trust", "-U", USER]), check=True, capture_output=True, cwd=base)
     options = f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1 -c fsync=off"
-    started = subprocess.run(_as_server_user([str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(base / "server.log"), "-w", "start"]), capture_output=True, text=True, cwd=base)
+    started = subprocess.run(
+        _as_server_user([str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(base / "server.log"), "-w", "start"]),
+        capture_output=True,
+        text=True,
+        cwd=base,
+    )
     if started.returncode != 0:
         unavailable(f"PostgreSQL could not be started: {started.stderr.strip() or started.stdout.strip()}")
     try:
@@ -74,14 +79,22 @@ def postgres(free_port, unavailable):
 def _query(postgres: dict, database: str, sql: str) -> list[str]:
     done = subprocess.run(
         [str(postgres["bin"] / "psql"), "-h", "127.0.0.1", "-p", str(postgres["port"]), "-U", USER, "-d", database, "-At", "-c", sql],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     )
     return done.stdout.split()
 
 
 def test_whole_graph_on_postgresql(ganpipe_env, postgres, monkeypatch, materialize_tiny, assert_first_night):
     env = ganpipe_env
-    for key, value in {"GANPIPE_PG_HOST": "127.0.0.1", "GANPIPE_PG_PORT": str(postgres["port"]), "GANPIPE_PG_USER": USER, "GANPIPE_PG_PASSWORD": "", "GANPIPE_PG_DAGSTER_DB": "dagster"}.items():
+    for key, value in {
+        "GANPIPE_PG_HOST": "127.0.0.1",
+        "GANPIPE_PG_PORT": str(postgres["port"]),
+        "GANPIPE_PG_USER": USER,
+        "GANPIPE_PG_PASSWORD": "",
+        "GANPIPE_PG_DAGSTER_DB": "dagster",
+    }.items():
         monkeypatch.setenv(key, value)
     shutil.copy(ROOT / "deploy" / "postgres" / "dagster.yaml", env["dagster_home"] / "dagster.yaml")  # the documented file itself
     tracking_uri = f"postgresql+psycopg2://{USER}@127.0.0.1:{postgres['port']}/mlflow"

@@ -188,7 +188,13 @@ def test_resume_refuses_other_data(tmp_path):
     other = _tiny_data()
     other.images[0] ^= 1
     with pytest.raises(CheckpointError, match="another model config or dataset"):
-        train(ImageData(other.images, other.labels, other.class_names), TrainConfig.from_profile("quick", steps=10, **TINY), tmp_path, resume=True, progress_bar=False)
+        train(
+            ImageData(other.images, other.labels, other.class_names),
+            TrainConfig.from_profile("quick", steps=10, **TINY),
+            tmp_path,
+            resume=True,
+            progress_bar=False,
+        )
 
 
 def test_resume_if_compatible_starts_afresh_over_a_stale_run(tmp_path):

@@ -51,7 +51,11 @@ def test_whole_graph_through_the_cli_with_the_default_executor(tmp_path):
 
     completed = subprocess.run(
         [str(BIN / "dagster"), "asset", "materialize", "-m", "pipelines", "--select", "*", "--partition", "tiny"],
-        cwd=workdir, env=_users_environment(dagster_home), capture_output=True, text=True, timeout=600,
+        cwd=workdir,
+        env=_users_environment(dagster_home),
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert completed.returncode == 0, completed.stderr[-4000:]
 

@@ -27,8 +27,15 @@ from .writer import export_samples
 
 
 def export_in_processes(
-    generator, plan: ExportPlan, destination: str | Path, *, processes: int, lineage: Mapping[str, Any] | None = None,
-    root: str | Path | None = None, screen: CopyScreen | None = None, threads: int | None = None,
+    generator,
+    plan: ExportPlan,
+    destination: str | Path,
+    *,
+    processes: int,
+    lineage: Mapping[str, Any] | None = None,
+    root: str | Path | None = None,
+    screen: CopyScreen | None = None,
+    threads: int | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Write `plan` with `processes` workers sharing the machine's cores (`threads` each), then commit.
     Returns the manifest and each worker's report (shard, pid, parts, peak_rss_mb). A failed shard
@@ -37,12 +44,22 @@ def export_in_processes(
     (root / "staging").mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=root / "staging", prefix="export-job-") as scratch:
         job = {
-            "generator": str(save_generator(generator, Path(scratch) / "generator.safetensors")), "plan": plan.to_dict(), "destination": str(destination),
-            "root": str(root), "lineage": dict(lineage or {}), "shards": processes, "threads": threads or max(1, (os.cpu_count() or 1) // processes), "screen": None,
+            "generator": str(save_generator(generator, Path(scratch) / "generator.safetensors")),
+            "plan": plan.to_dict(),
+            "destination": str(destination),
+            "root": str(root),
+            "lineage": dict(lineage or {}),
+            "shards": processes,
+            "threads": threads or max(1, (os.cpu_count() or 1) // processes),
+            "screen": None,
         }
         if screen is not None:
             np.save(Path(scratch) / "screen.npy", screen.train_images)
-            job["screen"] = {"images": str(Path(scratch) / "screen.npy"), "threshold": screen.threshold, "max_near_copy_fraction": screen.max_near_copy_fraction}
+            job["screen"] = {
+                "images": str(Path(scratch) / "screen.npy"),
+                "threshold": screen.threshold,
+                "max_near_copy_fraction": screen.max_near_copy_fraction,
+            }
         (Path(scratch) / "job.json").write_text(json.dumps(job))
         command = [sys.executable, "-m", "gan_core.export.shards", "--job", str(Path(scratch) / "job.json")]
         workers = [subprocess.Popen([*command, "--shard", str(shard)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for shard in range(processes)]
@@ -69,7 +86,15 @@ def main(argv: list[str] | None = None) -> int:
         images = np.load(job["screen"]["images"], allow_pickle=False)
         screen = CopyScreen(images, threshold=job["screen"]["threshold"], max_near_copy_fraction=job["screen"]["max_near_copy_fraction"])
     export_samples(
-        generator, plan, job["destination"], lineage=job["lineage"], root=job["root"], shard=(args.shard, job["shards"]), commit=False, workers=job["threads"], screen=screen
+        generator,
+        plan,
+        job["destination"],
+        lineage=job["lineage"],
+        root=job["root"],
+        shard=(args.shard, job["shards"]),
+        commit=False,
+        workers=job["threads"],
+        screen=screen,
     )
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"shard": args.shard, "pid": os.getpid(), "parts": plan.shards(job["shards"])[args.shard], "peak_rss_mb": peak}), flush=True)

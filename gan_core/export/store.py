@@ -36,10 +36,7 @@ def check_destination(destination: str | Path, root: Path, allow_outside_root: b
         return  # a remote store: the root guards local paths only
     resolved, resolved_root = Path(destination).resolve(), root.resolve()
     if not allow_outside_root and resolved_root not in resolved.parents:
-        raise ExportError(
-            f"destination '{destination}' lies outside the storage root '{root}'; "
-            "pass allow_outside_root=True to write there"
-        )
+        raise ExportError(f"destination '{destination}' lies outside the storage root '{root}'; pass allow_outside_root=True to write there")
 
 
 def write_json_atomic(path: Path, payload: Any) -> None:

@@ -25,7 +25,15 @@ from .store import check_destination, commit_export, default_root, export_exists
 
 
 def _encoded_batches(
-    generator: FoldedGenerator, plan: ExportPlan, start: int, stop: int, pool: ThreadPoolExecutor, workers: int, depth: int, screen: CopyScreen | None, copies: dict[str, int]
+    generator: FoldedGenerator,
+    plan: ExportPlan,
+    start: int,
+    stop: int,
+    pool: ThreadPoolExecutor,
+    workers: int,
+    depth: int,
+    screen: CopyScreen | None,
+    copies: dict[str, int],
 ) -> Iterator[tuple[int, int, list[bytes]]]:
     """Generate on the device in the calling thread while `pool` encodes earlier batches; with a
     `screen`, its counts for each batch are added to `copies`."""
@@ -80,7 +88,9 @@ def _prepare_staging(staging: Path, plan: ExportPlan, lineage: Mapping[str, Any]
         write_json_atomic(plan_path, wanted)
 
 
-def _write_part(generator: FoldedGenerator, plan: ExportPlan, part: int, staging: Path, lineage, schema, pool, workers: int, depth: int, screen: CopyScreen | None) -> dict[str, Any]:
+def _write_part(
+    generator: FoldedGenerator, plan: ExportPlan, part: int, staging: Path, lineage, schema, pool, workers: int, depth: int, screen: CopyScreen | None
+) -> dict[str, Any]:
     start, stop = plan.part_range(part)
     copies: dict[str, int] = {}
     final = staging / part_name(part)
@@ -104,7 +114,15 @@ def _write_part(generator: FoldedGenerator, plan: ExportPlan, part: int, staging
         raise ExportError(f"writing {final} failed: {error.strerror or error}; finished parts in '{staging}' are kept for a rerun") from error
     finally:
         temp.unlink(missing_ok=True)
-    info = {"part": part, "path": final.name, "rows": stop - start, "sha256": checksum, "sample_id_start": start, "sample_id_stop": stop, "bytes": final.stat().st_size}
+    info = {
+        "part": part,
+        "path": final.name,
+        "rows": stop - start,
+        "sha256": checksum,
+        "sample_id_start": start,
+        "sample_id_stop": stop,
+        "bytes": final.stat().st_size,
+    }
     if screen is not None:
         info["copies"] = copies
     write_json_atomic(staging / f"part-{part:05d}.json", info)

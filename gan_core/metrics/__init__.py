@@ -14,7 +14,16 @@ split against holdout at the same N) beside it as `<name>_baseline`.
     report.py        evaluate(): one pass, the chosen metrics, the report and its yardstick
 """
 
-from .backbones import INCEPTION_ENV, INCEPTION_URL, Backbone, DomainBackbone, InceptionBackbone, make_backbone, resolve_inception_weights, write_random_inception_weights
+from .backbones import (
+    INCEPTION_ENV,
+    INCEPTION_URL,
+    Backbone,
+    DomainBackbone,
+    InceptionBackbone,
+    make_backbone,
+    resolve_inception_weights,
+    write_random_inception_weights,
+)
 from .distances import fid_from_features, inception_score_from_logits, kid_from_features, nearest_distances, prdc
 from .errors import MetricsError
 from .memorization import Memorization, memorization, memorization_from_distances, near_copy_threshold
@@ -23,9 +32,40 @@ from .report import METRICS_VERSION, EvaluationReport, evaluate, render_markdown
 from .uplift import UPLIFT_CLASSIFIER, Uplift, augmentation_uplift, uplift_classifier
 
 __all__ = [
-    "BACKBONES", "INCEPTION_ENV", "INCEPTION_URL", "METRICS_VERSION", "UPLIFT_CLASSIFIER",
-    "Backbone", "DomainBackbone", "EvaluationReport", "InceptionBackbone", "Measured", "Memorization", "Metric", "MetricsError", "Uplift",
-    "augmentation_uplift", "compute_metrics", "default_metrics", "evaluate", "fid_from_features", "inception_score_from_logits", "kid_from_features",
-    "known_metrics", "make_backbone", "memorization", "memorization_from_distances", "metric_info", "near_copy_threshold", "nearest_distances", "prdc",
-    "register_metric", "render_markdown", "resolve_inception_weights", "resolve_metric", "uplift_classifier", "write_random_inception_weights", "yardstick",
+    "BACKBONES",
+    "INCEPTION_ENV",
+    "INCEPTION_URL",
+    "METRICS_VERSION",
+    "UPLIFT_CLASSIFIER",
+    "Backbone",
+    "DomainBackbone",
+    "EvaluationReport",
+    "InceptionBackbone",
+    "Measured",
+    "Memorization",
+    "Metric",
+    "MetricsError",
+    "Uplift",
+    "augmentation_uplift",
+    "compute_metrics",
+    "default_metrics",
+    "evaluate",
+    "fid_from_features",
+    "inception_score_from_logits",
+    "kid_from_features",
+    "known_metrics",
+    "make_backbone",
+    "memorization",
+    "memorization_from_distances",
+    "metric_info",
+    "near_copy_threshold",
+    "nearest_distances",
+    "prdc",
+    "register_metric",
+    "render_markdown",
+    "resolve_inception_weights",
+    "resolve_metric",
+    "uplift_classifier",
+    "write_random_inception_weights",
+    "yardstick",
 ]

@@ -114,7 +114,9 @@ def resolve_inception_weights(
     if configured:
         path = Path(configured)
         if not path.is_file():
-            raise MetricsError(f"{INCEPTION_ENV} / inception_weights: '{path}' does not exist; expected torch-fidelity's weights-inception-2015-12-05-6726825d.pth")
+            raise MetricsError(
+                f"{INCEPTION_ENV} / inception_weights: '{path}' does not exist; expected torch-fidelity's weights-inception-2015-12-05-6726825d.pth"
+            )
         if not allow_unverified and not file_sha256(path).startswith(INCEPTION_SHA256_PREFIX):
             raise MetricsError(
                 f"{INCEPTION_ENV} / inception_weights: '{path}' is not the official Inception weights file "

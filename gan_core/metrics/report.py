@@ -175,9 +175,21 @@ def evaluate(
             synthetic_data = ImageData(generate(generator, labels, seeds=seeds, batch_size=batch_size), labels, train.class_names)
             uplift_result = augmentation_uplift(train, holdout, synthetic_data, uplift_seeds, uplift_classifier)
     measured = Measured(
-        backbone=tag, train_f=train_f, fake_f=fake_f, real_f=real_f, fake_l=fake_l, real_l=real_l, synthetic_f=synthetic_f, holdout_f=holdout_f,
-        labels=labels, predicted=predicted, judge_holdout_accuracy=judge_holdout_accuracy if "judge" in needs else float("nan"),
-        pixel_d=pixel_d, pixel_i=pixel_i, holdout_pixel_d=holdout_pixel_d, uplift=uplift_result,
+        backbone=tag,
+        train_f=train_f,
+        fake_f=fake_f,
+        real_f=real_f,
+        fake_l=fake_l,
+        real_l=real_l,
+        synthetic_f=synthetic_f,
+        holdout_f=holdout_f,
+        labels=labels,
+        predicted=predicted,
+        judge_holdout_accuracy=judge_holdout_accuracy if "judge" in needs else float("nan"),
+        pixel_d=pixel_d,
+        pixel_i=pixel_i,
+        holdout_pixel_d=holdout_pixel_d,
+        uplift=uplift_result,
     )
     figures: dict[str, float] = {}
     for name in names:

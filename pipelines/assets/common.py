@@ -18,7 +18,9 @@ COMPUTE_TAG = {"ganpipe/compute": "heavy"}
 # ignore it. Override per deployment with the executor's own step config (see deploy/k8s/).
 K8S_GPU_TAGS = {
     "dagster-k8s/config": {
-        "container_config": {"resources": {"requests": {"cpu": "4", "memory": "16Gi", "nvidia.com/gpu": "1"}, "limits": {"memory": "32Gi", "nvidia.com/gpu": "1"}}},
+        "container_config": {
+            "resources": {"requests": {"cpu": "4", "memory": "16Gi", "nvidia.com/gpu": "1"}, "limits": {"memory": "32Gi", "nvidia.com/gpu": "1"}}
+        },
         "pod_spec_config": {"tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]},
     }
 }

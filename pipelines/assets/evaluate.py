@@ -46,7 +46,9 @@ def gan_evaluation(context: dg.AssetExecutionContext, config: EvaluationConfig, 
     train_split, holdout = load_split(upstream(context, "real_images")["snapshot"])
     generator, _ = load_generator(model["generator_path"])
     out_dir = Path(model["generator_path"]).parent / "evaluation"
-    report = evaluate(generator, train_split, holdout, judge, out_dir, n_samples=config.n_samples or spec.evaluation.n_samples, backbone=spec.evaluation.backbone)
+    report = evaluate(
+        generator, train_split, holdout, judge, out_dir, n_samples=config.n_samples or spec.evaluation.n_samples, backbone=spec.evaluation.backbone
+    )
     context.log.info(f"backbone {report.backbone}: {report.backbone_reason}")
     metric, higher_is_better = primary_metric(spec, report.backbone)
     if metric not in report.metrics:

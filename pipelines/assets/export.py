@@ -20,7 +20,12 @@ class ExportConfig(dg.Config):
 
 @dg.asset(**STAGE, deps=[champion_model, real_images], kinds={"parquet"}, op_tags=COMPUTE_TAG)
 def synthetic_dataset(
-    context: dg.AssetExecutionContext, config: ExportConfig, specs: SpecsResource, storage: StorageResource, mlflow_store: MLflowResource, compute: ComputeResource
+    context: dg.AssetExecutionContext,
+    config: ExportConfig,
+    specs: SpecsResource,
+    storage: StorageResource,
+    mlflow_store: MLflowResource,
+    compute: ComputeResource,
 ) -> dg.MaterializeResult:
     """Export a labelled synthetic dataset from the champion to Parquet."""
     spec = specs.get(context.partition_key)
@@ -29,7 +34,9 @@ def synthetic_dataset(
     generator = load_registered_generator(name, "@champion")  # the registry is the source of truth
     train_split, holdout = load_split(upstream(context, "real_images")["snapshot"])
     per_class = config.samples_per_class or spec.export.samples_per_class
-    plan = ExportPlan.per_class(train_split.class_names, per_class, seed=spec.export.seed, image_format=spec.export.image_format, rows_per_part=spec.export.rows_per_part)
+    plan = ExportPlan.per_class(
+        train_split.class_names, per_class, seed=spec.export.seed, image_format=spec.export.image_format, rows_per_part=spec.export.rows_per_part
+    )
     destination = storage.export_destination(spec.name, str(champion.version), f"n{per_class}-s{spec.export.seed}-{spec.export.image_format}")
     shard_pids: list[int] = []
     with storage.lock(spec.name, f"Dagster run {context.run.run_id}"):
@@ -37,11 +44,19 @@ def synthetic_dataset(
             context.log.info(f"{destination} already holds this export of v{champion.version}; verifying it")
             manifest = verify_export(destination)
         else:
-            lineage = {"model_name": name, "model_version": str(champion.version), "run_id": champion.run_id, "metrics": version_metrics(champion), "spec": spec.name}
+            lineage = {
+                "model_name": name,
+                "model_version": str(champion.version),
+                "run_id": champion.run_id,
+                "metrics": version_metrics(champion),
+                "spec": spec.name,
+            }
             limit = spec.evaluation.gates.limit("max", "memorization_fraction_features")
             screen = CopyScreen.from_split(train_split, holdout, max_near_copy_fraction=1.0 if limit is None else limit)
             if compute.export_processes > 1:
-                manifest, shards = export_in_processes(generator, plan, destination, processes=compute.export_processes, lineage=lineage, root=storage.path, screen=screen)
+                manifest, shards = export_in_processes(
+                    generator, plan, destination, processes=compute.export_processes, lineage=lineage, root=storage.path, screen=screen
+                )
                 for shard in shards:
                     context.log.info(f"shard {shard['shard']} (pid {shard['pid']}) wrote parts {shard['parts']}")
                 shard_pids = [shard["pid"] for shard in shards]

@@ -52,8 +52,14 @@ def champion_model(context: dg.AssetExecutionContext, mlflow_store: MLflowResour
     context.log.info(("promoted: " if promote else "kept champion: ") + reason)
     return dg.MaterializeResult(
         metadata={
-            "model_name": name, "champion_version": champion_version, "candidate_version": version, "promoted": promote, "reason": reason,
-            "metric": metric, "yardstick_id": yardstick["id"], "champion_reevaluated": reevaluated,
+            "model_name": name,
+            "champion_version": champion_version,
+            "candidate_version": version,
+            "promoted": promote,
+            "reason": reason,
+            "metric": metric,
+            "yardstick_id": yardstick["id"],
+            "champion_reevaluated": reevaluated,
         }
     )
 
@@ -67,7 +73,9 @@ def _reevaluate(context: dg.AssetExecutionContext, client, champion, yardstick: 
     generator = load_registered_generator(champion.name, str(champion.version))
     with tempfile.TemporaryDirectory() as scratch:
         try:
-            report = evaluate(generator, train_split, holdout, judge, scratch, n_samples=yardstick["n_samples"], backbone=yardstick["backbone"], seed=yardstick["seed"])
+            report = evaluate(
+                generator, train_split, holdout, judge, scratch, n_samples=yardstick["n_samples"], backbone=yardstick["backbone"], seed=yardstick["seed"]
+            )
         except MetricsError as error:
             return None, f"champion v{champion.version} could not be re-evaluated on yardstick {yardstick['id']}: {error}"
     if report.yardstick["id"] != yardstick["id"] or metric not in report.metrics:

@@ -22,7 +22,9 @@ class AugmentationReportConfig(dg.Config):
 
 
 @dg.asset(**STAGE, deps=[synthetic_dataset, real_images], kinds={"pytorch", "mlflow"}, op_tags=COMPUTE_TAG)
-def augmentation_report(context: dg.AssetExecutionContext, config: AugmentationReportConfig, specs: SpecsResource, mlflow_store: MLflowResource) -> dg.MaterializeResult:
+def augmentation_report(
+    context: dg.AssetExecutionContext, config: AugmentationReportConfig, specs: SpecsResource, mlflow_store: MLflowResource
+) -> dg.MaterializeResult:
     """Real-only vs real+synthetic vs synthetic-only classifier accuracy on the real holdout."""
     import mlflow
 
@@ -43,7 +45,14 @@ def augmentation_report(context: dg.AssetExecutionContext, config: AugmentationR
     with mlflow.start_run(run_id=version.run_id):
         mlflow.log_metrics(figures)
     rows = (("real only", uplift.real_only), ("real + synthetic", uplift.real_plus_synthetic), ("synthetic only", uplift.synthetic_only))
-    table_md = "\n".join(["| training data | holdout accuracy (mean ± std) |", "| --- | --- |"] + [f"| {label} | {mean:.4f} ± {std:.4f} |" for label, (mean, std) in rows])
+    table_md = "\n".join(
+        ["| training data | holdout accuracy (mean ± std) |", "| --- | --- |"] + [f"| {label} | {mean:.4f} ± {std:.4f} |" for label, (mean, std) in rows]
+    )
     return dg.MaterializeResult(
-        metadata={**{k: round(v, 5) for k, v in figures.items()}, "seeds": len(seeds), "model_version": export["model_version"], "summary": dg.MetadataValue.md(table_md)}
+        metadata={
+            **{k: round(v, 5) for k, v in figures.items()},
+            "seeds": len(seeds),
+            "model_version": export["model_version"],
+            "summary": dg.MetadataValue.md(table_md),
+        }
     )

@@ -30,7 +30,12 @@ class GanModelConfig(dg.Config):
 
 @dg.asset(**STAGE, deps=[real_images], pool="gpu", kinds={"pytorch", "mlflow"}, op_tags={**K8S_GPU_TAGS, **COMPUTE_TAG})
 def gan_model(
-    context: dg.AssetExecutionContext, config: GanModelConfig, specs: SpecsResource, storage: StorageResource, mlflow_store: MLflowResource, compute: ComputeResource
+    context: dg.AssetExecutionContext,
+    config: GanModelConfig,
+    specs: SpecsResource,
+    storage: StorageResource,
+    mlflow_store: MLflowResource,
+    compute: ComputeResource,
 ) -> dg.MaterializeResult:
     """Train the conditional GAN (resuming an interrupted run), log it to MLflow and register a version."""
     import mlflow
@@ -83,7 +88,9 @@ def log_progress(progress: Progress, context: Optional[dg.AssetExecutionContext]
     """To the active MLflow run, and to the Dagster log when a context is given."""
     import mlflow
 
-    mlflow.log_metrics({"d_loss": progress.d_loss, "g_loss": progress.g_loss, "images_per_s": progress.images_per_s, "augment_p": progress.augment_p}, step=progress.step)
+    mlflow.log_metrics(
+        {"d_loss": progress.d_loss, "g_loss": progress.g_loss, "images_per_s": progress.images_per_s, "augment_p": progress.augment_p}, step=progress.step
+    )
     if context is not None:
         context.log.info(progress.line())
 
@@ -99,8 +106,21 @@ def _train_with_pipes(
     """torchrun with `processes` ranks, launched through Dagster Pipes: rank 0's logs stream into
     this run; its progress messages are logged to MLflow here once training ends."""
     command = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}", "-m", "pipelines.train_worker",
-        "--data", str(Path(snapshot) / "train.npz"), "--run-dir", str(pending), "--config", json.dumps(dataclasses.asdict(train_config)), "--resume", "if-compatible",
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={processes}",
+        "-m",
+        "pipelines.train_worker",
+        "--data",
+        str(Path(snapshot) / "train.npz"),
+        "--run-dir",
+        str(pending),
+        "--config",
+        json.dumps(dataclasses.asdict(train_config)),
+        "--resume",
+        "if-compatible",
     ]
     invocation = dg.PipesSubprocessClient(env=mlflow_environment).run(command=command, context=context)
     messages = list(invocation.get_custom_messages())  # the payloads rank 0 reported, in order
@@ -110,18 +130,36 @@ def _train_with_pipes(
     summary = next(payload["result"] for payload in reversed(messages) if "result" in payload)
     generator, _ = load_generator(summary["generator_path"])
     return TrainResult(
-        generator=generator, model_config=generator.config, config=train_config, steps=summary["steps"], resumed_from=summary["resumed_from"],
-        wall_s=summary["wall_s"], images_per_s=summary["images_per_s"], augment_p=summary["augment_p"], generator_path=Path(summary["generator_path"]),
-        checkpoint=Path(summary["checkpoint"]), history=history, not_resumed=summary["not_resumed"], processes=summary["processes"],
+        generator=generator,
+        model_config=generator.config,
+        config=train_config,
+        steps=summary["steps"],
+        resumed_from=summary["resumed_from"],
+        wall_s=summary["wall_s"],
+        images_per_s=summary["images_per_s"],
+        augment_p=summary["augment_p"],
+        generator_path=Path(summary["generator_path"]),
+        checkpoint=Path(summary["checkpoint"]),
+        history=history,
+        not_resumed=summary["not_resumed"],
+        processes=summary["processes"],
     )
 
 
-def _describe_version(mlflow_store: MLflowResource, spec: Spec, data: dict[str, Any], result: TrainResult, version: str, run_id: str, final_dir: Path, dagster_run_id: str) -> None:
+def _describe_version(
+    mlflow_store: MLflowResource, spec: Spec, data: dict[str, Any], result: TrainResult, version: str, run_id: str, final_dir: Path, dagster_run_id: str
+) -> None:
     client = mlflow_store.client()
     name = model_name(spec.name)
     client.update_registered_model(name, description=model_description(spec))
     trained = f"{data_summary(spec, data)}; {result.steps} steps ({spec.training.profile} profile) in {result.wall_s:.0f} s"
     client.update_model_version(name, version, description=f"{trained}. Not evaluated yet.")
-    tags = {"trained": trained, "run_id": run_id, "data_hash": data["content_hash"], "generator_path": str(final_dir / "generator.safetensors"), "dagster_run_id": dagster_run_id}
+    tags = {
+        "trained": trained,
+        "run_id": run_id,
+        "data_hash": data["content_hash"],
+        "generator_path": str(final_dir / "generator.safetensors"),
+        "dagster_run_id": dagster_run_id,
+    }
     for key, value in tags.items():
         client.set_model_version_tag(name, version, key, value)

@@ -113,28 +113,68 @@ CASES: list[tuple[str, Callable[[Path], Callable[[str], str]], list[str]]] = [
     ("text-named-png", lambda d: _spec(_folder(d / "f", lambda r: (r / "a" / "notes.png").write_text("hello"))), ["notes.png", "not a readable image"]),
     ("not-an-image-suffix", lambda d: _spec(_folder(d / "f", lambda r: (r / "a" / "readme.txt").write_text("hi"))), ["readme.txt", "not an image file"]),
     ("mixed-sizes-exact", lambda d: _spec(_folder(d / "f", lambda r: _png(r / "a" / "big.png", size=(12, 12))), fit="exact"), ["big.png", "expects 8×8"]),
-    ("mixed-modes-exact", lambda d: _spec(_folder(d / "f", lambda r: _png(r / "b" / "colour.png", mode="RGB")), fit="exact"), ["colour.png", "mode RGB", "mode L"]),
+    (
+        "mixed-modes-exact",
+        lambda d: _spec(_folder(d / "f", lambda r: _png(r / "b" / "colour.png", mode="RGB")), fit="exact"),
+        ["colour.png", "mode RGB", "mode L"],
+    ),
     ("16-bit-exact", lambda d: _spec(_folder(d / "f", lambda r: _png(r / "a" / "deep.png", mode="I;16")), fit="exact"), ["deep.png", "I;16", "8-bit"]),
     ("rgba-exact", lambda d: _spec(_folder(d / "f", lambda r: _png(r / "a" / "alpha.png", mode="RGBA")), fit="exact"), ["alpha.png", "RGBA", "no alpha"]),
     ("npz-wrong-keys", lambda d: _spec(_npz(d / "k.npz", pixels=np.zeros((4, 8, 8), np.uint8), labels=np.zeros(4, int))), ["k.npz", "missing array 'images'"]),
     ("npz-wrong-dtype", lambda d: _spec(_npz(d / "t.npz", images=np.zeros((4, 8, 8), np.float32), labels=np.zeros(4, int))), ["images", "expected uint8"]),
     ("npz-wrong-shape", lambda d: _spec(_npz(d / "s.npz", images=np.zeros((4, 2, 8, 8), np.uint8), labels=np.zeros(4, int))), ["images", "expected shape"]),
-    ("npz-missing-labels", lambda d: _spec(_npz(d / "m.npz", images=np.zeros((4, 8, 8), np.uint8), labels=np.zeros(3, int))), ["m.npz", "3 labels for 4 images"]),
-    ("npz-corrupt", lambda d: ((d / "c.npz").write_bytes(b"PK\x03\x04 not really"), _spec(f"{{kind: npz, path: {_rel(d / 'c.npz')}}}"))[1], ["c.npz", "not a readable .npz"]),
-    ("labels-out-of-range", lambda d: _spec(_npz(d / "r.npz", images=np.zeros((4, 8, 8), np.uint8), labels=np.array([0, 1, 2, 7]), class_names=np.array(["x", "y", "z"]))), ["class names", "labels go up to 7"]),
+    (
+        "npz-missing-labels",
+        lambda d: _spec(_npz(d / "m.npz", images=np.zeros((4, 8, 8), np.uint8), labels=np.zeros(3, int))),
+        ["m.npz", "3 labels for 4 images"],
+    ),
+    (
+        "npz-corrupt",
+        lambda d: ((d / "c.npz").write_bytes(b"PK\x03\x04 not really"), _spec(f"{{kind: npz, path: {_rel(d / 'c.npz')}}}"))[1],
+        ["c.npz", "not a readable .npz"],
+    ),
+    (
+        "labels-out-of-range",
+        lambda d: _spec(_npz(d / "r.npz", images=np.zeros((4, 8, 8), np.uint8), labels=np.array([0, 1, 2, 7]), class_names=np.array(["x", "y", "z"]))),
+        ["class names", "labels go up to 7"],
+    ),
     ("negative-labels", lambda d: _spec(_npz(d / "n.npz", images=np.zeros((4, 8, 8), np.uint8), labels=np.array([0, -1, 1, 0]))), ["labels", "non-negative"]),
     ("idx-wrong-magic", lambda d: _spec(_idx_wrong_magic(d)), ["images.idx", "magic"]),
     ("parquet-wrong-schema", lambda d: _spec(_parquet_wrong_schema(d)), ["part-00000.parquet", "missing column"]),
     ("source-path-missing", lambda d: _spec(f"{{kind: npz, path: {_rel(d / 'nowhere.npz')}}}"), ["nowhere.npz", "cannot read"]),
     ("symlink-loop", lambda d: _spec(_symlink_loop(d)), ["loop-a", "symbolic links"]),
-    ("spec-unknown-field", lambda d: (write_tiny_npz(d / "ok.npz"), _spec(f"{{kind: npz, path: {_rel(d / 'ok.npz')}}}", rest="colour: red\n"))[1], ["field 'colour'", "not permitted"]),
-    ("spec-wrong-type", lambda d: (write_tiny_npz(d / "ok.npz"), _spec(f"{{kind: npz, path: {_rel(d / 'ok.npz')}}}", rest="image: {size: big}\n"))[1], ["field 'image.size'", "integer"]),
-    ("spec-negative-count", lambda d: (write_tiny_npz(d / "ok.npz"), _spec(f"{{kind: npz, path: {_rel(d / 'ok.npz')}}}", rest="export: {samples_per_class: -5}\n"))[1], ["field 'export.samples_per_class'", "greater than or equal to 1"]),
-    ("spec-invalid-cron", lambda d: (write_tiny_npz(d / "ok.npz"), _spec(f"{{kind: npz, path: {_rel(d / 'ok.npz')}}}", rest="schedule: 'every night at 2'\n"))[1], ["field 'schedule'", "cron"]),
-    ("spec-name-dotdot", lambda d: (write_tiny_npz(d / "ok.npz"), lambda name: f"name: ../x\nsource: {{kind: npz, path: {_rel(d / 'ok.npz')}}}\n")[1], ["field 'name'", "pattern"]),
-    ("spec-name-slash", lambda d: (write_tiny_npz(d / "ok.npz"), lambda name: f"name: a/b\nsource: {{kind: npz, path: {_rel(d / 'ok.npz')}}}\n")[1], ["field 'name'", "pattern"]),
-    ("spec-not-a-mapping", lambda d: (lambda name: "- just\n- a list\n"), ["expected a mapping"]),
-    ("spec-missing-source", lambda d: (lambda name: f"name: {name}\n"), ["field 'source'", "required"]),
+    (
+        "spec-unknown-field",
+        lambda d: (write_tiny_npz(d / "ok.npz"), _spec(f"{{kind: npz, path: {_rel(d / 'ok.npz')}}}", rest="colour: red\n"))[1],
+        ["field 'colour'", "not permitted"],
+    ),
+    (
+        "spec-wrong-type",
+        lambda d: (write_tiny_npz(d / "ok.npz"), _spec(f"{{kind: npz, path: {_rel(d / 'ok.npz')}}}", rest="image: {size: big}\n"))[1],
+        ["field 'image.size'", "integer"],
+    ),
+    (
+        "spec-negative-count",
+        lambda d: (write_tiny_npz(d / "ok.npz"), _spec(f"{{kind: npz, path: {_rel(d / 'ok.npz')}}}", rest="export: {samples_per_class: -5}\n"))[1],
+        ["field 'export.samples_per_class'", "greater than or equal to 1"],
+    ),
+    (
+        "spec-invalid-cron",
+        lambda d: (write_tiny_npz(d / "ok.npz"), _spec(f"{{kind: npz, path: {_rel(d / 'ok.npz')}}}", rest="schedule: 'every night at 2'\n"))[1],
+        ["field 'schedule'", "cron"],
+    ),
+    (
+        "spec-name-dotdot",
+        lambda d: (write_tiny_npz(d / "ok.npz"), lambda name: f"name: ../x\nsource: {{kind: npz, path: {_rel(d / 'ok.npz')}}}\n")[1],
+        ["field 'name'", "pattern"],
+    ),
+    (
+        "spec-name-slash",
+        lambda d: (write_tiny_npz(d / "ok.npz"), lambda name: f"name: a/b\nsource: {{kind: npz, path: {_rel(d / 'ok.npz')}}}\n")[1],
+        ["field 'name'", "pattern"],
+    ),
+    ("spec-not-a-mapping", lambda d: lambda name: "- just\n- a list\n", ["expected a mapping"]),
+    ("spec-missing-source", lambda d: lambda name: f"name: {name}\n", ["field 'source'", "required"]),
 ]
 assert len(CASES) >= 20
 
@@ -152,7 +192,9 @@ def _materialise_case(case: tuple, specs_dir: Path) -> Path:
 
 def _library_load(spec_path: Path) -> None:
     spec = load_spec(spec_path)
-    load_source(spec.source.loader_args(), size=spec.image.size, channels=spec.image.channels, fit=spec.image.fit, skip_bad=spec.source.skip_bad, base_dir=spec.base_dir)
+    load_source(
+        spec.source.loader_args(), size=spec.image.size, channels=spec.image.channels, fit=spec.image.fit, skip_bad=spec.source.skip_bad, base_dir=spec.base_dir
+    )
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])

@@ -31,7 +31,19 @@ def _deployed_instance(env: dict, initialise_instance, gpu_slots: int = 1) -> No
 
 
 def _launch(spec: str, select: str) -> subprocess.Popen:
-    command = [str(BIN / "dagster"), "asset", "materialize", "-m", "pipelines", "--select", select, "--partition", spec, "--config-json", json.dumps(IN_PROCESS_RUN_CONFIG)]
+    command = [
+        str(BIN / "dagster"),
+        "asset",
+        "materialize",
+        "-m",
+        "pipelines",
+        "--select",
+        select,
+        "--partition",
+        spec,
+        "--config-json",
+        json.dumps(IN_PROCESS_RUN_CONFIG),
+    ]
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=os.environ.copy())
 
 
@@ -121,7 +133,10 @@ def test_same_spec_twice_with_two_gpu_slots_the_second_fails_clearly(ganpipe_env
 def test_a_night_of_ten_teams(tmp_path):
     completed = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "nightly.py"), "--teams", "10", "--workdir", str(tmp_path / "night")],
-        capture_output=True, text=True, timeout=1800, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        cwd=ROOT,
     )
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
     figures = json.loads(completed.stdout.strip().splitlines()[-1])

@@ -35,7 +35,15 @@ def _materialize(env: dict, selection: list[str] | None = None, tracking_uri: st
     assets = with_checks(defs, selection)
     instance = dg.DagsterInstance.get()
     run_config = {"ops": {"augmentation_report": {"config": {"classifier_steps": 20}}}} if selection is None else {}
-    return dg.materialize(assets, partition_key=kwargs.pop("partition_key", "tiny"), resources=defs.resources, instance=instance, run_config=run_config, raise_on_error=False, **kwargs)
+    return dg.materialize(
+        assets,
+        partition_key=kwargs.pop("partition_key", "tiny"),
+        resources=defs.resources,
+        instance=instance,
+        run_config=run_config,
+        raise_on_error=False,
+        **kwargs,
+    )
 
 
 def _failure_text(result: dg.ExecuteInProcessResult) -> str:
@@ -59,7 +67,19 @@ def test_training_killed_with_sigkill_resumes_from_its_last_checkpoint(ganpipe_e
     assert dagster_cli("asset", "materialize", "-m", "pipelines", "--select", "real_images", "--partition", "tiny").returncode == 0
 
     checkpoints = env["home"] / "runs" / "tiny" / "pending" / "checkpoints"
-    command = [str(BIN / "dagster"), "asset", "materialize", "-m", "pipelines", "--select", "gan_model", "--partition", "tiny", "--config-json", json.dumps(IN_PROCESS_RUN_CONFIG)]
+    command = [
+        str(BIN / "dagster"),
+        "asset",
+        "materialize",
+        "-m",
+        "pipelines",
+        "--select",
+        "gan_model",
+        "--partition",
+        "tiny",
+        "--config-json",
+        json.dumps(IN_PROCESS_RUN_CONFIG),
+    ]
     # Its own session, so the kill takes the whole process group, as a lost machine would.
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ.copy(), start_new_session=True)
     deadline = time.monotonic() + 240

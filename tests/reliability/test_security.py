@@ -109,7 +109,11 @@ def test_make_ui_listens_on_loopback_only(tmp_path, free_port):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GANPIPE_", "DAGSTER_", "MLFLOW_"))}
     process = subprocess.Popen(
         ["make", "--no-print-directory", "ui", f"HOME_DIR={tmp_path}", f"UI_PORT={ui_port}", f"MLFLOW_PORT={mlflow_port}"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     try:
         deadline = time.monotonic() + 180
