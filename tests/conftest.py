@@ -36,7 +36,7 @@ def ganpipe_env(tmp_path, monkeypatch):
     return {"home": home, "specs": specs, "dagster_home": dagster_home, "root": tmp_path}
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def dagster_cli():
     """run(*args, run_config=None): the real `dagster` CLI in a subprocess, with this process's
     environment (GANPIPE_*, DAGSTER_HOME); `asset materialize` runs in one process, with `run_config` added."""
@@ -50,7 +50,7 @@ def dagster_cli():
     return run
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def initialise_instance():
     """Create the SQLite instance's tables once, as `make instance` does on a real machine: two CLI
     processes that both find a fresh DAGSTER_HOME race on its migrations."""
@@ -66,7 +66,7 @@ def initialise_instance():
     return initialise
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def free_port():
     """free_port(): a TCP port on loopback that nothing listens on right now."""
 
@@ -78,7 +78,7 @@ def free_port():
     return pick
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def unavailable():
     """unavailable(reason): skip a test whose prerequisite is missing; under CI (CI=true), where
     .ci/run sets the prerequisites up, fail instead, so that a green run cannot come from skipping."""
@@ -110,7 +110,7 @@ export_samples(generator, ExportPlan.from_dict(job["plan"]), job["destination"],
 """
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def tiny_generator():
     """tiny_generator(channels=1): an untrained generator of 8×8 images of 3 classes, the same every call."""
     from gan_core.models import Generator, ModelConfig
@@ -122,7 +122,7 @@ def tiny_generator():
     return build
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def tiny_plan():
     """tiny_plan(**options): 75 samples of classes zero, one and two (30, 20, 25), small parts and batches."""
     from gan_core.export import ExportPlan
@@ -139,7 +139,7 @@ def lineage() -> dict:
     return json.loads(json.dumps(EXPORT_LINEAGE))
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def export_writer():
     """export_writer(plan, root, destination, shard=0, shards=1): a process writing `plan` with
     `tiny_generator()`; one shard of several leaves its parts in staging, a single writer commits."""

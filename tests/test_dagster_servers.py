@@ -17,6 +17,7 @@ from pipelines.tiny import write_tiny_spec
 BIN = Path(sys.executable).parent
 
 
+@pytest.mark.slow  # the default suite runs the whole graph through the CLI (test_users_path.py)
 def test_cli_asset_materialize(ganpipe_env):
     env = ganpipe_env
     write_tiny_spec(env["specs"])
@@ -68,6 +69,7 @@ mutation Launch($params: ExecutionParams!) {
 STATUS = """query Status($runId: ID!) { runOrError(runId: $runId) { __typename ... on Run { status } } }"""
 
 
+@pytest.mark.slow  # the default suite launches a run from the webserver in a real browser (test_browser.py)
 def test_webserver_launches_a_run_through_graphql(ganpipe_env, free_port):
     env = ganpipe_env
     write_tiny_spec(env["specs"])
