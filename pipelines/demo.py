@@ -49,10 +49,11 @@ def main(argv=None) -> int:
     print(f"done in {time.perf_counter() - started:.0f} s (Dagster run {result.run_id})")
     print(f"model: MLflow model '{model_name(args.spec)}' version {metadata['gan_model']['model_version']} (run {metadata['gan_model']['mlflow_run_id']})")
     print(f"champion: version {champion['champion_version']} ({champion['reason']})")
-    print(
-        f"label accuracy {evaluation['label_accuracy']:.4f}; {evaluation['primary_metric']} {evaluation[evaluation['primary_metric']]:.3f} "
-        f"(real-vs-real baseline {evaluation[evaluation['primary_metric'] + '_baseline']:.3f})"
-    )
+    backbone = evaluation["backbone"]
+    figures = [("label accuracy", "label_accuracy", 4), ("coverage", f"coverage_{backbone}", 3), ("recall", f"recall_{backbone}", 3)]
+    figures.append((evaluation["primary_metric"], evaluation["primary_metric"], 3))
+    # Diversity beside fidelity: classifiable samples that cover little of the real data do not augment.
+    print("; ".join(f"{label} {evaluation[key]:.{digits}f} (real vs real {evaluation[key + '_baseline']:.{digits}f})" for label, key, digits in figures))
     print(f"export: {export['path']} ({export['rows']} rows)")
     print(
         f"uplift: real only {report['uplift_real_only']:.4f}, real+synthetic {report['uplift_real_plus_synthetic']:.4f}, synthetic only {report['uplift_synthetic_only']:.4f}"

@@ -80,12 +80,12 @@ def data_summary(spec: Spec, real_images: dict[str, Any]) -> str:
 
 
 def evaluated_description(trained: str, passed: bool, gates: dict[str, tuple[bool, str]], metrics: dict[str, float], primary: str, backbone: str) -> str:
-    """The version's description after evaluation: how it was trained, the gate verdict and three key
-    figures beside their baselines."""
+    """The version's description after evaluation: how it was trained, the gate verdict, and label
+    accuracy with coverage and recall (diversity) and the primary metric, beside their baselines."""
     verdict = "passed" if passed else "FAILED"
     checked = "; ".join(text for _, text in gates.values()) or "no gates configured"
     figures = []
-    for name in dict.fromkeys(["label_accuracy", primary, f"coverage_{backbone}"]):
+    for name in dict.fromkeys(["label_accuracy", f"coverage_{backbone}", f"recall_{backbone}", primary]):
         if name in metrics:
             baseline = metrics.get(f"{name}_baseline")
             figures.append(f"{name} {metrics[name]:.4g}" + ("" if baseline is None else f" (real vs real {baseline:.4g})"))

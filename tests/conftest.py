@@ -191,7 +191,12 @@ def _assert_first_night(env, result, tracking_uri: str | None = None) -> None:
     described = champion.description
     assert "spec tiny, data " in described and "20 steps" in described and "Quality gate passed" in described
     label_accuracy = run.data.metrics["label_accuracy"]
-    assert f"label_accuracy {label_accuracy:.4g} (real vs real " in described and "fid_domain " in described and "coverage_domain " in described
+    assert (
+        f"label_accuracy {label_accuracy:.4g} (real vs real " in described
+        and "fid_domain " in described
+        and "coverage_domain " in described
+        and "recall_domain " in described
+    )
     assert run.data.tags["dagster.partition"] == "tiny" and run.data.tags["dagster.run_id"] == result.run_id
 
     exports = list((env["home"] / "exports" / "tiny").glob("v*/*"))
