@@ -120,25 +120,7 @@ def evaluate(
     proportions = np.bincount(train.labels, minlength=train.num_classes) / len(train)
     labels = np.repeat(np.arange(train.num_classes), np.round(proportions * n_samples).astype(int))
     seeds = sample_seeds(seed, len(labels))
-    chunks: dict[str, list[np.ndarray]] = {"features": [], "logits": [], "predicted": [], "pixel_d": [], "pixel_i": []}
-    folded = FoldedGenerator(generator)
-    for start in range(0, len(labels), batch_size):
-        with _timed(timings, "generate"):
-            images = generate(folded, labels[start : start + batch_size], seeds=seeds[start : start + batch_size], batch_size=batch_size)
-        with _timed(timings, "features"):
-            features, logits = net.extract(images, batch_size)
-        chunks["features"].append(features)
-        chunks["logits"].append(logits)
-        if "pixels" in needs:
-            with _timed(timings, "pixel_distances"):
-                distances, nearest = nearest_distances(images, train.images)
-            chunks["pixel_d"].append(distances)
-            chunks["pixel_i"].append(nearest)
-        if "judge" in needs:
-            with _timed(timings, "judge"):
-                # The domain backbone's logits are the judge's: no second pass over the batch.
-                chunks["predicted"].append(logits.argmax(axis=1) if isinstance(net, DomainBackbone) else judge.predict(images))
-    synthetic_f, synthetic_l, predicted, pixel_d, pixel_i = (np.concatenate(v) if v else np.empty(0) for v in chunks.values())
+    synthetic_f, synthetic_l, predicted, pixel_d, pixel_i = _sample_pass(generator, labels, seeds, net, judge, train, needs, batch_size, timings)
 
     with _timed(timings, "features"):
         train_f, train_l = net.extract(train.images, batch_size)
@@ -235,6 +217,32 @@ def evaluate(
     Path(files["json"]).write_text(json.dumps(report.to_dict(), indent=2))
     Path(files["markdown"]).write_text(render_markdown(report))
     return report
+
+
+def _sample_pass(
+    generator, labels: np.ndarray, seeds: np.ndarray, net: Backbone, judge: Judge, train: ImageData, needs: set[str], batch_size: int, timings: dict[str, float]
+):
+    """Generate the samples batch by batch and keep only what the metrics need: features and logits,
+    the judge's labels ("judge" metrics) and nearest-training-image distances ("pixels" metrics)."""
+    chunks: dict[str, list[np.ndarray]] = {"features": [], "logits": [], "predicted": [], "pixel_d": [], "pixel_i": []}
+    folded = FoldedGenerator(generator)
+    for start in range(0, len(labels), batch_size):
+        with _timed(timings, "generate"):
+            images = generate(folded, labels[start : start + batch_size], seeds=seeds[start : start + batch_size], batch_size=batch_size)
+        with _timed(timings, "features"):
+            features, logits = net.extract(images, batch_size)
+        chunks["features"].append(features)
+        chunks["logits"].append(logits)
+        if "pixels" in needs:
+            with _timed(timings, "pixel_distances"):
+                distances, nearest = nearest_distances(images, train.images)
+            chunks["pixel_d"].append(distances)
+            chunks["pixel_i"].append(nearest)
+        if "judge" in needs:
+            with _timed(timings, "judge"):
+                # The domain backbone's logits are the judge's: no second pass over the batch.
+                chunks["predicted"].append(logits.argmax(axis=1) if isinstance(net, DomainBackbone) else judge.predict(images))
+    return tuple(np.concatenate(v) if v else np.empty(0) for v in chunks.values())
 
 
 def _save_pairs(synthetic: np.ndarray, nearest_train: np.ndarray, path: Path) -> None:
