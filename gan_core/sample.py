@@ -25,9 +25,14 @@ def _splitmix64(values: np.ndarray) -> np.ndarray:
 
 def sample_seeds(seed: int, count: int, offset: int = 0) -> np.ndarray:
     """Per-sample seeds for samples offset..offset+count-1 of a run seeded with `seed` (int64 ≥ 0)."""
+    return seeds_at(seed, np.arange(offset, offset + count, dtype=np.uint64))
+
+
+def seeds_at(seed: int, indices: np.ndarray) -> np.ndarray:
+    """The seeds of samples `indices` (any order) of a run seeded with `seed`: as `sample_seeds`."""
     with np.errstate(over="ignore"):
         base = _splitmix64(np.array([seed], dtype=np.uint64))[0]
-        counters = base + np.arange(offset, offset + count, dtype=np.uint64)
+        counters = base + np.asarray(indices).astype(np.uint64)
     return (_splitmix64(counters) & _MASK63).astype(np.int64)
 
 

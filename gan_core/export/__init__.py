@@ -13,12 +13,14 @@ up from the finished parts.
     plan.py    the plan, the schema and the errors
     png.py     the PNG encoder
     screen.py  the copy screen against the training images
+    filter.py  the confidence filter: rows the judge accepts, each regenerable from its seed
     writer.py  export_samples: generation and encoding overlapped, part by part into staging
     store.py   destinations, staging, the commit and the upload to object stores
     shards.py  one worker process per shard, then one commit
     reader.py  read_export and verify_export
 """
 
+from .filter import ConfidenceFilter
 from .plan import EXPORT_SCHEMA, IMAGE_FORMATS, MANIFEST, SCHEMA_VERSION, ExportError, ExportPlan, ExportResult, PlanError
 from .png import encode_png, encode_pngs
 from .reader import decode_images, export_schemas, read_export, read_manifest, verify_export
@@ -32,6 +34,7 @@ __all__ = [
     "IMAGE_FORMATS",
     "MANIFEST",
     "SCHEMA_VERSION",
+    "ConfidenceFilter",
     "CopyScreen",
     "ExportError",
     "ExportPlan",

@@ -20,6 +20,8 @@ import numpy as np
 import torch
 
 from ..checkpoint import load_generator, save_generator
+from ..classifier import Judge
+from .filter import ConfidenceFilter
 from .plan import ExportError, ExportPlan
 from .screen import CopyScreen
 from .store import commit_export, default_root
@@ -35,6 +37,7 @@ def export_in_processes(
     lineage: Mapping[str, Any] | None = None,
     root: str | Path | None = None,
     screen: CopyScreen | None = None,
+    confidence: ConfidenceFilter | None = None,
     threads: int | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Write `plan` with `processes` workers sharing the machine's cores (`threads` each), then commit.
@@ -59,6 +62,15 @@ def export_in_processes(
                 "images": str(Path(scratch) / "screen.npy"),
                 "threshold": screen.threshold,
                 "max_near_copy_fraction": screen.max_near_copy_fraction,
+            }
+        job["filter"] = None
+        if confidence is not None:
+            judge = str(confidence.judge.save(Path(scratch) / "judge.safetensors"))
+            job["filter"] = {
+                "judge": judge,
+                "min_confidence": confidence.min_confidence,
+                "min_acceptance": confidence.min_acceptance,
+                "max_draws": confidence.max_draws,
             }
         (Path(scratch) / "job.json").write_text(json.dumps(job))
         command = [sys.executable, "-m", "gan_core.export.shards", "--job", str(Path(scratch) / "job.json")]
@@ -85,6 +97,10 @@ def main(argv: list[str] | None = None) -> int:
     if job["screen"]:
         images = np.load(job["screen"]["images"], allow_pickle=False)
         screen = CopyScreen(images, threshold=job["screen"]["threshold"], max_near_copy_fraction=job["screen"]["max_near_copy_fraction"])
+    confidence = None
+    if job["filter"]:
+        settings = {key: value for key, value in job["filter"].items() if key != "judge"}
+        confidence = ConfidenceFilter(Judge.load(job["filter"]["judge"], device="cpu"), **settings)
     export_samples(
         generator,
         plan,
@@ -95,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         commit=False,
         workers=job["threads"],
         screen=screen,
+        confidence=confidence,
     )
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"shard": args.shard, "pid": os.getpid(), "parts": plan.shards(job["shards"])[args.shard], "peak_rss_mb": peak}), flush=True)

@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 
 from ..files import atomic_write, file_sha256
 from .plan import MANIFEST, PLAN_FILE, SCHEMA_VERSION, ExportError, ExportPlan
+from .filter import filter_verdict
 from .screen import screen_verdict
 
 
@@ -91,6 +92,12 @@ def commit_export(plan: ExportPlan, destination: str | Path, *, root: str | Path
         if pq.ParquetFile(path).metadata.num_rows != info["rows"] or file_sha256(path) != info["sha256"]:
             raise ExportError(f"{path}: row count or SHA-256 does not match what was recorded when it was written")
         files.append({key: info[key] for key in ("path", "rows", "sha256", "sample_id_start", "sample_id_stop", "bytes")})
+    confidence = None
+    if recorded.get("filter"):
+        confidence, refusal = filter_verdict([finished[part] for part in range(plan.num_parts)], recorded["filter"])
+        if refusal:
+            shutil.rmtree(staging)  # not resumable: the same plan would draw the same images
+            raise ExportError(f"refusing to publish '{destination}': {refusal}; nothing was written there")
     memorization = None
     if recorded.get("screen"):
         memorization, refusal = screen_verdict([finished[part] for part in range(plan.num_parts)], recorded["screen"])
@@ -112,6 +119,7 @@ def commit_export(plan: ExportPlan, destination: str | Path, *, root: str | Path
         "lineage": lineage,
         "generator": {**recorded["generator"], "plan": plan.to_dict()},
         "memorization": memorization,
+        "filter": confidence,
     }
     for sidecar in staging.glob("part-*.json"):
         sidecar.unlink()

@@ -1,0 +1,102 @@
+"""The confidence filter: an exported row is kept only if the judge gives its conditioning label at
+least `min_confidence`. Rejected draws are replaced by fresh ones, and each row records the seed of
+the draw that was kept, so `generate(generator, [label], seeds=[seed])` gives that row again.
+
+Draw k of sample_id i has the seed `seeds_at(plan.seed, i + k * plan.total)`: draw 0
+is the unfiltered export's seed, and every draw depends only on the plan, never on which part,
+batch or shard process made it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from ..checkpoint import weights_digest
+from ..classifier import Judge
+from ..sample import generate, seeds_at
+from .plan import ExportError, ExportPlan, PlanError
+
+
+@dataclass
+class ConfidenceFilter:
+    judge: Judge
+    min_confidence: float
+    min_acceptance: float = 0.0  # a class whose draws are accepted less often fails the export
+    max_draws: int = 100  # per row: a row still rejected after this many draws fails the export
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.min_confidence < 1.0:
+            raise PlanError(f"min_confidence: expected a probability in [0, 1), got {self.min_confidence}")
+        if not 0.0 <= self.min_acceptance <= 1.0:
+            raise PlanError(f"min_acceptance: expected a rate in [0, 1], got {self.min_acceptance}")
+        if self.max_draws < 1:
+            raise PlanError(f"max_draws: expected at least 1, got {self.max_draws}")
+
+    def identity(self) -> dict[str, Any]:
+        return {
+            "min_confidence": float(self.min_confidence),
+            "min_acceptance": float(self.min_acceptance),
+            "max_draws": int(self.max_draws),
+            "judge_sha256": weights_digest(self.judge.net),
+            "judge_classes": list(self.judge.class_names),
+        }
+
+    def confidence(self, images: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        """The judge's probability of each image's conditioning label."""
+        probabilities = torch.softmax(torch.from_numpy(self.judge.logits(images)).double(), dim=1).numpy()
+        return probabilities[np.arange(len(labels)), labels]
+
+    def draw(self, generator, plan: ExportPlan, start: int, stop: int, counts: dict[str, list[int]]) -> tuple[np.ndarray, np.ndarray]:
+        """Images and seeds of sample_ids start..stop-1, each accepted by the judge; per class, the
+        draws made and accepted are added to `counts` (class name → [draws, accepted])."""
+        labels = plan.labels_for(start, stop)
+        images: np.ndarray | None = None
+        seeds = np.zeros(stop - start, np.int64)
+        pending = np.arange(stop - start)
+        for attempt in range(self.max_draws):
+            ids = start + pending
+            candidate_seeds = seeds_at(plan.seed, ids + attempt * plan.total)
+            candidates = generate(generator, labels[pending], seeds=candidate_seeds, batch_size=plan.batch_size)
+            accepted = self.confidence(candidates, labels[pending]) >= self.min_confidence
+            if images is None:
+                images = np.empty((stop - start, *candidates.shape[1:]), np.uint8)
+            images[pending[accepted]] = candidates[accepted]
+            seeds[pending[accepted]] = candidate_seeds[accepted]
+            for label in np.unique(labels[pending]):
+                mine = labels[pending] == label
+                tally = counts.setdefault(plan.class_names[label], [0, 0])
+                tally[0] += int(mine.sum())
+                tally[1] += int((accepted & mine).sum())
+            pending = pending[~accepted]
+            if not len(pending):
+                return images, seeds
+        worst = plan.class_names[labels[pending[0]]]
+        draws, kept = counts[worst]
+        raise ExportError(
+            f"class '{worst}': {len(pending)} row(s) still below min_confidence {self.min_confidence} after {self.max_draws} draws each "
+            f"(acceptance {kept}/{draws}); lower export.min_confidence or train the generator longer"
+        )
+
+
+def filter_verdict(parts: Sequence[Mapping[str, Any]], recorded: Mapping[str, Any]) -> tuple[dict[str, Any], str | None]:
+    """The manifest's filter entry (acceptance per class over every part), and why the export must
+    not be published (or None)."""
+    totals: dict[str, list[int]] = {}
+    for info in parts:
+        for name, (draws, kept) in info["acceptance"].items():
+            tally = totals.setdefault(name, [0, 0])
+            tally[0] += draws
+            tally[1] += kept
+    acceptance = {name: kept / draws for name, (draws, kept) in sorted(totals.items()) if draws}
+    entry = {**recorded, "draws_per_class": {name: t[0] for name, t in sorted(totals.items())}, "acceptance_per_class": acceptance}
+    below = [(rate, name) for name, rate in acceptance.items() if rate < recorded["min_acceptance"]]
+    if below:
+        rate, name = min(below)
+        return (
+            entry,
+            f"class '{name}': acceptance {rate:.3f} at min_confidence {recorded['min_confidence']} is below export.min_acceptance {recorded['min_acceptance']}",
+        )
+    return entry, None
