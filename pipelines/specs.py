@@ -138,6 +138,10 @@ class ExportSpec(_Strict):
     image_format: Literal["png", "raw"] = "png"
     rows_per_part: int = Field(default=100_000, ge=1)
     seed: int = Field(default=0, ge=0)
+    # Keep a row only if the judge gives its label at least this probability (rejection sampling;
+    # each row's seed still regenerates it). 0 turns the filter off.
+    min_confidence: float = Field(default=0.0, ge=0, lt=1)
+    min_acceptance: float = Field(default=0.0, ge=0, le=1)  # a class accepted less often fails the export
 
 
 class Spec(_Strict):

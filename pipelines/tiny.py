@@ -23,7 +23,9 @@ def write_tiny_npz(path: Path, per_class: int = 20) -> Path:
     return path
 
 
-def write_tiny_spec(specs_dir: Path, name: str = "tiny", gates: str = "{min_label_accuracy: 0.0}", extra: str = "", source: str | None = None) -> Path:
+def write_tiny_spec(
+    specs_dir: Path, name: str = "tiny", gates: str = "{min_label_accuracy: 0.0}", extra: str = "", source: str | None = None, export: str = ""
+) -> Path:
     specs_dir.mkdir(parents=True, exist_ok=True)
     if source is None:
         write_tiny_npz(specs_dir / f"{name}.npz")
@@ -38,7 +40,7 @@ def write_tiny_spec(specs_dir: Path, name: str = "tiny", gates: str = "{min_labe
             holdout_fraction: 0.2
             training: {TINY_TRAINING}
             evaluation: {{backbone: domain, n_samples: 60, gates: {gates}, uplift_seeds: 2}}
-            export: {{samples_per_class: 10, rows_per_part: 12}}
+            export: {{samples_per_class: 10, rows_per_part: 12{export}}}
             """
         )
         + extra

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pyarrow.dataset as ds
@@ -10,9 +12,11 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from gan_core.data import load_source
+from gan_core.classifier import ClassifierConfig, Judge, train_classifier
+from gan_core.data import ImageData, load_source
 from gan_core.export import (
     EXPORT_SCHEMA,
+    ConfidenceFilter,
     ExportError,
     ExportPlan,
     PlanError,
@@ -23,6 +27,7 @@ from gan_core.export import (
     verify_export,
 )
 from gan_core.sample import generate
+from pipelines.tiny import write_tiny_npz
 
 CLASSES = ("zero", "one", "two")  # the classes of the `tiny_plan` fixture
 
@@ -214,3 +219,54 @@ def test_png_encoder_round_trips_through_pillow(channels):
             assert decoded.mode == ("L" if channels == 1 else "RGB") and decoded.size == (width, height)
             array = np.asarray(decoded)
             np.testing.assert_array_equal(array[None] if channels == 1 else array.transpose(2, 0, 1), image)
+
+
+def _judge(classes: tuple[str, ...] = CLASSES) -> Judge:
+    """A small judge of the tiny spec's bars, named as the tiny plan's classes."""
+    data = load_source({"kind": "npz", "path": str(write_tiny_npz(Path(tempfile.mkdtemp()) / "bars.npz"))})
+    return train_classifier(ImageData(data.images, data.labels, list(classes)), ClassifierConfig(steps=30, width=4, feature_dim=8, batch_size=16))
+
+
+def _median_confidence(judge: Judge, generator, plan: ExportPlan) -> float:
+    """A threshold every class passes about half the time with the unfiltered draws."""
+    labels = plan.labels_for(0, plan.total)
+    first = generate(generator, labels, seeds=plan.seeds_for(0, plan.total))
+    confidence = ConfidenceFilter(judge, 0.0).confidence(first, labels)
+    return float(min(np.median(confidence[labels == c]) for c in range(len(plan.class_names))))
+
+
+def test_confidence_filter_keeps_only_accepted_rows_each_regenerable_from_its_seed(tmp_path, tiny_generator, tiny_plan, lineage):
+    judge, generator, plan = _judge(), tiny_generator(), tiny_plan(rows_per_part=25)
+    threshold = _median_confidence(judge, generator, plan)
+    destination = tmp_path / "exports" / "filtered"
+    export_samples(generator, plan, destination, lineage=lineage, root=tmp_path, confidence=ConfidenceFilter(judge, threshold))
+    table, images = read_export(destination, decode=True)
+    labels, seeds = table.column("label").to_numpy(), table.column("seed").to_numpy()
+    assert table.num_rows == plan.total and (ConfidenceFilter(judge, threshold).confidence(images, labels) >= threshold).all()
+    assert np.array_equal(generate(generator, labels, seeds=seeds), images)  # the seed contract holds for redrawn rows too
+    assert (seeds != plan.seeds_for(0, plan.total)).any() and (seeds == plan.seeds_for(0, plan.total)).any()
+    recorded = json.loads((destination / "_manifest.json").read_text())["filter"]
+    assert recorded["min_confidence"] == threshold and set(recorded["acceptance_per_class"]) == set(CLASSES)
+    rates = recorded["acceptance_per_class"].values()
+    assert all(0 < rate <= 1 for rate in rates) and min(rates) < 1
+    assert recorded["draws_per_class"] == {name: round(plan.counts[i] / recorded["acceptance_per_class"][name]) for i, name in enumerate(CLASSES)}
+
+    # Draws depend on the plan only: two shard processes write the same rows.
+    sharded = tmp_path / "exports" / "sharded"
+    export_in_processes(generator, plan, sharded, processes=2, lineage=lineage, root=tmp_path, confidence=ConfidenceFilter(judge, threshold))
+    assert read_export(sharded).column("seed").to_pylist() == seeds.tolist()
+
+
+def test_confidence_filter_refuses_a_class_it_rejects_too_often(tmp_path, tiny_generator, tiny_plan):
+    judge, generator, plan = _judge(), tiny_generator(), tiny_plan()
+    threshold = _median_confidence(judge, generator, plan)
+    destination = tmp_path / "exports" / "refused"
+    with pytest.raises(ExportError, match=r"class '(zero|one|two)': acceptance 0\.\d+ at min_confidence .* below export.min_acceptance 0.95"):
+        export_samples(generator, plan, destination, root=tmp_path, confidence=ConfidenceFilter(judge, threshold, min_acceptance=0.95))
+    assert not destination.exists() and not list((tmp_path / "staging").glob("export-*"))
+    with pytest.raises(ExportError, match=r"class '(zero|one|two)': \d+ row\(s\) still below min_confidence 0.9999 after 2 draws"):
+        export_samples(generator, plan, tmp_path / "exports" / "never", root=tmp_path, confidence=ConfidenceFilter(judge, 0.9999, max_draws=2))
+    with pytest.raises(PlanError, match="min_confidence: expected a probability"):
+        ConfidenceFilter(judge, 1.5)
+    with pytest.raises(PlanError, match="the judge's classes"):
+        export_samples(generator, plan, tmp_path / "exports" / "other", root=tmp_path, confidence=ConfidenceFilter(_judge(("a", "b", "c")), 0.5))

@@ -227,7 +227,7 @@ def test_exports_to_an_object_store_uri(ganpipe_env, monkeypatch, materialize_ti
     import fsspec
 
     env = ganpipe_env
-    write_tiny_spec(env["specs"])
+    write_tiny_spec(env["specs"], export=", min_confidence: 0.05")  # and filtered by the judge (a 20-step generator: a low bar)
     monkeypatch.setenv("GANPIPE_EXPORT_URI", "memory://ganpipe-test/exports")
     result = materialize_tiny(env, instance=dg.DagsterInstance.local_temp(str(env["dagster_home"])))
     assert result.success
@@ -237,5 +237,10 @@ def test_exports_to_an_object_store_uri(ganpipe_env, monkeypatch, materialize_ti
     names = sorted(p.rsplit("/", 1)[1] for p in fsspec.filesystem("memory").ls(path.removeprefix("memory://"), detail=False))
     assert names == ["_manifest.json", "part-00000.parquet", "part-00001.parquet", "part-00002.parquet"]
     assert read_export(path).num_rows == 30
+    metadata = result.asset_materializations_for_node("synthetic_dataset")[0].metadata
+    assert metadata["min_confidence"].value == 0.05 and path.endswith("-c0.05")
+    assert set(metadata["acceptance_per_class"].value) == {"top", "middle", "bottom"} and all(
+        0 < r <= 1 for r in metadata["acceptance_per_class"].value.values()
+    )
     assert "augmentation_report" in {e.asset_key.path[-1] for e in result.get_asset_materialization_events()}  # read back from the store
     assert not (env["home"] / "exports").exists() and not list((env["home"] / "staging").iterdir())

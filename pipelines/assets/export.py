@@ -5,11 +5,13 @@ from typing import Optional
 
 import dagster as dg
 
-from gan_core.export import CopyScreen, ExportPlan, export_exists, export_in_processes, export_samples, verify_export
+from gan_core.classifier import Judge
+from gan_core.export import ConfidenceFilter, CopyScreen, ExportPlan, export_exists, export_in_processes, export_samples, verify_export
 
 from ..registry import load_registered_generator, model_name, version_metrics
 from ..resources import ComputeResource, MLflowResource, SpecsResource, StorageResource
 from .common import COMPUTE_TAG, STAGE, load_split, upstream
+from .evaluate import judge_classifier
 from .ingest import real_images
 from .promote import champion_model
 
@@ -18,7 +20,7 @@ class ExportConfig(dg.Config):
     samples_per_class: Optional[int] = None
 
 
-@dg.asset(**STAGE, deps=[champion_model, real_images], kinds={"parquet"}, op_tags=COMPUTE_TAG)
+@dg.asset(**STAGE, deps=[champion_model, judge_classifier, real_images], kinds={"parquet"}, op_tags=COMPUTE_TAG)
 def synthetic_dataset(
     context: dg.AssetExecutionContext,
     config: ExportConfig,
@@ -27,7 +29,8 @@ def synthetic_dataset(
     mlflow_store: MLflowResource,
     compute: ComputeResource,
 ) -> dg.MaterializeResult:
-    """Export a labelled synthetic dataset from the champion to Parquet."""
+    """Export a labelled synthetic dataset from the champion to Parquet, screened for copies of
+    training images and, with `export.min_confidence`, filtered by the judge."""
     spec = specs.get(context.partition_key)
     name = model_name(spec.name)
     champion = mlflow_store.client().get_model_version_by_alias(name, "champion")
@@ -37,7 +40,12 @@ def synthetic_dataset(
     plan = ExportPlan.per_class(
         train_split.class_names, per_class, seed=spec.export.seed, image_format=spec.export.image_format, rows_per_part=spec.export.rows_per_part
     )
-    destination = storage.export_destination(spec.name, str(champion.version), f"n{per_class}-s{spec.export.seed}-{spec.export.image_format}")
+    confidence = None
+    if spec.export.min_confidence > 0:
+        judge = Judge.load(upstream(context, "judge_classifier")["judge_path"])
+        confidence = ConfidenceFilter(judge, spec.export.min_confidence, spec.export.min_acceptance)
+    export_id = f"n{per_class}-s{spec.export.seed}-{spec.export.image_format}" + (f"-c{spec.export.min_confidence:g}" if confidence else "")
+    destination = storage.export_destination(spec.name, str(champion.version), export_id)
     shard_pids: list[int] = []
     with storage.lock(spec.name, f"Dagster run {context.run.run_id}"):
         if export_exists(destination):
@@ -55,16 +63,17 @@ def synthetic_dataset(
             screen = CopyScreen.from_split(train_split, holdout, max_near_copy_fraction=1.0 if limit is None else limit)
             if compute.export_processes > 1:
                 manifest, shards = export_in_processes(
-                    generator, plan, destination, processes=compute.export_processes, lineage=lineage, root=storage.path, screen=screen
+                    generator, plan, destination, processes=compute.export_processes, lineage=lineage, root=storage.path, screen=screen, confidence=confidence
                 )
                 for shard in shards:
                     context.log.info(f"shard {shard['shard']} (pid {shard['pid']}) wrote parts {shard['parts']}")
                 shard_pids = [shard["pid"] for shard in shards]
             else:
-                result = export_samples(generator, plan, destination, lineage=lineage, root=storage.path, screen=screen)
+                result = export_samples(generator, plan, destination, lineage=lineage, root=storage.path, screen=screen, confidence=confidence)
                 manifest = result.manifest
                 context.log.info(f"exported {result.rows} rows in {result.wall_s:.1f} s to {destination}")
     copies = manifest.get("memorization") or {}
+    accepted = manifest.get("filter") or {}
     return dg.MaterializeResult(
         metadata={
             "path": dg.MetadataValue.path(str(destination)),
@@ -76,5 +85,10 @@ def synthetic_dataset(
             "model_version": str(champion.version),
             "counts_per_class": dg.MetadataValue.json(manifest["counts_per_class"]),
             **({"near_copy_fraction": copies["near_copy_fraction"], "exact_copies": copies["exact_copies"]} if copies else {}),
+            **(
+                {"min_confidence": accepted["min_confidence"], "acceptance_per_class": dg.MetadataValue.json(accepted["acceptance_per_class"])}
+                if accepted
+                else {}
+            ),
         }
     )
