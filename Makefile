@@ -31,7 +31,7 @@ format: setup
 	$(VENV)/bin/ruff check --fix .
 
 test: setup
-	$(PY) -m pytest -m "not slow" -q
+	$(PY) -m pytest -m "not slow" -q --durations=10
 
 test-slow: setup
 	$(PY) -m pytest -m slow -q
