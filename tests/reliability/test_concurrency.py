@@ -95,6 +95,7 @@ def test_two_specs_at_once_succeed_apart_and_train_one_at_a_time(ganpipe_env, in
         load_generator(version.tags["generator_path"])
 
 
+@pytest.mark.slow  # the default suite holds two specs to one GPU slot (the test above) and refuses a second writer of a spec (below)
 def test_same_spec_twice_waits_for_the_gpu_slot_and_both_register(ganpipe_env, initialise_instance):
     env = ganpipe_env
     _longer_training(write_tiny_spec(env["specs"]))
