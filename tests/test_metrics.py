@@ -17,6 +17,7 @@ from gan_core.metrics import (
     INCEPTION_ENV,
     InceptionBackbone,
     MetricsError,
+    Uplift,
     augmentation_uplift,
     default_metrics,
     evaluate,
@@ -200,6 +201,23 @@ def test_uplift_runs_on_tiny_data_with_several_seeds():
     assert result.seeds == [0, 1, 2] and result.n_real == 40
     for mean, std in (result.real_only, result.real_plus_synthetic, result.synthetic_only):
         assert 0.5 <= mean <= 1.0 and std >= 0
+    assert [len(v) for v in result.per_seed.values()] == [3, 3, 3]
+    assert result.gain == pytest.approx(np.mean(result.per_seed["mixed"]) - np.mean(result.per_seed["real"]))
+    low, high = result.gain_interval()
+    assert low <= result.gain <= high
+    # Against scipy's own t interval of the paired differences; wider at 99%, undefined for one seed.
+    from scipy import stats
+
+    differences = np.subtract(result.per_seed["mixed"], result.per_seed["real"])
+    expected = stats.t.interval(0.95, 2, loc=differences.mean(), scale=stats.sem(differences)) if differences.std() > 0 else (differences.mean(),) * 2
+    assert (low, high) == pytest.approx(expected)
+    planted = Uplift(
+        (0.9, 0.0), (0.92, 0.0), (0.8, 0.0), [0, 1, 2, 3, 4], 10, 10, per_seed={"real": [0.90, 0.91, 0.89, 0.90, 0.92], "mixed": [0.93, 0.92, 0.92, 0.94, 0.93]}
+    )
+    low, high = planted.gain_interval()
+    assert 0 < low < 0.026 < high and planted.gain_interval(0.99)[0] < low
+    single = Uplift((0.9, 0.0), (0.92, 0.0), (0.8, 0.0), [0], 10, 10, per_seed={"real": [0.9], "mixed": [0.92]})
+    assert all(np.isnan(single.gain_interval()))
     # Epochs would give real+synthetic (the larger set) more optimizer steps than real only.
     with pytest.raises(MetricsError, match="fixed number of optimizer steps"):
         augmentation_uplift(blobs(20), blobs(10), blobs(20), seeds=(0,), classifier=ClassifierConfig(epochs=3, width=4, feature_dim=8, batch_size=8))

@@ -207,3 +207,4 @@ _uplift_metric("uplift_synthetic_only", "Holdout accuracy of the uplift classifi
 
 
 _uplift_metric("uplift_gain", "real + synthetic minus real only.", lambda u: u.gain)
+_uplift_metric("uplift_gain_ci_low", "Lower bound of the gain's 95% interval over seeds (paired by seed).", lambda u: u.gain_interval()[0])

@@ -182,7 +182,7 @@ def evaluate(
         memorization_reports["features"] = asdict(measured.memorization_features)
     if "pixels" in needs:
         memorization_reports["pixels"] = asdict(measured.memorization_pixels)
-    uplift = None if uplift_result is None else {**asdict(uplift_result), "gain": uplift_result.gain}
+    uplift = None if uplift_result is None else {**asdict(uplift_result), "gain": uplift_result.gain, "gain_interval_95": uplift_result.gain_interval()}
 
     with _timed(timings, "figures"):
         files = {"samples": str(out / "samples.png")}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Sequence
 
 import numpy as np
@@ -28,10 +28,22 @@ class Uplift:
     seeds: list[int]
     n_real: int
     n_synthetic: int
+    per_seed: dict[str, list[float]] = field(default_factory=dict)  # real, mixed, synthetic: one accuracy per seed
 
     @property
     def gain(self) -> float:
         return self.real_plus_synthetic[0] - self.real_only[0]
+
+    def gain_interval(self, confidence: float = 0.95) -> tuple[float, float]:
+        """A `confidence` interval of the gain (Student's t over the per-seed differences, paired by
+        seed: each seed trains both arms from the same start). NaN with fewer than two seeds."""
+        from scipy import stats
+
+        differences = np.subtract(self.per_seed["mixed"], self.per_seed["real"])
+        if len(differences) < 2:
+            return float("nan"), float("nan")
+        half = stats.t.ppf(0.5 + confidence / 2, len(differences) - 1) * differences.std(ddof=1) / np.sqrt(len(differences))
+        return float(differences.mean() - half), float(differences.mean() + half)
 
 
 def augmentation_uplift(
@@ -56,4 +68,4 @@ def augmentation_uplift(
         for key, data in (("real", real_train), ("mixed", mixed), ("synthetic", synthetic)):
             results[key].append(train_classifier(data, config).accuracy(holdout))
     stats = {key: (float(np.mean(v)), float(np.std(v))) for key, v in results.items()}
-    return Uplift(stats["real"], stats["mixed"], stats["synthetic"], [int(s) for s in seeds], len(real_train), len(synthetic))
+    return Uplift(stats["real"], stats["mixed"], stats["synthetic"], [int(s) for s in seeds], len(real_train), len(synthetic), per_seed=results)
