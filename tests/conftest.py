@@ -179,6 +179,8 @@ def _assert_first_night(env, result, tracking_uri: str | None = None) -> None:
     assert result.success
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
     assert checks == {"quality_gate": True, "export_valid": True}
+    report = {k: v.value for k, v in result.asset_materializations_for_node("augmentation_report")[0].metadata.items()}
+    assert report["uplift_gain_ci_low"] <= report["uplift_gain"] <= report["uplift_gain_ci_high"] and "95% interval over 2 seeds" in report["summary"]
 
     client = _mlflow_client(env, tracking_uri)
     champion = client.get_model_version_by_alias("gan-tiny", "champion")
