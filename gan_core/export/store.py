@@ -92,17 +92,13 @@ def commit_export(plan: ExportPlan, destination: str | Path, *, root: str | Path
         if pq.ParquetFile(path).metadata.num_rows != info["rows"] or file_sha256(path) != info["sha256"]:
             raise ExportError(f"{path}: row count or SHA-256 does not match what was recorded when it was written")
         files.append({key: info[key] for key in ("path", "rows", "sha256", "sample_id_start", "sample_id_stop", "bytes")})
-    confidence = None
-    if recorded.get("filter"):
-        confidence, refusal = filter_verdict([finished[part] for part in range(plan.num_parts)], recorded["filter"])
+    # The filter's and the copy screen's figures go into the manifest; either may refuse the export.
+    # Not resumable then: the same plan would make the same images.
+    verdicts = {}
+    for key, verdict in (("filter", filter_verdict), ("screen", screen_verdict)):
+        verdicts[key], refusal = verdict([finished[part] for part in range(plan.num_parts)], recorded[key]) if recorded.get(key) else (None, None)
         if refusal:
-            shutil.rmtree(staging)  # not resumable: the same plan would draw the same images
-            raise ExportError(f"refusing to publish '{destination}': {refusal}; nothing was written there")
-    memorization = None
-    if recorded.get("screen"):
-        memorization, refusal = screen_verdict([finished[part] for part in range(plan.num_parts)], recorded["screen"])
-        if refusal:
-            shutil.rmtree(staging)  # not resumable: the same plan would make the same images
+            shutil.rmtree(staging)
             raise ExportError(f"refusing to publish '{destination}': {refusal}; nothing was written there")
     lineage = recorded["lineage"]
     manifest = {
@@ -118,8 +114,8 @@ def commit_export(plan: ExportPlan, destination: str | Path, *, root: str | Path
         "metrics": lineage.get("metrics", {}),
         "lineage": lineage,
         "generator": {**recorded["generator"], "plan": plan.to_dict()},
-        "memorization": memorization,
-        "filter": confidence,
+        "memorization": verdicts["screen"],
+        "filter": verdicts["filter"],
     }
     for sidecar in staging.glob("part-*.json"):
         sidecar.unlink()
