@@ -51,6 +51,29 @@ def dagster_cli():
 
 
 @pytest.fixture(scope="session")
+def materialize_command():
+    """materialize_command(select, partition="tiny"): `dagster asset materialize` of the pipelines
+    module in one process, as an argument list for subprocess.Popen (a run to kill or to race)."""
+
+    def command(select: str, partition: str = "tiny") -> list[str]:
+        return [
+            str(BIN / "dagster"),
+            "asset",
+            "materialize",
+            "-m",
+            "pipelines",
+            "--select",
+            select,
+            "--partition",
+            partition,
+            "--config-json",
+            json.dumps(IN_PROCESS_RUN_CONFIG),
+        ]
+
+    return command
+
+
+@pytest.fixture(scope="session")
 def initialise_instance():
     """Create the SQLite instance's tables once, as `make instance` does on a real machine: two CLI
     processes that both find a fresh DAGSTER_HOME race on its migrations."""

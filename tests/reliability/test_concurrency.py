@@ -16,7 +16,6 @@ import pytest
 
 from gan_core.checkpoint import load_generator
 from pipelines.definitions import build_definitions
-from pipelines.definitions import IN_PROCESS_RUN_CONFIG
 from pipelines.tiny import write_tiny_spec
 
 BIN = Path(sys.executable).parent  # this environment's console scripts
@@ -30,21 +29,8 @@ def _deployed_instance(env: dict, initialise_instance, gpu_slots: int = 1) -> No
     initialise_instance()
 
 
-def _launch(spec: str, select: str) -> subprocess.Popen:
-    command = [
-        str(BIN / "dagster"),
-        "asset",
-        "materialize",
-        "-m",
-        "pipelines",
-        "--select",
-        select,
-        "--partition",
-        spec,
-        "--config-json",
-        json.dumps(IN_PROCESS_RUN_CONFIG),
-    ]
-    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=os.environ.copy())
+def _launch(materialize_command, spec: str, select: str) -> subprocess.Popen:
+    return subprocess.Popen(materialize_command(select, spec), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=os.environ.copy())
 
 
 def _finish(processes: list[subprocess.Popen]) -> list[tuple[int, str]]:
@@ -72,12 +58,12 @@ def _longer_training(spec_path: Path, steps: int = 200) -> None:
     spec_path.write_text(spec_path.read_text().replace("steps: 20,", f"steps: {steps},"))
 
 
-def test_two_specs_at_once_succeed_apart_and_train_one_at_a_time(ganpipe_env, initialise_instance):
+def test_two_specs_at_once_succeed_apart_and_train_one_at_a_time(ganpipe_env, initialise_instance, materialize_command):
     env = ganpipe_env
     for name in ("alpha", "beta"):
         _longer_training(write_tiny_spec(env["specs"], name=name))
     _deployed_instance(env, initialise_instance)
-    results = _finish([_launch(name, "real_images,gan_model") for name in ("alpha", "beta")])
+    results = _finish([_launch(materialize_command, name, "real_images,gan_model") for name in ("alpha", "beta")])
     assert [rc for rc, _ in results] == [0, 0], [out[-2000:] for _, out in results]
     assert any("blocked by limit for pool gpu" in out for _, out in results)  # one waited for the other
 
@@ -96,11 +82,11 @@ def test_two_specs_at_once_succeed_apart_and_train_one_at_a_time(ganpipe_env, in
 
 
 @pytest.mark.slow  # the default suite holds two specs to one GPU slot (the test above) and refuses a second writer of a spec (below)
-def test_same_spec_twice_waits_for_the_gpu_slot_and_both_register(ganpipe_env, initialise_instance):
+def test_same_spec_twice_waits_for_the_gpu_slot_and_both_register(ganpipe_env, initialise_instance, materialize_command):
     env = ganpipe_env
     _longer_training(write_tiny_spec(env["specs"]))
     _deployed_instance(env, initialise_instance)
-    results = _finish([_launch("tiny", "real_images,gan_model") for _ in range(2)])
+    results = _finish([_launch(materialize_command, "tiny", "real_images,gan_model") for _ in range(2)])
     assert [rc for rc, _ in results] == [0, 0], [out[-2000:] for _, out in results]
     versions = sorted(_client().search_model_versions("name='gan-tiny'"), key=lambda v: int(v.version))
     assert [str(v.version) for v in versions] == ["1", "2"]
@@ -110,7 +96,7 @@ def test_same_spec_twice_waits_for_the_gpu_slot_and_both_register(ganpipe_env, i
         assert _client().get_run(version.run_id).info.status == "FINISHED"
 
 
-def test_same_spec_twice_with_two_gpu_slots_the_second_fails_clearly(ganpipe_env, initialise_instance):
+def test_same_spec_twice_with_two_gpu_slots_the_second_fails_clearly(ganpipe_env, initialise_instance, materialize_command):
     """With two GPU slots nothing queues the second run of a spec: the spec's lock refuses it."""
     env = ganpipe_env
     _longer_training(write_tiny_spec(env["specs"]), steps=600)
@@ -119,7 +105,7 @@ def test_same_spec_twice_with_two_gpu_slots_the_second_fails_clearly(ganpipe_env
         defs = build_definitions()
         real_images = next(a for a in defs.assets if a.key.path[-1] == "real_images")
         assert dg.materialize([real_images], partition_key="tiny", resources=defs.resources, instance=instance).success
-    results = _finish([_launch("tiny", "gan_model") for _ in range(2)])
+    results = _finish([_launch(materialize_command, "tiny", "gan_model") for _ in range(2)])
     codes = sorted(rc for rc, _ in results)
     assert codes[0] == 0 and codes[1] != 0, [out[-2000:] for _, out in results]
     refused = next(out for rc, out in results if rc != 0)

@@ -4,7 +4,6 @@ diverging run. Each leaves nothing half-written where a reader would see it."""
 from __future__ import annotations
 
 import errno
-import json
 import os
 import signal
 import subprocess
@@ -20,7 +19,6 @@ import pytest
 from gan_core.checkpoint import load_checkpoint
 from gan_core.export import ExportError, ExportPlan, export_samples, read_export
 from pipelines.definitions import build_definitions, with_checks
-from pipelines.definitions import IN_PROCESS_RUN_CONFIG
 from pipelines.tiny import write_tiny_spec
 
 BIN = Path(sys.executable).parent  # this environment's console scripts
@@ -60,26 +58,14 @@ def _mount_tmpfs(path: Path, options: str, unavailable) -> None:
 # ---------------------------------------------------------------- training killed
 
 
-def test_training_killed_with_sigkill_resumes_from_its_last_checkpoint(ganpipe_env, dagster_cli):
+def test_training_killed_with_sigkill_resumes_from_its_last_checkpoint(ganpipe_env, dagster_cli, materialize_command):
     env = ganpipe_env
     spec = write_tiny_spec(env["specs"])
     spec.write_text(spec.read_text().replace("steps: 20,", "steps: 3000,").replace("checkpoint_every: 10", "checkpoint_every: 100"))
     assert dagster_cli("asset", "materialize", "-m", "pipelines", "--select", "real_images", "--partition", "tiny").returncode == 0
 
     checkpoints = env["home"] / "runs" / "tiny" / "pending" / "checkpoints"
-    command = [
-        str(BIN / "dagster"),
-        "asset",
-        "materialize",
-        "-m",
-        "pipelines",
-        "--select",
-        "gan_model",
-        "--partition",
-        "tiny",
-        "--config-json",
-        json.dumps(IN_PROCESS_RUN_CONFIG),
-    ]
+    command = materialize_command("gan_model")
     # Its own session, so the kill takes the whole process group, as a lost machine would.
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ.copy(), start_new_session=True)
     deadline = time.monotonic() + 240
