@@ -29,7 +29,6 @@ evaluate()), n, peak_rss_mb_10k, peak_rss_mb_50k (and fid_wall_s_<N> when measur
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import resource
 import subprocess
@@ -67,8 +66,6 @@ def ours(generator, train, holdout, judge, weights: Path, n: int, batch_size: in
 
     with tempfile.TemporaryDirectory() as out:
         resolved = resolve_inception_weights(weights, allow_unverified=True)
-        # An evaluate() from before per_class_fid existed (`--weights` lets such a tree run this script).
-        extra = {"per_class_fid": full} if "per_class_fid" in inspect.signature(evaluate).parameters else {}
         started = time.perf_counter()
         report = evaluate(
             generator,
@@ -82,7 +79,7 @@ def ours(generator, train, holdout, judge, weights: Path, n: int, batch_size: in
             allow_unverified_weights=True,
             batch_size=batch_size,
             metrics=None if full else ["fid", "kid", "is_inception"],
-            **extra,
+            per_class_fid=full,
         )
         _synchronize(device)
         return time.perf_counter() - started, report
@@ -219,7 +216,7 @@ def main() -> None:
         f"IS {bare.metrics['is_inception']:.4f} vs {plain_figures['is']:.4f}"
     )
     print(f"full evaluate(): {total_s:.1f} s; seconds per stage and metric:")
-    timings = getattr(full, "timings", {})
+    timings = full.timings
     for stage, seconds in sorted(timings.items(), key=lambda item: -item[1]):
         print(f"  {stage:32s} {seconds:8.2f}")
     figures = {"ours_fid_kid_is_s": ours_s, "plain_fid_kid_is_s": plain_s, "ratio": plain_s / ours_s, "evaluate_total_s": total_s, "n": n}

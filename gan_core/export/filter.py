@@ -73,10 +73,10 @@ class ConfidenceFilter:
             pending = pending[~accepted]
             if not len(pending):
                 return images, seeds
-        worst = plan.class_names[labels[pending[0]]]
-        draws, kept = counts[worst]
+        stuck = plan.class_names[labels[pending[0]]]
+        draws, kept = counts[stuck]
         raise ExportError(
-            f"class '{worst}': {len(pending)} row(s) still below min_confidence {self.min_confidence} after {self.max_draws} draws each "
+            f"class '{stuck}': {len(pending)} row(s) still below min_confidence {self.min_confidence} after {self.max_draws} draws each "
             f"(acceptance {kept}/{draws}); lower export.min_confidence or train the generator longer"
         )
 
