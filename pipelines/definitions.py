@@ -12,7 +12,7 @@ import dagster as dg
 from .assets import ALL_ASSETS
 from .assets.common import COMPUTE_TAG
 from .checks import ALL_CHECKS
-from .partitions import spec_partitions
+from .partitions import SPEC_PARTITIONS, spec_partitions
 from .resources import ComputeResource, MLflowResource, SpecsResource, StorageResource
 from .schedules import build_schedules
 from .sensors import build_folder_sensor
@@ -37,8 +37,10 @@ def build_definitions(specs_dir: str | None = None, storage_root: str | None = N
         file=sys.stderr,
         flush=True,
     )
-    # The assets carry the default spec folder's partitions; another folder rebinds them to its own.
-    assets = [asset.map_asset_specs(lambda spec: spec.replace_attributes(partitions_def=partitions)) for asset in ALL_ASSETS]
+    # The assets carry the default spec folder's partitions; another folder's rebinds them.
+    assets = ALL_ASSETS
+    if partitions.get_partition_keys() != SPEC_PARTITIONS.get_partition_keys():
+        assets = [asset.map_asset_specs(lambda spec: spec.replace_attributes(partitions_def=partitions)) for asset in ALL_ASSETS]
     job = dg.define_asset_job(JOB_NAME, selection=dg.AssetSelection.assets(*assets), description="ingest, train, evaluate, promote, export")
     return dg.Definitions(
         executor=_executor(),

@@ -1,4 +1,5 @@
-"""One partition per spec: the spec folder (GANPIPE_SPECS, default ./specs) read once, here."""
+"""One partition per spec. SPEC_PARTITIONS: those of the default spec folder (GANPIPE_SPECS, default
+./specs), which the assets are defined with; `spec_partitions` reads any folder."""
 
 from __future__ import annotations
 
