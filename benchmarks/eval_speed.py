@@ -159,7 +159,7 @@ def memory_worker(n: int, backbone: str, device: str) -> None:
 
     data = load_source({"kind": "builtin", "name": "mnist-5k"}, size=32, channels=1)
     train, holdout = data.split(0.2, seed=0)
-    judge = train_classifier(train, ClassifierConfig(epochs=1, width=16, device=device))
+    judge = train_classifier(train, ClassifierConfig(epochs=1, min_steps=0, width=16, device=device))
     torch.manual_seed(0)
     generator = Generator(ModelConfig(32, 1, 10, 64, 16, 16)).to(choose_device(device)).eval()
     with tempfile.TemporaryDirectory() as scratch:

@@ -24,11 +24,16 @@ from .device import choose_device
 class ClassifierConfig:
     epochs: int = 12
     steps: int | None = None  # fixed number of optimizer steps instead of epochs
+    # With epochs, at least this many steps: 12 epochs of 160 images are 36 steps, too few to learn.
+    min_steps: int = 600
     batch_size: int = 64
     lr: float = 2e-3
     width: int = 32
     feature_dim: int = 128
-    max_shift: int = 2  # random translation in pixels while training
+    # Classical augmentation, drawn per image: the baseline a practitioner would use.
+    max_shift: int = 2  # translation, pixels
+    max_rotation: float = 10.0  # degrees
+    max_scale: float = 0.1  # zoom in [1 - max_scale, 1 + max_scale]
     seed: int = 0
     device: str = "auto"
 
@@ -59,12 +64,22 @@ def _to_input(images: np.ndarray | torch.Tensor, device: torch.device) -> torch.
     return tensor.float() / 127.5 - 1
 
 
-def _random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
-    if max_shift <= 0:
+def random_affine(x: torch.Tensor, config: ClassifierConfig, generator: torch.Generator) -> torch.Tensor:
+    """Each image shifted, rotated and zoomed at random within the config's bounds; the background
+    stays -1 (black)."""
+    if config.max_shift <= 0 and config.max_rotation <= 0 and config.max_scale <= 0:
         return x
-    padded = F.pad(x, [max_shift] * 4, value=-1.0)
-    dy, dx = torch.randint(0, 2 * max_shift + 1, (2,), generator=generator).tolist()
-    return padded[:, :, dy : dy + x.shape[2], dx : dx + x.shape[3]]
+    n = len(x)
+
+    def uniform(bound: float) -> torch.Tensor:
+        return (torch.rand(n, generator=generator, dtype=torch.float64) * 2 - 1) * bound
+
+    angle, scale = torch.deg2rad(uniform(config.max_rotation)), 1 + uniform(config.max_scale)
+    shift = uniform(config.max_shift * 2 / x.shape[-1]), uniform(config.max_shift * 2 / x.shape[-2])
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    theta = torch.stack([torch.stack([cos, -sin, shift[0]], 1), torch.stack([sin, cos, shift[1]], 1)], 1).to(x)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x + 1, grid, align_corners=False, padding_mode="zeros") - 1
 
 
 class Judge:
@@ -85,6 +100,11 @@ class Judge:
 
     def features(self, images: np.ndarray) -> np.ndarray:
         return self._batched(images, self.net.features)
+
+    def probabilities(self, images: np.ndarray) -> np.ndarray:
+        """Softmax over classes, in float64 (float32 saturates near 1, where thresholds are set)."""
+        logits = torch.from_numpy(self.logits(images)).reshape(len(images), -1).double()
+        return torch.softmax(logits, dim=1).numpy()
 
     def predict(self, images: np.ndarray) -> np.ndarray:
         return self.logits(images).argmax(axis=1)
@@ -108,29 +128,61 @@ class Judge:
         return cls(net, meta["class_names"], choose_device(device))
 
 
-def train_classifier(data: ImageData, config: ClassifierConfig | None = None) -> Judge:
-    """Train on `data`: `config.steps` optimizer steps if set (equal work whatever the data size,
-    as comparisons between training sets need), else `config.epochs` passes over the data."""
+class _Batches:
+    """Endless shuffled batches of one set's indices: each pass over the set in a new order."""
+
+    def __init__(self, size: int, generator: torch.Generator):
+        self.size, self.generator = size, generator
+        self.order, self.position = torch.randperm(size, generator=generator), 0
+
+    def take(self, count: int) -> torch.Tensor:
+        if count > self.size:  # a set smaller than its part of a batch: draw with replacement
+            return torch.randint(0, self.size, (count,), generator=self.generator)
+        if self.position + count > self.size:
+            self.order, self.position = torch.randperm(self.size, generator=self.generator), 0
+        self.position += count
+        return self.order[self.position - count : self.position]
+
+
+def classifier_steps(config: ClassifierConfig, n_images: int) -> int:
+    """`config.steps` if set, else `config.epochs` passes over n images but at least `config.min_steps`."""
+    if config.steps:
+        return config.steps
+    return max(config.epochs * max(1, n_images // min(config.batch_size, n_images)), config.min_steps)
+
+
+def train_classifier(data: ImageData, config: ClassifierConfig | None = None, extra: ImageData | None = None, extra_share: float = 0.0) -> Judge:
+    """Train on `data` for `classifier_steps(config, len(data))` optimizer steps, with the config's
+    classical augmentation. With `extra` (synthetic or pseudo-labelled images), `extra_share` of
+    every batch comes from it and the rest from `data`, so the step count and batch size stay those
+    of `data` alone and only the batch's make-up changes."""
     config = config or ClassifierConfig()
+    if extra is not None and extra.class_names != data.class_names:
+        raise ValueError(f"extra: class names {extra.class_names[:5]} differ from the data's {data.class_names[:5]}")
+    if not 0.0 <= extra_share < 1.0:
+        raise ValueError(f"extra_share: expected a fraction in [0, 1), got {extra_share}")
     device = choose_device(config.device)
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     net = JudgeNet(data.channels, data.size, data.num_classes, config.width, config.feature_dim).to(device)
     batch_size = min(config.batch_size, len(data))
-    total_steps = config.steps or config.epochs * max(1, len(data) // batch_size)
+    n_extra = int(round(extra_share * batch_size)) if extra is not None and len(extra) else 0
+    total_steps = classifier_steps(config, len(data))
     optimizer = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, config.lr, total_steps=total_steps)
-    images = _to_input(data.images, device)
-    labels = torch.from_numpy(data.labels).to(device)
+    images, labels = _to_input(data.images, device), torch.from_numpy(data.labels).to(device)
+    real_batches = _Batches(len(data), generator)
+    if n_extra:
+        extra_images, extra_labels = _to_input(extra.images, device), torch.from_numpy(extra.labels).to(device)
+        extra_batches = _Batches(len(extra), generator)
     net.train()
-    order, position = torch.randperm(len(data), generator=generator), 0
     for _ in range(total_steps):
-        if position + batch_size > len(order):
-            order, position = torch.randperm(len(data), generator=generator), 0
-        index = order[position : position + batch_size].to(device)
-        position += batch_size
-        batch = _random_shift(images[index], config.max_shift, generator)
-        loss = F.cross_entropy(net(batch), labels[index])
+        index = real_batches.take(batch_size - n_extra).to(device)
+        batch, target = images[index], labels[index]
+        if n_extra:
+            index = extra_batches.take(n_extra).to(device)
+            batch, target = torch.cat([batch, extra_images[index]]), torch.cat([target, extra_labels[index]])
+        loss = F.cross_entropy(net(random_affine(batch, config, generator)), target)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 import numpy as np
-import torch
 
 from ..checkpoint import weights_digest
 from ..classifier import Judge
+from ..data import ImageData
 from ..sample import generate, seeds_at
 from .plan import ExportError, ExportPlan, PlanError
 
@@ -46,8 +46,7 @@ class ConfidenceFilter:
 
     def confidence(self, images: np.ndarray, labels: np.ndarray) -> np.ndarray:
         """The judge's probability of each image's conditioning label."""
-        probabilities = torch.softmax(torch.from_numpy(self.judge.logits(images)).double(), dim=1).numpy()
-        return probabilities[np.arange(len(labels)), labels]
+        return self.judge.probabilities(images)[np.arange(len(labels)), labels]
 
     def draw(self, generator, plan: ExportPlan, start: int, stop: int, counts: dict[str, list[int]]) -> tuple[np.ndarray, np.ndarray]:
         """Images and seeds of sample_ids start..stop-1, each accepted by the judge; per class, the
@@ -100,3 +99,11 @@ def filter_verdict(parts: Sequence[Mapping[str, Any]], recorded: Mapping[str, An
             f"class '{name}': acceptance {rate:.3f} at min_confidence {recorded['min_confidence']} is below export.min_acceptance {recorded['min_acceptance']}",
         )
     return entry, None
+
+
+def filtered_samples(generator, judge: Judge, per_class: int, min_confidence: float, seed: int = 0) -> ImageData:
+    """`per_class` samples of every class the judge knows, each accepted by it at `min_confidence`
+    (0: every draw), drawn exactly as an export with that seed and filter draws them."""
+    plan = ExportPlan.per_class(judge.class_names, per_class, seed=seed)
+    images, _ = ConfidenceFilter(judge, min_confidence).draw(generator, plan, 0, plan.total, {})
+    return ImageData(images, plan.labels_for(0, plan.total), judge.class_names)
