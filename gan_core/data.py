@@ -22,6 +22,9 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 FIT_MODES = ("pad", "resize", "exact")
 
 
+UNLABELLED = "(unlabelled)"  # the one class name of an unlabelled pool
+
+
 class DataError(ValueError):
     """Bad input data. The message names the file or field and what was expected."""
 
@@ -76,6 +79,12 @@ class ImageData:
     def subset(self, indices: np.ndarray) -> ImageData:
         return ImageData(self.images[indices], self.labels[indices], list(self.class_names))
 
+    def concat(self, other: ImageData) -> ImageData:
+        """These images and labels followed by `other`'s (same classes)."""
+        if other.class_names != self.class_names:
+            raise DataError(f"class_names: cannot join sets of classes {self.class_names[:5]} and {other.class_names[:5]}")
+        return ImageData(np.concatenate([self.images, other.images]), np.concatenate([self.labels, other.labels]), list(self.class_names))
+
     def content_hash(self) -> str:
         """SHA-256 of pixels, labels and class names: equal data gives an equal hash."""
         digest = hashlib.sha256()
@@ -104,8 +113,7 @@ class ImageData:
             train_parts.append(members[n_holdout:])
         return self.subset(np.sort(np.concatenate(train_parts))), self.subset(np.sort(np.concatenate(holdout_parts)))
 
-    def take_per_class(self, k: int, seed: int = 0) -> ImageData:
-        """A stratified subset of k images per class (the scarce-data setting)."""
+    def _per_class_indices(self, k: int, seed: int) -> np.ndarray:
         rng = np.random.default_rng(seed)
         chosen = []
         for label, name in enumerate(self.class_names):
@@ -113,7 +121,18 @@ class ImageData:
             if len(members) < k:
                 raise DataError(f"take_per_class: class '{name}' has {len(members)} images, expected at least {k}")
             chosen.append(rng.choice(members, size=k, replace=False))
-        return self.subset(np.sort(np.concatenate(chosen)))
+        return np.sort(np.concatenate(chosen))
+
+    def take_per_class(self, k: int, seed: int = 0) -> ImageData:
+        """A stratified subset of k images per class (the scarce-data setting)."""
+        return self.subset(self._per_class_indices(k, seed))
+
+    def keep_labels_per_class(self, k: int, seed: int = 0) -> tuple[ImageData, np.ndarray]:
+        """k labelled images per class (the same as `take_per_class`), and every other image as an
+        unlabelled pool, its labels dropped: the few-labels-many-images setting, made from a labelled set."""
+        chosen = self._per_class_indices(k, seed)
+        rest = np.setdiff1d(np.arange(len(self)), chosen)
+        return self.subset(chosen), self.images[rest]
 
 
 def _describe(value: Any) -> str:
@@ -218,7 +237,9 @@ def load_source(
     kind = source["kind"]
     if kind not in LOADERS:
         raise DataError(f"source.kind: expected one of {sorted(LOADERS)}, got {kind!r}")
-    options = {key: value for key, value in source.items() if key != "kind"}
+    options = {key: value for key, value in source.items() if key not in ("kind", "unlabelled")}
+    if source.get("unlabelled") and kind in ("image_folder", "npz", "mnist_idx"):
+        options["unlabelled"] = True
     for key in ("path", "images", "labels"):
         if key in options and base_dir is not None:
             options[key] = Path(base_dir) / options[key]
@@ -230,7 +251,15 @@ def load_source(
         data = LOADERS[kind](**options)
     if size is not None or channels is not None:
         data = normalise(data, size or data.size, channels or data.channels, fit)
+    if source.get("unlabelled"):
+        return ImageData(data.images, np.zeros(len(data), np.int64), [UNLABELLED], data.skipped)
     return data
+
+
+def load_unlabelled(source: Mapping[str, Any], **options: Any) -> ImageData:
+    """Images without labels from any source kind (as `load_source`; labels found are ignored, an
+    image folder may be flat): an `ImageData` of the one class `UNLABELLED`."""
+    return load_source({**source, "unlabelled": True}, **options)
 
 
 def load_builtin(name: str) -> ImageData:
@@ -265,16 +294,20 @@ def load_image_folder(
     channels: int | None = None,
     fit: str = "pad",
     skip_bad: bool = False,
+    unlabelled: bool = False,
 ) -> ImageData:
-    """One sub-folder per class (sorted names become class indices), PNG/JPEG/BMP/WebP of any mode."""
+    """One sub-folder per class (sorted names become class indices), PNG/JPEG/BMP/WebP of any mode.
+    With `unlabelled`, the images directly in the folder and in its sub-folders, all of class 0."""
     root = _existing(path, "source.path", want_dir=True)
     class_dirs = sorted(entry for entry in root.iterdir() if entry.is_dir() and not entry.name.startswith("."))
+    if unlabelled:
+        class_dirs = [root, *class_dirs] if any(_visible_files(root)) else class_dirs
     if not class_dirs:
         raise DataError(f"source.path: '{root}' has no class sub-folders; expected one folder of images per class")
     decoded: list[tuple[Image.Image, int, Path]] = []
     skipped: list[tuple[str, str]] = []
     for label, class_dir in enumerate(class_dirs):
-        files = sorted(f for f in class_dir.iterdir() if f.is_file() and not f.name.startswith("."))
+        files = _visible_files(class_dir)
         found = 0
         for file in files:
             try:
@@ -307,8 +340,14 @@ def load_image_folder(
     for image, _, _ in decoded:
         array = np.asarray(fit_image(to_mode(image, channels), size, fit))
         arrays.append(array[None] if channels == 1 else array.transpose(2, 0, 1))
+    if unlabelled:
+        return ImageData(np.stack(arrays), np.zeros(len(arrays), np.int64), [UNLABELLED], skipped)
     labels = np.array([label for _, label, _ in decoded], dtype=np.int64)
     return ImageData(np.stack(arrays), labels, [d.name for d in class_dirs], skipped)
+
+
+def _visible_files(folder: Path) -> list[Path]:
+    return sorted(f for f in folder.iterdir() if f.is_file() and not f.name.startswith("."))
 
 
 def _decode_file(file: Path) -> Image.Image:
@@ -370,18 +409,22 @@ def _check_not_empty(images: np.ndarray, where: str) -> None:
         raise DataError(f"{where}: no images; expected at least one")
 
 
-def load_npz(path: str | Path) -> ImageData:
-    """An .npz with `images` (uint8) and `labels` (integer) arrays; optional `class_names`."""
+def load_npz(path: str | Path, unlabelled: bool = False) -> ImageData:
+    """An .npz with `images` (uint8) and `labels` (integer) arrays; optional `class_names`. With
+    `unlabelled`, only `images` is needed and labels are ignored."""
     path = _existing(path, "source.path")
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {key: archive[key] for key in archive.files}
     except Exception as error:  # numpy raises many types for a broken archive
         raise DataError(f"{path}: not a readable .npz archive ({error})") from error
-    for key in ("images", "labels"):
+    for key in ("images",) if unlabelled else ("images", "labels"):
         if key not in arrays:
-            raise DataError(f"{path}: missing array '{key}'; expected keys 'images' and 'labels', found {sorted(arrays)}")
+            raise DataError(f"{path}: missing array '{key}'; expected keys {'images' if unlabelled else 'images and labels'}, found {sorted(arrays)}")
     images = images_from_array(arrays["images"], f"{path}: images")
+    if unlabelled:
+        _check_not_empty(images, str(path))
+        return ImageData(images, np.zeros(len(images), np.int64), [UNLABELLED])
     labels = _labels_array(arrays["labels"], f"{path}: labels")
     _check_not_empty(images, str(path))
     if len(labels) != len(images):
@@ -414,9 +457,15 @@ def _read_idx(path: Path, expected_ndim: int) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
 
 
-def load_mnist_idx(images: str | Path, labels: str | Path, class_names: list[str] | None = None) -> ImageData:
-    """The MNIST IDX pair (train-images-idx3-ubyte, train-labels-idx1-ubyte), gzip or not."""
+def load_mnist_idx(images: str | Path, labels: str | Path | None = None, class_names: list[str] | None = None, unlabelled: bool = False) -> ImageData:
+    """The MNIST IDX pair (train-images-idx3-ubyte, train-labels-idx1-ubyte), gzip or not; with
+    `unlabelled`, the images file alone."""
     image_array = _read_idx(_existing(images, "source.images"), 3)
+    if unlabelled:
+        _check_not_empty(image_array, str(images))
+        return ImageData(image_array[:, None].copy(), np.zeros(len(image_array), np.int64), [UNLABELLED])
+    if labels is None:
+        raise DataError("source.labels: expected the path of the labels file of a labelled mnist_idx source")
     label_array = _read_idx(_existing(labels, "source.labels"), 1).astype(np.int64)
     _check_not_empty(image_array, str(images))
     if len(label_array) != len(image_array):
