@@ -40,7 +40,7 @@ from gan_core.models import Generator, ModelConfig
 def digits():
     data = load_source({"kind": "builtin", "name": "mnist-5k"}, size=32, channels=1)
     train, holdout = data.split(0.2, seed=0)
-    judge = train_classifier(train, ClassifierConfig(epochs=2, width=16))
+    judge = train_classifier(train, ClassifierConfig(steps=124, width=16))  # 2 epochs
     return train, holdout, judge
 
 
@@ -197,26 +197,43 @@ def test_uplift_runs_on_tiny_data_with_several_seeds():
         images = np.clip(images + rng.integers(0, 40, images.shape), 0, 255).astype(np.uint8)
         return ImageData(images, labels, ["top", "bottom"])
 
-    result = augmentation_uplift(blobs(20), blobs(10), blobs(20), seeds=(0, 1, 2), classifier=ClassifierConfig(steps=15, width=4, feature_dim=8, batch_size=8))
-    assert result.seeds == [0, 1, 2] and result.n_real == 40
+    tiny = ClassifierConfig(steps=15, width=4, feature_dim=8, batch_size=8)
+    result = augmentation_uplift(blobs(20), blobs(10), blobs(20), seeds=(0, 1, 2), classifier=tiny, shares=(0.25, 0.5))
+    assert result.seeds == [0, 1, 2] and result.n_real == 40 and result.classifier_steps == 15
+    assert list(result.per_seed) == ["real", "share_0.25", "share_0.5", "synthetic"] and all(len(v) == 3 for v in result.per_seed.values())
     for mean, std in (result.real_only, result.real_plus_synthetic, result.synthetic_only):
         assert 0.5 <= mean <= 1.0 and std >= 0
-    assert [len(v) for v in result.per_seed.values()] == [3, 3, 3]
-    assert result.gain == pytest.approx(np.mean(result.per_seed["mixed"]) - np.mean(result.per_seed["real"]))
+    # The best share is the one with the highest mean gain; the headline figures are its.
+    gains = {share: np.mean(result.per_seed[f"share_{share:g}"]) - np.mean(result.per_seed["real"]) for share in (0.25, 0.5)}
+    assert result.best_share == max(gains, key=gains.get) and result.gain == pytest.approx(max(gains.values()))
     low, high = result.gain_interval()
     assert low <= result.gain <= high
     # Against scipy's own t interval of the paired differences; wider at 99%, undefined for one seed.
     from scipy import stats
 
-    differences = np.subtract(result.per_seed["mixed"], result.per_seed["real"])
+    differences = np.subtract(result.per_seed[f"share_{result.best_share:g}"], result.per_seed["real"])
     expected = stats.t.interval(0.95, 2, loc=differences.mean(), scale=stats.sem(differences)) if differences.std() > 0 else (differences.mean(),) * 2
     assert (low, high) == pytest.approx(expected)
+    summary = result.summary()
+    assert summary["share"] == result.best_share and summary["gain_ci95"] == [low, high] and summary["seeds"] == 3 and summary["classifier_steps"] == 15
+    assert "| real + synthetic, 0.25 of each batch" in result.table() and "(best)" in result.table()
     planted = Uplift(
-        (0.9, 0.0), (0.92, 0.0), (0.8, 0.0), [0, 1, 2, 3, 4], 10, 10, per_seed={"real": [0.90, 0.91, 0.89, 0.90, 0.92], "mixed": [0.93, 0.92, 0.92, 0.94, 0.93]}
+        {
+            "real": [0.90, 0.91, 0.89, 0.90, 0.92],
+            "share_0.1": [0.90, 0.90, 0.90, 0.90, 0.90],
+            "share_0.5": [0.93, 0.92, 0.92, 0.94, 0.93],
+            "synthetic": [0.8] * 5,
+        },
+        [0.1, 0.5],
+        [0, 1, 2, 3, 4],
+        10,
+        10,
+        600,
     )
     low, high = planted.gain_interval()
-    assert 0 < low < 0.026 < high and planted.gain_interval(0.99)[0] < low
-    single = Uplift((0.9, 0.0), (0.92, 0.0), (0.8, 0.0), [0], 10, 10, per_seed={"real": [0.9], "mixed": [0.92]})
+    assert planted.best_share == 0.5 and planted.gain == pytest.approx(0.024)
+    assert 0 < low < 0.024 < high and planted.gain_interval(0.99)[0] < low and planted.gain_interval(share=0.1)[0] < 0
+    single = Uplift({"real": [0.9], "share_0.5": [0.92], "synthetic": [0.8]}, [0.5], [0], 10, 10, 600)
     assert all(np.isnan(single.gain_interval()))
     # Epochs would give real+synthetic (the larger set) more optimizer steps than real only.
     with pytest.raises(MetricsError, match="fixed number of optimizer steps"):

@@ -27,16 +27,31 @@ from .backbones import (
 from .distances import fid_from_features, inception_score_from_logits, kid_from_features, nearest_distances, prdc
 from .errors import MetricsError
 from .memorization import Memorization, memorization, memorization_from_distances, near_copy_threshold
-from .registry import BACKBONES, Measured, Metric, compute_metrics, default_metrics, known_metrics, metric_info, register_metric, resolve_metric
+from .registry import (
+    BACKBONES,
+    MIN_COMPARE_N,
+    Measured,
+    Metric,
+    compute_metrics,
+    default_metrics,
+    known_metrics,
+    metric_info,
+    register_metric,
+    resolve_metric,
+    too_small,
+)
 from .report import METRICS_VERSION, EvaluationReport, evaluate, render_markdown, yardstick
-from .uplift import UPLIFT_CLASSIFIER, Uplift, augmentation_uplift, uplift_classifier
+from .uplift import UPLIFT_CLASSIFIER, UPLIFT_SEEDS, UPLIFT_SHARES, Uplift, augmentation_uplift, share_arm, uplift_classifier
 
 __all__ = [
     "BACKBONES",
     "INCEPTION_ENV",
     "INCEPTION_URL",
     "METRICS_VERSION",
+    "MIN_COMPARE_N",
     "UPLIFT_CLASSIFIER",
+    "UPLIFT_SEEDS",
+    "UPLIFT_SHARES",
     "Backbone",
     "DomainBackbone",
     "EvaluationReport",
@@ -65,6 +80,8 @@ __all__ = [
     "render_markdown",
     "resolve_inception_weights",
     "resolve_metric",
+    "share_arm",
+    "too_small",
     "uplift_classifier",
     "write_random_inception_weights",
     "yardstick",

@@ -79,6 +79,17 @@ BACKBONES = ("domain", "inception")
 
 ALIASES = ("fid", "kid")  # of the backbone the evaluation used
 
+# Set-to-set figures (FID, KID, IS, precision/recall/density/coverage) compare N synthetic samples
+# with N holdout images; below this N they are too noisy to gate on (FID on 40 images means little).
+MIN_COMPARE_N = 200
+
+
+def too_small(name: str, n_compare: int) -> str | None:
+    """Why `name` measured at N = n_compare should not be gated on, or None when it can be."""
+    if metric_info(name).samples == "n_compare" and n_compare < MIN_COMPARE_N:
+        return f"{name} compares only {n_compare} holdout images with as many samples; at least {MIN_COMPARE_N} are needed for a figure to gate on"
+    return None
+
 
 def register_metric(name: str, *, higher_is_better: bool, measured_on: str, samples: str):
     def register(compute: Callable[[Measured], dict[str, float]]):

@@ -182,7 +182,7 @@ def evaluate(
         memorization_reports["features"] = asdict(measured.memorization_features)
     if "pixels" in needs:
         memorization_reports["pixels"] = asdict(measured.memorization_pixels)
-    uplift = None if uplift_result is None else {**asdict(uplift_result), "gain": uplift_result.gain, "gain_interval_95": uplift_result.gain_interval()}
+    uplift = None if uplift_result is None else uplift_result.to_dict()
 
     with _timed(timings, "figures"):
         files = {"samples": str(out / "samples.png")}
@@ -268,14 +268,7 @@ def render_markdown(report: EvaluationReport) -> str:
         baseline = report.metrics.get(f"{name}_baseline")
         lines.append(f"| {name} | {value:.4f} | {'' if baseline is None else f'{baseline:.4f}'} |")
     if report.uplift:
-        u = report.uplift
-        lines += [
-            "",
-            "Augmentation uplift (holdout accuracy, mean ± std over seeds "
-            f"{u['seeds']}): real {u['real_only'][0]:.4f} ± {u['real_only'][1]:.4f}, "
-            f"real+synthetic {u['real_plus_synthetic'][0]:.4f} ± {u['real_plus_synthetic'][1]:.4f}, "
-            f"synthetic only {u['synthetic_only'][0]:.4f} ± {u['synthetic_only'][1]:.4f}.",
-        ]
+        lines += ["", "Augmentation uplift (holdout accuracy):", "", report.uplift["table"]]
     lines += ["", "![samples](samples.png)", ""]
     if "nearest_pairs" in report.files:
         lines += ["Closest synthetic/training pairs:", "", "![pairs](nearest_pairs.png)", ""]

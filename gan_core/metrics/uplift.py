@@ -1,9 +1,14 @@
-"""Augmentation uplift: does a classifier trained with the synthetic images beat one without?"""
+"""Augmentation uplift: does a classifier trained with the synthetic images beat one without?
+
+The same small classifier, the same optimizer steps and the same classical augmentation in every
+arm: real only, real + synthetic at several synthetic shares of each batch (the dose), and
+synthetic only, each tested on the real holdout over several seeds. The best share is the
+recommended mix."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
-from typing import Sequence
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -13,6 +18,8 @@ from .errors import MetricsError
 
 
 UPLIFT_CLASSIFIER = ClassifierConfig(steps=600, width=16)
+UPLIFT_SHARES = (0.1, 0.25, 0.5)  # synthetic images per batch
+UPLIFT_SEEDS = 5
 
 
 def uplift_classifier(steps: int | None = None) -> ClassifierConfig:
@@ -20,52 +27,118 @@ def uplift_classifier(steps: int | None = None) -> ClassifierConfig:
     return UPLIFT_CLASSIFIER if steps is None else replace(UPLIFT_CLASSIFIER, steps=steps)
 
 
+def share_arm(share: float) -> str:
+    return f"share_{share:g}"
+
+
 @dataclass
 class Uplift:
-    real_only: tuple[float, float]  # (mean, std) holdout accuracy over seeds
-    real_plus_synthetic: tuple[float, float]
-    synthetic_only: tuple[float, float]
+    per_seed: dict[str, list[float]]  # arm (real, share_<s>, synthetic) → one holdout accuracy per seed
+    shares: list[float]
     seeds: list[int]
     n_real: int
     n_synthetic: int
-    per_seed: dict[str, list[float]] = field(default_factory=dict)  # real, mixed, synthetic: one accuracy per seed
+    classifier_steps: int
+
+    def arm(self, name: str) -> tuple[float, float]:
+        """(mean, std) holdout accuracy of one arm over the seeds."""
+        values = self.per_seed[name]
+        return float(np.mean(values)), float(np.std(values))
+
+    @property
+    def real_only(self) -> tuple[float, float]:
+        return self.arm("real")
+
+    @property
+    def synthetic_only(self) -> tuple[float, float]:
+        return self.arm("synthetic")
+
+    @property
+    def best_share(self) -> float:
+        """The share with the highest mean gain (the first of equals)."""
+        return max(self.shares, key=lambda share: (self.gain_at(share), -share))
+
+    @property
+    def real_plus_synthetic(self) -> tuple[float, float]:
+        return self.arm(share_arm(self.best_share))
 
     @property
     def gain(self) -> float:
-        return self.real_plus_synthetic[0] - self.real_only[0]
+        return self.gain_at(self.best_share)
 
-    def gain_interval(self, confidence: float = 0.95) -> tuple[float, float]:
-        """A `confidence` interval of the gain (Student's t over the per-seed differences, paired by
-        seed: each seed trains both arms from the same start). NaN with fewer than two seeds."""
+    def gain_at(self, share: float) -> float:
+        return self.arm(share_arm(share))[0] - self.real_only[0]
+
+    def gain_interval(self, confidence: float = 0.95, share: float | None = None) -> tuple[float, float]:
+        """A `confidence` interval of the gain at `share` (default the best), Student's t over the
+        per-seed differences, paired by seed (each seed trains every arm from the same start). NaN
+        with fewer than two seeds."""
         from scipy import stats
 
-        differences = np.subtract(self.per_seed["mixed"], self.per_seed["real"])
+        share = self.best_share if share is None else share
+        differences = np.subtract(self.per_seed[share_arm(share)], self.per_seed["real"])
         if len(differences) < 2:
             return float("nan"), float("nan")
         half = stats.t.ppf(0.5 + confidence / 2, len(differences) - 1) * differences.std(ddof=1) / np.sqrt(len(differences))
         return float(differences.mean() - half), float(differences.mean() + half)
+
+    def summary(self) -> dict[str, Any]:
+        """The recommended mix, as the manifest's `utility` entry and the model version's tags hold it."""
+        low, high = self.gain_interval()
+        return {
+            "share": self.best_share,
+            "gain": self.gain,
+            "gain_ci95": [low, high],
+            "real_only": self.real_only[0],
+            "real_plus_synthetic": self.real_plus_synthetic[0],
+            "synthetic_only": self.synthetic_only[0],
+            "seeds": len(self.seeds),
+            "classifier_steps": self.classifier_steps,
+            "n_real": self.n_real,
+            "n_synthetic": self.n_synthetic,
+        }
+
+    def table(self) -> str:
+        """Markdown: every arm's accuracy (mean ± std) and each share's gain with its 95% interval."""
+        lines = ["| training data | holdout accuracy (mean ± std) | gain over real only (95% interval) |", "| --- | --- | --- |"]
+        lines.append("| real only | {:.4f} ± {:.4f} | |".format(*self.real_only))
+        for share in self.shares:
+            low, high = self.gain_interval(share=share)
+            best = " (best)" if share == self.best_share else ""
+            mean, std = self.arm(share_arm(share))
+            lines.append(
+                f"| real + synthetic, {share:g} of each batch{best} | {mean:.4f} ± {std:.4f} | {self.gain_at(share):+.4f} ({low:+.4f} to {high:+.4f}) |"
+            )
+        lines.append("| synthetic only | {:.4f} ± {:.4f} | |".format(*self.synthetic_only))
+        return "\n".join(lines) + f"\n\n{len(self.seeds)} seeds, {self.classifier_steps} optimizer steps in every arm, intervals paired by seed."
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), **self.summary(), "table": self.table()}
 
 
 def augmentation_uplift(
     real_train: ImageData,
     holdout: ImageData,
     synthetic: ImageData,
-    seeds: Sequence[int] = (0, 1, 2),
+    seeds: Sequence[int] = tuple(range(UPLIFT_SEEDS)),
     classifier: ClassifierConfig | None = None,
+    shares: Sequence[float] = UPLIFT_SHARES,
 ) -> Uplift:
-    """The same small classifier, with the same number of optimizer steps, trained on real,
-    real+synthetic and synthetic only, tested on the real holdout, over several seeds (mean ± std)."""
+    """The uplift classifier trained on real only, on real + synthetic with each of `shares` of
+    every batch synthetic, and on synthetic only; tested on the real holdout for every seed."""
     if len(seeds) < 1:
         raise MetricsError("seeds: expected at least one seed")
+    if not shares or not all(0 < share < 1 for share in shares):
+        raise MetricsError(f"shares: expected synthetic shares of a batch in (0, 1), got {list(shares)}")
     base = classifier or UPLIFT_CLASSIFIER
     if not base.steps:
         # Epochs would give the larger real+synthetic set more optimizer steps than real only.
         raise MetricsError("uplift classifier: expected a fixed number of optimizer steps (ClassifierConfig.steps), the same for every training set")
-    mixed = ImageData(np.concatenate([real_train.images, synthetic.images]), np.concatenate([real_train.labels, synthetic.labels]), real_train.class_names)
-    results: dict[str, list[float]] = {"real": [], "mixed": [], "synthetic": []}
+    results: dict[str, list[float]] = {"real": [], **{share_arm(share): [] for share in shares}, "synthetic": []}
     for seed in seeds:
-        config = ClassifierConfig(**{**asdict(base), "seed": int(seed)})
-        for key, data in (("real", real_train), ("mixed", mixed), ("synthetic", synthetic)):
-            results[key].append(train_classifier(data, config).accuracy(holdout))
-    stats = {key: (float(np.mean(v)), float(np.std(v))) for key, v in results.items()}
-    return Uplift(stats["real"], stats["mixed"], stats["synthetic"], [int(s) for s in seeds], len(real_train), len(synthetic), per_seed=results)
+        config = replace(base, seed=int(seed))
+        results["real"].append(train_classifier(real_train, config).accuracy(holdout))
+        for share in shares:
+            results[share_arm(share)].append(train_classifier(real_train, config, extra=synthetic, extra_share=share).accuracy(holdout))
+        results["synthetic"].append(train_classifier(synthetic, config).accuracy(holdout))
+    return Uplift(results, [float(s) for s in shares], [int(s) for s in seeds], len(real_train), len(synthetic), base.steps)
