@@ -20,13 +20,13 @@ up from the finished parts.
     reader.py  read_export and verify_export
 """
 
-from .filter import ConfidenceFilter
+from .filter import ConfidenceFilter, filtered_samples
 from .plan import EXPORT_SCHEMA, IMAGE_FORMATS, MANIFEST, SCHEMA_VERSION, ExportError, ExportPlan, ExportResult, PlanError
 from .png import encode_png, encode_pngs
-from .reader import decode_images, export_schemas, read_export, read_manifest, verify_export
+from .reader import SPEC_NAME, decode_images, export_schemas, find_export, read_export, read_manifest, verify_export
 from .screen import CopyScreen
 from .shards import export_in_processes
-from .store import commit_export, default_root, export_exists
+from .store import annotate_export, commit_export, default_root, export_exists
 from .writer import export_samples
 
 __all__ = [
@@ -34,12 +34,14 @@ __all__ = [
     "IMAGE_FORMATS",
     "MANIFEST",
     "SCHEMA_VERSION",
+    "SPEC_NAME",
     "ConfidenceFilter",
     "CopyScreen",
     "ExportError",
     "ExportPlan",
     "ExportResult",
     "PlanError",
+    "annotate_export",
     "commit_export",
     "decode_images",
     "default_root",
@@ -49,6 +51,8 @@ __all__ = [
     "export_in_processes",
     "export_samples",
     "export_schemas",
+    "filtered_samples",
+    "find_export",
     "read_export",
     "read_manifest",
     "verify_export",

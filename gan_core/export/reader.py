@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -14,7 +15,7 @@ from PIL import Image
 
 from ..files import file_sha256
 from .plan import MANIFEST, ExportError
-from .store import filesystem
+from .store import default_root, filesystem
 
 
 def read_manifest(path: str | Path) -> dict[str, Any]:
@@ -74,11 +75,49 @@ def decode_images(table: pa.Table, manifest: Mapping[str, Any]) -> np.ndarray:
     return out
 
 
-def read_export(path: str | Path, *, as_pandas: bool = False, decode: bool = False, verify: bool = True):
-    """Read a committed export (verified against its manifest unless verify=False).
+SPEC_NAME = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
+
+
+def find_export(spec: str, which: str = "recommended", root: str | Path | None = None) -> Path:
+    """The newest export of `spec` under the storage root (default `GANPIPE_HOME` or ./var):
+    `which="recommended"` only those the uplift gate marked recommended (`utility.recommended` in the
+    manifest), `which="latest"` any."""
+    if not isinstance(spec, str) or not SPEC_NAME.match(spec):
+        raise ExportError(f"spec: expected a spec name of [a-z0-9-], got {spec!r}")
+    if which not in ("recommended", "latest"):
+        raise ExportError(f"which: expected 'recommended' or 'latest', got {which!r}")
+    exports = (Path(root) if root is not None else default_root()) / "exports" / spec
+    found = []
+    for manifest_path in exports.glob(f"v*/*/{MANIFEST}"):
+        manifest = json.loads(manifest_path.read_text())
+        utility = manifest.get("utility") or {}
+        if which == "latest" or utility.get("recommended") is True:
+            found.append((utility.get("recommended_at", "") if which == "recommended" else "", manifest["created_at"], str(manifest_path.parent)))
+    if not found:
+        kind = "recommended export" if which == "recommended" else "export"
+        raise ExportError(f"no {kind} of spec '{spec}' under '{exports}'" + (" (none has passed the uplift gate yet)" if which == "recommended" else ""))
+    return Path(max(found)[2])
+
+
+def read_export(
+    path: str | Path | None = None,
+    *,
+    spec: str | None = None,
+    which: str = "recommended",
+    root: str | Path | None = None,
+    as_pandas: bool = False,
+    decode: bool = False,
+    verify: bool = True,
+):
+    """Read a committed export (verified against its manifest unless verify=False): the one at
+    `path`, or with `spec` the newest one of that spec under the storage root `root` (`which`:
+    "recommended", the default, or "latest"; see `find_export`).
 
     Returns a pyarrow Table (or a pandas DataFrame with as_pandas=True); with decode=True, a pair
     (table or frame, images as uint8 N×C×H×W in sample_id order)."""
+    if (path is None) == (spec is None):
+        raise ExportError("read_export: pass either an export path or spec=<name>")
+    path = path if path is not None else find_export(spec, which, root)
     fs, base = filesystem(path)
     manifest = verify_export(path) if verify else read_manifest(path)
     tables = []

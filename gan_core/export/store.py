@@ -130,6 +130,23 @@ def commit_export(plan: ExportPlan, destination: str | Path, *, root: str | Path
     return manifest
 
 
+def annotate_export(path: str | Path, key: str, value: Any) -> dict[str, Any]:
+    """Set one top-level entry of a committed export's manifest (e.g. `utility`, what the export is
+    worth to a classifier, known only once it was measured), replacing the manifest in one step.
+    The parts and their checksums are untouched. Returns the new manifest."""
+    from .reader import read_manifest
+
+    if key in ("files", "total_rows", "schema_version", "counts_per_class", "image_shape", "image_format"):
+        raise ExportError(f"manifest entry {key!r} describes the parts and cannot be changed after commit")
+    manifest = {**read_manifest(path), key: value}
+    if is_uri(path):
+        fs, base = filesystem(path)
+        fs.pipe_file(f"{base}/{MANIFEST}", json.dumps(manifest, indent=2, sort_keys=True).encode())
+    else:
+        write_json_atomic(Path(path) / MANIFEST, manifest)
+    return manifest
+
+
 def _upload(staging: Path, uri: str) -> None:
     """Object stores have no directory rename: parts first, manifest last (readers key on it)."""
     import fsspec
