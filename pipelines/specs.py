@@ -12,11 +12,13 @@ from typing import Any, Literal, Optional
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, RootModel, ValidationError, field_validator, model_validator
 
+from gan_core.export import SPEC_NAME
 from gan_core.metrics import MetricsError, metric_info, resolve_metric
 from gan_core.models import SUPPORTED_SIZES
+from gan_core.semi import PSEUDO_LABEL_CONFIDENCE
 from gan_core.train import PROFILES, TrainConfig
 
-NAME_PATTERN = r"^[a-z0-9]+(-[a-z0-9]+)*$"
+NAME_PATTERN = SPEC_NAME.pattern  # a path segment and partition key; readers check names with the same rule
 
 
 class SpecError(ValueError):
@@ -34,17 +36,39 @@ class SourceSpec(_Strict):
     images: Optional[str] = None
     labels: Optional[str] = None
     skip_bad: bool = False
+    # Keep only this many labels per class of the train split; the rest of it joins the unlabelled
+    # pool with its labels dropped (for demos and benchmarks of the few-labels setting).
+    labels_per_class: Optional[int] = Field(default=None, ge=1)
 
     @model_validator(mode="after")
     def _required_fields(self) -> SourceSpec:
-        needed = {"builtin": ["name"], "image_folder": ["path"], "npz": ["path"], "parquet": ["path"], "mnist_idx": ["images", "labels"]}[self.kind]
-        missing = [name for name in needed if getattr(self, name) is None]
+        missing = [name for name in self._needed() if getattr(self, name) is None]
         if missing:
             raise ValueError(f"source kind '{self.kind}' needs field(s) {missing}")
         return self
 
+    def _needed(self) -> list[str]:
+        return {"builtin": ["name"], "image_folder": ["path"], "npz": ["path"], "parquet": ["path"], "mnist_idx": ["images", "labels"]}[self.kind]
+
     def loader_args(self) -> dict[str, Any]:
-        return {k: v for k, v in self.model_dump().items() if v is not None and k != "skip_bad"}
+        return {k: v for k, v in self.model_dump().items() if v is not None and k not in ("skip_bad", "labels_per_class")}
+
+
+class UnlabelledSpec(SourceSpec):
+    """A source of images without labels: any source kind; labels found there are ignored, and an
+    image_folder may be flat (images directly in it) or hold class sub-folders."""
+
+    @model_validator(mode="after")
+    def _no_label_split(self) -> UnlabelledSpec:
+        if self.labels_per_class is not None:
+            raise ValueError("labels_per_class applies to the labelled source only")
+        return self
+
+    def _needed(self) -> list[str]:
+        return ["images"] if self.kind == "mnist_idx" else super()._needed()
+
+    def loader_args(self) -> dict[str, Any]:
+        return {**super().loader_args(), "unlabelled": True}
 
 
 class ImageSpec(_Strict):
@@ -82,8 +106,8 @@ class TrainingSpec(BaseModel):
         return TrainConfig.from_profile(self.profile, **{**(self.model_extra or {}), **overrides})
 
 
-# Gate names kept from before the metric registry: the metric each one bounds.
-GATE_ALIASES = {"memorization_fraction": "memorization_fraction_features"}
+# Gate names kept from before the metric registry, and min_uplift: the metric each one bounds.
+GATE_ALIASES = {"memorization_fraction": "memorization_fraction_features", "uplift": "uplift_gain"}
 
 
 class GatesSpec(RootModel[dict[str, float]]):
@@ -121,7 +145,7 @@ class EvaluationSpec(_Strict):
     n_samples: int = Field(default=10_000, ge=2)
     primary_metric: str = "fid"  # fid/kid (of the backbone used), or any registered metric's full name
     gates: GatesSpec = GatesSpec()
-    uplift_seeds: int = Field(default=3, ge=1)
+    uplift_seeds: int = Field(default=5, ge=1)
 
     @field_validator("primary_metric")
     @classmethod
@@ -140,13 +164,18 @@ class ExportSpec(_Strict):
     seed: int = Field(default=0, ge=0)
     # Keep a row only if the judge gives its label at least this probability (rejection sampling;
     # each row's seed still regenerates it). 0 turns the filter off.
-    min_confidence: float = Field(default=0.0, ge=0, lt=1)
+    # The default was chosen with benchmarks/uplift.py.
+    min_confidence: float = Field(default=0.9, ge=0, lt=1)
     min_acceptance: float = Field(default=0.0, ge=0, le=1)  # a class accepted less often fails the export
 
 
 class Spec(_Strict):
     name: str = Field(pattern=NAME_PATTERN, max_length=64)
     source: SourceSpec
+    unlabelled: Optional[UnlabelledSpec] = None  # images without labels: the GAN learns from them too
+    # A pool image joins the GAN's and the judge's training under the judge's guess of its class
+    # only when the judge gives that class at least this probability.
+    pseudo_label_confidence: float = Field(default=PSEUDO_LABEL_CONFIDENCE, ge=0, lt=1)
     image: ImageSpec = ImageSpec()
     holdout_fraction: float = Field(default=0.2, gt=0, lt=1)
     seed: int = Field(default=0, ge=0)
