@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import numpy as np
 
 from gan_core.data import ImageData, load_source
 
@@ -44,6 +45,14 @@ def load_split(snapshot: str | Path) -> tuple[ImageData, ImageData]:
         load_source({"kind": "npz", "path": str(Path(snapshot) / "train.npz")}),
         load_source({"kind": "npz", "path": str(Path(snapshot) / "holdout.npz")}),
     )
+
+
+def load_pool(snapshot: str | Path) -> np.ndarray:
+    """The unlabelled images `real_images` snapshotted (none: an empty array)."""
+    path = Path(snapshot) / "unlabelled.npz"
+    if not path.exists():
+        return np.zeros((0, 1, 1, 1), np.uint8)
+    return load_source({"kind": "npz", "path": str(path), "unlabelled": True}).images
 
 
 def picture(path: Path) -> dg.MetadataValue:

@@ -11,7 +11,7 @@ from gan_core.export import ConfidenceFilter, CopyScreen, ExportPlan, export_exi
 from ..registry import load_registered_generator, model_name, version_metrics
 from ..resources import ComputeResource, MLflowResource, SpecsResource, StorageResource
 from .common import COMPUTE_TAG, STAGE, load_split, upstream
-from .evaluate import judge_classifier
+from .judge import judge_classifier
 from .ingest import real_images
 from .promote import champion_model
 

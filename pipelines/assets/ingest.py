@@ -1,33 +1,52 @@
-"""Ingest: the spec's real images, validated, normalised, split and snapshotted."""
+"""Ingest: the spec's real images, validated, normalised, split and snapshotted, and its
+unlabelled images (the pool), which may train the GAN and the judge but never the holdout's place."""
+
+import hashlib
 
 import dagster as dg
 import numpy as np
 
-from gan_core.data import load_source, save_npz
+from gan_core.data import UNLABELLED, ImageData, load_source, load_unlabelled, save_npz
 from gan_core.sample import save_grid
 
 from ..resources import SpecsResource, StorageResource
+from ..specs import Spec
 from .common import STAGE, picture
 
 
 @dg.asset(**STAGE, kinds={"numpy"})
 def real_images(context: dg.AssetExecutionContext, specs: SpecsResource, storage: StorageResource) -> dg.MaterializeResult:
-    """Load, validate and normalise the spec's real images; split train/holdout; snapshot them."""
+    """Load, validate and normalise the spec's real images; split off the holdout first; keep
+    `labels_per_class` and pool the rest with the spec's unlabelled images; snapshot them."""
     spec = specs.get(context.partition_key)
-    data = load_source(
-        spec.source.loader_args(), size=spec.image.size, channels=spec.image.channels, fit=spec.image.fit, skip_bad=spec.source.skip_bad, base_dir=spec.base_dir
-    )
-    train_split, holdout = data.split(spec.holdout_fraction, seed=spec.seed)
-    digest = data.content_hash()
+    fitting = {"size": spec.image.size, "channels": spec.image.channels, "fit": spec.image.fit, "base_dir": spec.base_dir}
+    data = load_source(spec.source.loader_args(), skip_bad=spec.source.skip_bad, **fitting)
+    train_split, holdout = data.split(spec.holdout_fraction, seed=spec.seed)  # labelled images only, before anything else
+    pool, skipped = np.zeros((0, *data.images.shape[1:]), np.uint8), list(data.skipped)
+    if spec.source.labels_per_class:
+        train_split, pool = train_split.keep_labels_per_class(spec.source.labels_per_class, seed=spec.seed)
+    if spec.unlabelled is not None:
+        unlabelled = load_unlabelled(spec.unlabelled.loader_args(), skip_bad=spec.unlabelled.skip_bad, **fitting)
+        pool, skipped = np.concatenate([pool, unlabelled.images]), skipped + unlabelled.skipped
+    pool, holdout_copies = without_copies_of(pool, holdout)
+    digest = snapshot_hash(data, spec, pool)
     snapshot = storage.data_dir(spec.name) / digest[:16]
     if not (snapshot / "holdout.npz").exists():
+        if len(pool):
+            save_npz(ImageData(pool, np.zeros(len(pool), np.int64), [UNLABELLED]), snapshot / "unlabelled.npz")
         save_npz(train_split, snapshot / "train.npz")
-        save_npz(holdout, snapshot / "holdout.npz")
+        save_npz(holdout, snapshot / "holdout.npz")  # written last: its presence marks a complete snapshot
     rows = min(data.num_classes, 10)
     picks = np.concatenate([np.flatnonzero(data.labels == c)[:10] for c in range(rows)])
     save_grid(data.images[picks], snapshot / "real.png", columns=10)
-    for path, reason in data.skipped:
+    pool_grid = {}
+    if len(pool):
+        save_grid(pool[:50], snapshot / "unlabelled.png", columns=10)
+        pool_grid = {"unlabelled_grid": picture(snapshot / "unlabelled.png")}
+    for path, reason in skipped:
         context.log.warning(f"skipped {path}: {reason}")
+    if holdout_copies:
+        context.log.warning(f"dropped {holdout_copies} unlabelled image(s) identical to holdout images: the holdout never trains anything")
     return dg.MaterializeResult(
         metadata={
             "snapshot": dg.MetadataValue.path(str(snapshot)),
@@ -35,9 +54,34 @@ def real_images(context: dg.AssetExecutionContext, specs: SpecsResource, storage
             "images": len(data),
             "train_images": len(train_split),
             "holdout_images": len(holdout),
+            "unlabelled_images": len(pool),
+            "unlabelled_dropped_as_holdout_copies": holdout_copies,
             "image_size": f"{spec.image.size}x{spec.image.size}x{spec.image.channels}",
             "class_counts": dg.MetadataValue.json(data.class_counts()),
-            "skipped_files": len(data.skipped),
+            "train_class_counts": dg.MetadataValue.json(train_split.class_counts()),
+            "skipped_files": len(skipped),
             "sample_grid": picture(snapshot / "real.png"),
+            **pool_grid,
         }
     )
+
+
+def _image_digests(images: np.ndarray) -> list[bytes]:
+    return [hashlib.sha256(np.ascontiguousarray(image).tobytes()).digest() for image in images]
+
+
+def without_copies_of(pool: np.ndarray, holdout: ImageData) -> tuple[np.ndarray, int]:
+    """The pool without images identical to a holdout image, and how many were dropped."""
+    held = set(_image_digests(holdout.images))
+    keep = np.array([digest not in held for digest in _image_digests(pool)], bool)
+    return pool[keep] if len(pool) else pool, int((~keep).sum()) if len(pool) else 0
+
+
+def snapshot_hash(data: ImageData, spec: Spec, pool: np.ndarray) -> str:
+    """The labelled data, how it was split and the pool: equal inputs give an equal snapshot."""
+    digest = hashlib.sha256(data.content_hash().encode())
+    if spec.source.labels_per_class or len(pool):
+        digest.update(f"holdout={spec.holdout_fraction} seed={spec.seed} labels_per_class={spec.source.labels_per_class}".encode())
+        digest.update(np.ascontiguousarray(pool).tobytes())
+        return digest.hexdigest()
+    return data.content_hash()  # as before pools existed, so existing snapshots stay valid

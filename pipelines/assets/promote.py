@@ -12,7 +12,8 @@ from gan_core.metrics import MetricsError, evaluate
 from ..registry import load_registered_generator, tag_metrics, tag_yardstick
 from ..resources import MLflowResource
 from .common import COMPUTE_TAG, STAGE, load_split, upstream
-from .evaluate import gan_evaluation, judge_classifier
+from .evaluate import gan_evaluation
+from .judge import judge_classifier
 from .ingest import real_images
 
 

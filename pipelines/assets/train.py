@@ -10,15 +10,18 @@ from typing import Any, Optional
 import dagster as dg
 
 from gan_core.checkpoint import load_generator
-from gan_core.data import ImageData
+from gan_core.classifier import Judge
+from gan_core.data import ImageData, save_npz
+from gan_core.semi import pseudo_labelled
 from gan_core.sample import class_grid, save_grid
 from gan_core.train import Progress, TrainConfig, TrainResult, train
 
 from ..registry import data_summary, log_generator, model_description, model_name
 from ..resources import ComputeResource, MLflowResource, SpecsResource, StorageResource
 from ..specs import Spec
-from .common import COMPUTE_TAG, K8S_GPU_TAGS, STAGE, load_split, picture, upstream
+from .common import COMPUTE_TAG, K8S_GPU_TAGS, STAGE, load_pool, load_split, picture, upstream
 from .ingest import real_images
+from .judge import judge_classifier
 
 
 class GanModelConfig(dg.Config):
@@ -28,7 +31,7 @@ class GanModelConfig(dg.Config):
     batch_size: Optional[int] = None
 
 
-@dg.asset(**STAGE, deps=[real_images], pool="gpu", kinds={"pytorch", "mlflow"}, op_tags={**K8S_GPU_TAGS, **COMPUTE_TAG})
+@dg.asset(**STAGE, deps=[real_images, judge_classifier], pool="gpu", kinds={"pytorch", "mlflow"}, op_tags={**K8S_GPU_TAGS, **COMPUTE_TAG})
 def gan_model(
     context: dg.AssetExecutionContext,
     config: GanModelConfig,
@@ -37,13 +40,22 @@ def gan_model(
     mlflow_store: MLflowResource,
     compute: ComputeResource,
 ) -> dg.MaterializeResult:
-    """Train the conditional GAN (resuming an interrupted run), log it to MLflow and register a version."""
+    """Train the conditional GAN on the labelled train split plus the unlabelled images the judge is
+    sure of, under its pseudo-labels (resuming an interrupted run); log it to MLflow and register a version."""
     import mlflow
 
     spec = specs.get(context.partition_key)
     experiment_id = mlflow_store.writable_experiment(spec.name)  # fail fast, before any training
     data = upstream(context, "real_images")
     train_split, _ = load_split(data["snapshot"])
+    gan_data, guesses = train_split, None
+    pool = load_pool(data["snapshot"])
+    if len(pool):
+        guesses = pseudo_labelled(Judge.load(upstream(context, "judge_classifier")["judge_path"]), pool, spec.pseudo_label_confidence)
+        gan_data = train_split.concat(guesses.data)
+        context.log.info(
+            f"{len(guesses.data)} of {len(pool)} unlabelled images pseudo-labelled at ≥{spec.pseudo_label_confidence} join {len(train_split)} labelled ones"
+        )
     overrides = {k: v for k, v in {"steps": config.steps, "batch_size": config.batch_size}.items() if v is not None}
     train_config = spec.training.train_config(device=compute.device, precision=compute.precision, **overrides)
     tags = {"dagster.run_id": context.run.run_id, "dagster.asset": "gan_model", "dagster.partition": spec.name, "data_hash": data["content_hash"]}
@@ -52,10 +64,13 @@ def gan_model(
         with mlflow.start_run(experiment_id=experiment_id, tags=tags) as run:
             mlflow.log_params({f"train.{k}": v for k, v in dataclasses.asdict(train_config).items()})
             mlflow.log_dict(spec.model_dump(mode="json"), "spec.json")
+            if guesses is not None:
+                mlflow.log_params({f"unlabelled.{k}": v for k, v in guesses.summary().items()})
             if compute.num_processes > 1:
-                result = _train_with_pipes(context, data["snapshot"], train_config, pending, compute.num_processes, mlflow_store.environment)
+                data_file = save_npz(gan_data, pending / "gan_data.npz")  # what the ranks read
+                result = _train_with_pipes(context, data_file, train_config, pending, compute.num_processes, mlflow_store.environment)
             else:
-                result = _train_in_process(context, train_split, train_config, pending)
+                result = _train_in_process(context, gan_data, train_config, pending)
             if result.not_resumed:
                 context.log.warning(f"did not resume: {result.not_resumed}")
             if result.resumed_from:
@@ -75,6 +90,8 @@ def gan_model(
             "model_version": version,
             "generator_path": dg.MetadataValue.path(str(final_dir / "generator.safetensors")),
             "steps": result.steps,
+            "training_images": len(gan_data),
+            "pseudo_labelled_images": len(guesses.data) if guesses is not None else 0,
             "resumed_from_step": result.resumed_from,
             "images_per_s": round(result.images_per_s, 1),
             "wall_s": round(result.wall_s, 1),
@@ -101,7 +118,7 @@ def _train_in_process(context: dg.AssetExecutionContext, train_split: ImageData,
 
 
 def _train_with_pipes(
-    context: dg.AssetExecutionContext, snapshot: str, train_config: TrainConfig, pending: Path, processes: int, mlflow_environment: dict[str, str]
+    context: dg.AssetExecutionContext, data_file: Path, train_config: TrainConfig, pending: Path, processes: int, mlflow_environment: dict[str, str]
 ) -> TrainResult:
     """torchrun with `processes` ranks, launched through Dagster Pipes: rank 0's logs stream into
     this run; its progress messages are logged to MLflow here once training ends."""
@@ -114,7 +131,7 @@ def _train_with_pipes(
         "-m",
         "pipelines.train_worker",
         "--data",
-        str(Path(snapshot) / "train.npz"),
+        str(data_file),
         "--run-dir",
         str(pending),
         "--config",
