@@ -1,15 +1,17 @@
 """Asset checks: the quality gate that blocks promotion and export of a generator that fails the
-spec's `evaluation.gates`, and the export's validity against its manifest."""
+spec's `evaluation.gates`, the export's validity against its manifest, and the uplift gate that
+keeps an export that does not help a classifier from being recommended."""
 
 import dagster as dg
 
 from gan_core.export import EXPORT_SCHEMA, export_schemas, read_export, verify_export
-from gan_core.metrics import resolve_metric
+from gan_core.metrics import metric_info, resolve_metric, too_small
 
 from .assets.common import upstream
 from .assets.evaluate import gan_evaluation
 from .assets.export import synthetic_dataset
-from .registry import evaluated_description, version_metrics
+from .assets.report import augmentation_report, min_uplift, uplift_verdict
+from .registry import evaluated_description, model_name, version_metrics
 from .resources import MLflowResource, SpecsResource
 from .specs import Spec
 
@@ -24,7 +26,7 @@ def quality_gate(context: dg.AssetCheckExecutionContext, specs: SpecsResource, m
     client = mlflow_store.client()
     registered = client.get_model_version(name, version)
     metrics = version_metrics(registered)
-    results = gate_results(spec, metrics, evaluation["backbone"])
+    results = gate_results(spec, metrics, evaluation["backbone"], evaluation.get("n_compare"))
     passed = all(ok for ok, _ in results.values())
     client.set_model_version_tag(name, version, "quality_gate", "passed" if passed else "failed")
     trained = registered.tags.get("trained", f"spec {spec.name}")
@@ -38,15 +40,24 @@ def quality_gate(context: dg.AssetCheckExecutionContext, specs: SpecsResource, m
     )
 
 
-def gate_results(spec: Spec, metrics: dict[str, float], backbone: str) -> dict[str, tuple[bool, str]]:
-    """gate → (passed, what was compared) for each of the spec's gates."""
+def gate_results(spec: Spec, metrics: dict[str, float], backbone: str, n_compare: int | None = None) -> dict[str, tuple[bool, str]]:
+    """gate → (passed, what was compared) for each of the spec's gates on the evaluation's figures.
+    A set-to-set figure measured on too few holdout images passes with the reason it was not
+    gated on; `min_uplift` is the uplift gate's."""
     results = {}
     for key, threshold in spec.evaluation.gates.root.items():
         bound, name = spec.evaluation.gates.bound(key)
         metric = resolve_metric(name, backbone)
+        if metric_info(metric).measured_on == "uplift":
+            continue
         value = metrics[metric]
+        compared = f"{metric} {value:.4f} {'≥' if bound == 'min' else '≤'} {threshold}"
+        unreliable = too_small(metric, n_compare) if n_compare is not None else None
+        if unreliable:
+            results[key] = (True, f"not gated: {unreliable} (measured {compared})")
+            continue
         passed = value >= threshold if bound == "min" else value <= threshold
-        results[key] = (passed, f"{metric} {value:.4f} {'≥' if bound == 'min' else '≤'} {threshold}")
+        results[key] = (passed, compared)
     return results
 
 
@@ -71,4 +82,38 @@ def export_valid(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(passed=not problems, metadata={"problems": "; ".join(problems) or "none", "rows": expected_rows})
 
 
-ALL_CHECKS = [quality_gate, export_valid]
+@dg.asset_check(asset=augmentation_report, blocking=True, description="do no harm: gates.min_uplift, and a 95% interval of the gain above 0")
+def uplift_gate(context: dg.AssetCheckExecutionContext, specs: SpecsResource, mlflow_store: MLflowResource) -> dg.AssetCheckResult:
+    """The export is recommended only when the best share's gain over real only exceeds
+    `gates.min_uplift` (default 0) and the lower bound of its 95% interval is above 0. When it
+    fails, `recommended` does not run: the export stays, marked not recommended, and no alias moves."""
+    spec = specs.get(context.partition_key)
+    report = upstream(context, "augmentation_report")
+    passed, reason = uplift_verdict(spec, report)
+    mlflow_store.client().set_model_version_tag(model_name(spec.name), str(report["model_version"]), "uplift_gate", "passed" if passed else "failed")
+    return dg.AssetCheckResult(
+        passed=passed,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={
+            "verdict": reason,
+            "min_uplift": min_uplift(spec),
+            "gain": report["uplift_gain"],
+            "gain_ci_low": report["uplift_gain_ci_low"],
+            "best_share": report["uplift_best_share"],
+            "export_path": dg.MetadataValue.path(report["export_path"]),
+        },
+    )
+
+
+ALL_CHECKS = [quality_gate, export_valid, uplift_gate]
+
+
+def run_completed(result: dg.ExecuteInProcessResult) -> bool:
+    """Whether a run did its work: it succeeded, or only the uplift gate failed it (the export
+    exists and was measured, and stays marked not recommended: a finding, not a breakage)."""
+    if result.success:
+        return True
+    failed_checks = {e.check_name for e in result.get_asset_check_evaluations() if not e.passed}
+    measured = any(e.asset_key.path[-1] == "augmentation_report" for e in result.get_asset_materialization_events())
+    failed_steps = {e.step_key for e in result.all_events if e.event_type_value == "STEP_FAILURE"}
+    return measured and failed_checks == {"uplift_gate"} and all("uplift_gate" in step or step == "augmentation_report" for step in failed_steps)

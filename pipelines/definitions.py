@@ -41,7 +41,9 @@ def build_definitions(specs_dir: str | None = None, storage_root: str | None = N
     assets = ALL_ASSETS
     if partitions.get_partition_keys() != SPEC_PARTITIONS.get_partition_keys():
         assets = [asset.map_asset_specs(lambda spec: spec.replace_attributes(partitions_def=partitions)) for asset in ALL_ASSETS]
-    job = dg.define_asset_job(JOB_NAME, selection=dg.AssetSelection.assets(*assets), description="ingest, train, evaluate, promote, export")
+    job = dg.define_asset_job(
+        JOB_NAME, selection=dg.AssetSelection.assets(*assets), description="ingest, train, evaluate, promote, export, measure the uplift, recommend"
+    )
     return dg.Definitions(
         executor=_executor(),
         assets=assets,

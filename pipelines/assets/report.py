@@ -1,19 +1,26 @@
-"""Report: does a classifier trained with the exported images beat one trained without them?"""
+"""Report: does a classifier trained with the exported images beat one trained without them, and
+at which share of each batch? The best share is the export's recommended mix (`utility` in its
+manifest); the uplift gate (`checks.py`) decides whether the export is recommended at all, and
+`recommended` marks it so."""
 
-from typing import Optional
+import time
+from typing import Any, Optional
 
 import dagster as dg
 import numpy as np
 
 from gan_core.data import ImageData
-from gan_core.export import read_export
-from gan_core.metrics import augmentation_uplift, uplift_classifier
+from gan_core.export import annotate_export, read_export, read_manifest
+from gan_core.metrics import UPLIFT_SHARES, augmentation_uplift, share_arm, uplift_classifier
 
-from ..registry import model_name
+from ..registry import model_name, tag_metrics
 from ..resources import MLflowResource, SpecsResource
+from ..specs import Spec
 from .common import COMPUTE_TAG, STAGE, load_split, upstream
 from .export import synthetic_dataset
 from .ingest import real_images
+
+RECOMMENDED = "recommended"  # the MLflow alias of the version whose export passed the uplift gate
 
 
 class AugmentationReportConfig(dg.Config):
@@ -25,7 +32,8 @@ class AugmentationReportConfig(dg.Config):
 def augmentation_report(
     context: dg.AssetExecutionContext, config: AugmentationReportConfig, specs: SpecsResource, mlflow_store: MLflowResource
 ) -> dg.MaterializeResult:
-    """Real-only vs real+synthetic vs synthetic-only classifier accuracy on the real holdout."""
+    """The uplift classifier on real only, on real + synthetic at several shares of each batch, and
+    on synthetic only, scored on the real holdout; the best share is recorded as the recommended mix."""
     import mlflow
 
     spec = specs.get(context.partition_key)
@@ -34,31 +42,73 @@ def augmentation_report(
     table, images = read_export(export["path"], decode=True)
     synthetic = ImageData(images, table.column("label").to_numpy().astype(np.int64), train_split.class_names)
     seeds = list(range(config.seeds or spec.evaluation.uplift_seeds))
-    uplift = augmentation_uplift(train_split, holdout, synthetic, seeds, uplift_classifier(config.classifier_steps))
+    uplift = augmentation_uplift(train_split, holdout, synthetic, seeds, uplift_classifier(config.classifier_steps), shares=UPLIFT_SHARES)
+    low, high = uplift.gain_interval()
     figures = {
         "uplift_real_only": uplift.real_only[0],
         "uplift_real_plus_synthetic": uplift.real_plus_synthetic[0],
         "uplift_synthetic_only": uplift.synthetic_only[0],
         "uplift_gain": uplift.gain,
-        "uplift_gain_ci_low": uplift.gain_interval()[0],
-        "uplift_gain_ci_high": uplift.gain_interval()[1],
+        "uplift_gain_ci_low": low,
+        "uplift_gain_ci_high": high,
+        "uplift_best_share": uplift.best_share,
+        **{f"uplift_gain_{share_arm(share)}": uplift.gain_at(share) for share in uplift.shares},
     }
-    version = mlflow_store.client().get_model_version(model_name(spec.name), export["model_version"])
-    with mlflow.start_run(run_id=version.run_id):
+    passed, reason = uplift_verdict(spec, figures)
+    utility = {**uplift.summary(), "recommended": False, "verdict": reason, "min_uplift": min_uplift(spec), "measured_at": _now()}
+    annotate_export(export["path"], "utility", utility)  # recommended only once the uplift gate has passed
+    name, version = model_name(spec.name), str(export["model_version"])
+    client = mlflow_store.client()
+    with mlflow.start_run(run_id=client.get_model_version(name, version).run_id):
         mlflow.log_metrics(figures)
-    rows = (("real only", uplift.real_only), ("real + synthetic", uplift.real_plus_synthetic), ("synthetic only", uplift.synthetic_only))
-    table_md = "\n".join(
-        ["| training data | holdout accuracy (mean ± std) |", "| --- | --- |"] + [f"| {label} | {mean:.4f} ± {std:.4f} |" for label, (mean, std) in rows]
+    tag_metrics(client, name, version, figures)
+    client.set_model_version_tag(
+        name, version, "recommended_mix", f"{uplift.best_share:g} synthetic share of each batch: gain {uplift.gain:+.4f} ({low:+.4f} to {high:+.4f})"
     )
-    low, high = uplift.gain_interval()
-    table_md += (
-        f"\n\nGain of real + synthetic over real only: {uplift.gain:+.4f}; 95% interval over {len(seeds)} seeds, paired by seed: {low:+.4f} to {high:+.4f}."
-    )
+    context.log.info(f"uplift: {reason}")
     return dg.MaterializeResult(
         metadata={
             **{k: round(v, 5) for k, v in figures.items()},
             "seeds": len(seeds),
-            "model_version": export["model_version"],
-            "summary": dg.MetadataValue.md(table_md),
+            "classifier_steps": uplift.classifier_steps,
+            "model_version": version,
+            "export_path": dg.MetadataValue.path(export["path"]),
+            "verdict": reason,
+            "summary": dg.MetadataValue.md(uplift.table()),
         }
     )
+
+
+def min_uplift(spec: Spec) -> float:
+    limit = spec.evaluation.gates.limit("min", "uplift_gain")
+    return 0.0 if limit is None else limit
+
+
+def uplift_verdict(spec: Spec, figures: dict[str, Any]) -> tuple[bool, str]:
+    """Do no harm: recommended only when the best share's gain exceeds `gates.min_uplift` (default 0)
+    and the lower bound of its 95% interval is above 0. Returns (passed, why)."""
+    gain, low, share, bound = figures["uplift_gain"], figures["uplift_gain_ci_low"], figures["uplift_best_share"], min_uplift(spec)
+    measured = f"best share {share:g}: gain {gain:+.4f}, 95% interval lower bound {low:+.4f}"
+    if not gain > bound:
+        return False, f"not recommended: {measured}; the gain does not exceed gates.min_uplift {bound:g}"
+    if not low > 0:
+        return False, f"not recommended: {measured}; the interval reaches 0 or below, so the gain is not shown to be real"
+    return True, f"recommended: {measured} (> {bound:g} and > 0)"
+
+
+@dg.asset(**STAGE, deps=[augmentation_report], kinds={"mlflow"})
+def recommended(context: dg.AssetExecutionContext, specs: SpecsResource, mlflow_store: MLflowResource) -> dg.MaterializeResult:
+    """Runs only after the uplift gate passed: marks the export recommended in its manifest and
+    moves the MLflow alias `recommended` to its model version."""
+    spec = specs.get(context.partition_key)
+    report = upstream(context, "augmentation_report")
+    path, version = report["export_path"], str(report["model_version"])
+    utility = {**read_manifest(path)["utility"], "recommended": True, "recommended_at": _now()}
+    annotate_export(path, "utility", utility)
+    mlflow_store.client().set_registered_model_alias(model_name(spec.name), RECOMMENDED, version)
+    context.log.info(f"{path} recommended; alias '{RECOMMENDED}' → v{version}")
+    return dg.MaterializeResult(metadata={"path": dg.MetadataValue.path(path), "model_version": version, "share": utility["share"], "gain": utility["gain"]})
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
