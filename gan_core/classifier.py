@@ -31,7 +31,7 @@ class ClassifierConfig:
     width: int = 32
     feature_dim: int = 128
     # Classical augmentation, drawn per image: the baseline a practitioner would use.
-    max_shift: int = 2  # translation, pixels
+    max_translate: float = 0.0625  # translation, as a fraction of the image side (2 px at 32 px)
     max_rotation: float = 10.0  # degrees
     max_scale: float = 0.1  # zoom in [1 - max_scale, 1 + max_scale]
     seed: int = 0
@@ -67,7 +67,7 @@ def _to_input(images: np.ndarray | torch.Tensor, device: torch.device) -> torch.
 def random_affine(x: torch.Tensor, config: ClassifierConfig, generator: torch.Generator) -> torch.Tensor:
     """Each image shifted, rotated and zoomed at random within the config's bounds; the background
     stays -1 (black)."""
-    if config.max_shift <= 0 and config.max_rotation <= 0 and config.max_scale <= 0:
+    if config.max_translate <= 0 and config.max_rotation <= 0 and config.max_scale <= 0:
         return x
     n = len(x)
 
@@ -75,7 +75,7 @@ def random_affine(x: torch.Tensor, config: ClassifierConfig, generator: torch.Ge
         return (torch.rand(n, generator=generator, dtype=torch.float64) * 2 - 1) * bound
 
     angle, scale = torch.deg2rad(uniform(config.max_rotation)), 1 + uniform(config.max_scale)
-    shift = uniform(config.max_shift * 2 / x.shape[-1]), uniform(config.max_shift * 2 / x.shape[-2])
+    shift = uniform(config.max_translate * 2), uniform(config.max_translate * 2)  # affine_grid spans [-1, 1]
     cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
     theta = torch.stack([torch.stack([cos, -sin, shift[0]], 1), torch.stack([sin, cos, shift[1]], 1)], 1).to(x)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)

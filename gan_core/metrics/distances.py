@@ -66,8 +66,10 @@ def _kth_neighbour_radii(x: torch.Tensor, k: int, chunk: int = 2048) -> torch.Te
 
 def prdc(real: np.ndarray, fake: np.ndarray, k: int = 5, chunk: int = 2048) -> dict[str, float]:
     """Improved precision/recall (Kynkäänniemi et al., 2019) and density/coverage (Naeem et al.,
-    2020) with k-nearest-neighbour balls; distances in chunks so memory stays bounded."""
+    2020) with k-nearest-neighbour balls (k at most one less than either set); distances in chunks
+    so memory stays bounded."""
     real_t, fake_t = torch.from_numpy(real).float(), torch.from_numpy(fake).float()
+    k = max(1, min(k, len(real_t) - 1, len(fake_t) - 1))  # a few labelled images have fewer than k neighbours
     real_radii = _kth_neighbour_radii(real_t, k, chunk)
     fake_radii = _kth_neighbour_radii(fake_t, k, chunk)
     inside_count = torch.zeros(len(fake_t))

@@ -1,0 +1,149 @@
+"""The few-labels path in gan_core: classical augmentation, batches with a synthetic share, labels
+kept per class with the rest pooled, pseudo-labels and self-training, the dose study's figures,
+filtered samples that regenerate from their seeds, and unlabelled sources with their bad inputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from gan_core.classifier import ClassifierConfig, classifier_steps, random_affine, train_classifier
+from gan_core.data import UNLABELLED, DataError, ImageData, load_unlabelled
+from gan_core.export import filtered_samples
+from gan_core.sample import generate
+from gan_core.semi import pseudo_labelled, self_train
+
+BARS = ["top", "middle", "bottom"]
+
+
+def bars(per_class: int, seed: int = 0, size: int = 8) -> ImageData:
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(3), per_class)
+    images = rng.integers(0, 40, (len(labels), 1, size, size)).astype(np.uint8)
+    for label, rows in enumerate((slice(0, 3), slice(3, 5), slice(5, 8))):
+        images[labels == label, :, rows, :] += 200
+    return ImageData(images, labels, BARS)
+
+
+SMALL = ClassifierConfig(steps=40, width=4, feature_dim=8, batch_size=12, max_translate=0, max_rotation=0, max_scale=0)
+
+
+def test_random_affine_moves_each_image_and_keeps_the_background_black():
+    x = torch.full((64, 1, 16, 16), -1.0)
+    x[:, :, 6:10, 6:10] = 1.0
+    config = ClassifierConfig(max_translate=0.125, max_rotation=10, max_scale=0.1)
+    out = random_affine(x, config, torch.Generator().manual_seed(0))
+    assert out.shape == x.shape and out.min() >= -1.0 - 1e-6 and out.max() <= 1.0 + 1e-6
+    assert torch.allclose(out[:, :, 0, :], torch.tensor(-1.0))  # nothing bright reaches the border
+    moved = [not torch.allclose(out[i], x[i], atol=1e-3) for i in range(len(x))]
+    assert sum(moved) > 50 and not torch.allclose(out[0], out[1])  # drawn per image, not per batch
+    again = random_affine(x, config, torch.Generator().manual_seed(0))
+    assert torch.equal(out, again)
+    off = ClassifierConfig(max_translate=0, max_rotation=0, max_scale=0)
+    assert random_affine(x, off, torch.Generator()) is x
+
+
+def test_the_judge_trains_for_enough_steps_whatever_the_set_size():
+    assert classifier_steps(ClassifierConfig(), 160) == 600  # 12 epochs of 160 images would be 36 steps
+    assert classifier_steps(ClassifierConfig(), 64_000) == 12 * 1000
+    assert classifier_steps(ClassifierConfig(steps=50), 160) == 50
+
+
+def test_a_synthetic_share_changes_the_batches_not_the_step_count():
+    real, other = bars(10), bars(10, seed=1)
+    wrong = ImageData(other.images, other.labels, ["a", "b", "c"])
+    with pytest.raises(ValueError, match="class names"):
+        train_classifier(real, SMALL, extra=wrong, extra_share=0.5)
+    with pytest.raises(ValueError, match="extra_share"):
+        train_classifier(real, SMALL, extra=other, extra_share=1.0)
+    plain = train_classifier(real, SMALL)
+    mixed = train_classifier(real, SMALL, extra=other, extra_share=0.5)
+    same = train_classifier(real, SMALL, extra=other, extra_share=0.5)
+    assert not np.allclose(plain.logits(real.images), mixed.logits(real.images))
+    assert np.array_equal(mixed.logits(real.images), same.logits(real.images))  # seeded
+    # A share larger than the extra set is drawn with replacement.
+    assert train_classifier(real, SMALL, extra=other.subset(np.arange(2)), extra_share=0.5).accuracy(real) >= 0
+
+
+def test_keep_labels_per_class_pools_the_rest():
+    data = bars(10)
+    labelled, pool = data.keep_labels_per_class(3, seed=4)
+    assert labelled.class_counts() == {"top": 3, "middle": 3, "bottom": 3} and len(pool) == 21
+    assert np.array_equal(labelled.images, data.take_per_class(3, seed=4).images)
+    seen = {image.tobytes() for image in labelled.images}
+    assert not any(image.tobytes() in seen for image in pool)  # disjoint
+    with pytest.raises(DataError, match="class 'top' has 10 images, expected at least 11"):
+        data.keep_labels_per_class(11)
+
+
+def test_pseudo_labels_and_self_training():
+    labelled, pool = bars(20).keep_labels_per_class(2, seed=0)
+    judge = train_classifier(labelled, SMALL)
+    guesses = pseudo_labelled(judge, pool, min_confidence=0.6)
+    assert len(guesses.confidence) == len(pool) and guesses.data.class_names == BARS
+    assert (guesses.confidence[guesses.confidence >= 0.6] >= 0.6).all() and len(guesses.data) == (guesses.confidence >= 0.6).sum()
+    assert np.array_equal(guesses.data.labels, judge.predict(guesses.data.images))
+    assert pseudo_labelled(judge, pool, min_confidence=0.0).acceptance == 1.0
+    with pytest.raises(DataError, match="pseudo_label_confidence"):
+        pseudo_labelled(judge, pool, min_confidence=1.0)
+    # Self-training uses the pool (another classifier than the labelled-only one); no pool, the same one.
+    trained = self_train(labelled, pool, SMALL, min_confidence=0.6)
+    assert not np.allclose(trained.logits(pool), judge.logits(pool))
+    alone = self_train(labelled, pool[:0], SMALL)
+    assert np.array_equal(alone.logits(pool), judge.logits(pool))
+
+
+def test_filtered_samples_are_accepted_and_regenerate_from_their_seeds(tiny_generator):
+    judge = train_classifier(bars(20), SMALL)
+    generator = tiny_generator()
+    unfiltered = filtered_samples(generator, judge, 6, 0.0, seed=3)
+    assert unfiltered.class_counts() == {"top": 6, "middle": 6, "bottom": 6}
+    assert np.array_equal(unfiltered.images[:6], generate(generator, np.zeros(6, np.int64), seed=3)[:6])
+    # A bar that about half of each class's unfiltered draws clear (an untrained generator).
+    drawn = filtered_samples(generator, judge, 60, 0.0, seed=9)
+    confidence = judge.probabilities(drawn.images)[np.arange(len(drawn)), drawn.labels]
+    bar = float(min(np.median(confidence[drawn.labels == c]) for c in range(3)))
+    picky = filtered_samples(generator, judge, 6, bar, seed=3)
+    kept = judge.probabilities(picky.images)[np.arange(len(picky)), picky.labels]
+    assert (kept >= bar).all() and not np.array_equal(picky.images, unfiltered.images)
+
+
+def _save(path, array, mode="L"):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array, mode).save(path)
+
+
+def test_a_flat_unlabelled_folder_loads_and_class_folders_are_ignored(tmp_path):
+    rng = np.random.default_rng(0)
+    flat = tmp_path / "flat"
+    for i in range(4):
+        _save(flat / f"{i}.png", rng.integers(0, 256, (8, 8), dtype=np.uint8))
+    _save(flat / "some-class" / "x.png", rng.integers(0, 256, (8, 8), dtype=np.uint8))
+    pool = load_unlabelled({"kind": "image_folder", "path": str(flat)}, size=8, channels=1)
+    assert len(pool) == 5 and pool.class_names == [UNLABELLED] and pool.images.shape == (5, 1, 8, 8)
+    np.savez(tmp_path / "pool.npz", images=rng.integers(0, 256, (7, 8, 8), dtype=np.uint8))  # no labels array
+    assert len(load_unlabelled({"kind": "npz", "path": str(tmp_path / "pool.npz")}, size=8, channels=1)) == 7
+
+
+def test_bad_unlabelled_inputs_name_the_file(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(DataError, match="has no class sub-folders"):
+        load_unlabelled({"kind": "image_folder", "path": str(empty)}, size=8, channels=1)
+    corrupt = tmp_path / "corrupt"
+    _save(corrupt / "good.png", np.zeros((8, 8), np.uint8))
+    (corrupt / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    with pytest.raises(DataError, match=r"bad\.png: (not a readable|corrupt)"):
+        load_unlabelled({"kind": "image_folder", "path": str(corrupt)}, size=8, channels=1)
+    wrong_size = tmp_path / "wrong-size"
+    _save(wrong_size / "small.png", np.zeros((6, 6), np.uint8))
+    with pytest.raises(DataError, match=r"small\.png: is 6×6 .* image.fit 'exact' expects 8×8"):
+        load_unlabelled({"kind": "image_folder", "path": str(wrong_size)}, size=8, channels=1, fit="exact")
+    np.savez(tmp_path / "floats.npz", images=np.zeros((3, 8, 8), np.float32))
+    with pytest.raises(DataError, match=r"floats\.npz: images: expected uint8 pixels"):
+        load_unlabelled({"kind": "npz", "path": str(tmp_path / "floats.npz")})
+    np.savez(tmp_path / "none.npz", images=np.zeros((0, 8, 8), np.uint8))
+    with pytest.raises(DataError, match=r"none\.npz: no images"):
+        load_unlabelled({"kind": "npz", "path": str(tmp_path / "none.npz")})

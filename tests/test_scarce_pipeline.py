@@ -1,0 +1,123 @@
+"""The few-labels path through the real graph: labels kept per class, a flat folder of unlabelled
+images, the holdout kept out of every training set, the judge self-trained and the GAN trained on
+the pool's pseudo-labels; the spec fields and errors of unlabelled sources."""
+
+from __future__ import annotations
+
+import dagster as dg
+import numpy as np
+import pytest
+from PIL import Image
+
+from gan_core.data import load_source
+from pipelines.definitions import build_definitions, with_checks
+from pipelines.specs import SpecError, load_spec
+from pipelines.tiny import write_tiny_npz, write_tiny_spec
+
+UP_TO_GAN = ("real_images", "judge_classifier", "gan_model")
+
+
+def _images(path) -> set[bytes]:
+    return {image.tobytes() for image in load_source({"kind": "npz", "path": str(path), "unlabelled": True}).images}
+
+
+def test_unlabelled_images_train_the_judge_and_the_gan_never_the_holdout(ganpipe_env, materialize_tiny):
+    env = ganpipe_env
+    write_tiny_npz(env["specs"] / "scarce.npz", per_class=20)
+    labelled = load_source({"kind": "npz", "path": str(env["specs"] / "scarce.npz")}, size=8, channels=1)
+    _, holdout = labelled.split(0.2, seed=0)  # what real_images will hold out
+    pool = env["specs"] / "pool"
+    pool.mkdir()
+    rng = np.random.default_rng(5)
+    for i in range(9):  # a flat folder: new bar images without labels
+        image = rng.integers(0, 40, (8, 8)).astype(np.uint8)
+        image[(0, 3, 5)[i % 3] : (3, 5, 8)[i % 3]] += 200
+        Image.fromarray(image).save(pool / f"new-{i}.png")
+    for i in range(2):  # and two copies of holdout images, which must not train anything
+        Image.fromarray(holdout.images[i, 0]).save(pool / f"copy-of-holdout-{i}.png")
+    write_tiny_spec(env["specs"], source="{kind: npz, path: scarce.npz, labels_per_class: 3}", extra="unlabelled: {kind: image_folder, path: pool}\n")
+
+    result = materialize_tiny(env, selection=UP_TO_GAN, instance=dg.DagsterInstance.local_temp(str(env["dagster_home"])))
+    ingest = {k: v.value for k, v in result.asset_materializations_for_node("real_images")[0].metadata.items()}
+    assert ingest["holdout_images"] == len(holdout) == 12 and ingest["train_images"] == 9
+    assert ingest["unlabelled_dropped_as_holdout_copies"] == 2 and ingest["unlabelled_images"] == (48 - 9) + 9
+    snapshot = ingest["snapshot"]
+    held = _images(f"{snapshot}/holdout.npz")
+    assert held == {image.tobytes() for image in holdout.images}  # the holdout is split off first, as without a pool
+    assert not held & _images(f"{snapshot}/train.npz") and not held & _images(f"{snapshot}/unlabelled.npz")
+    assert "unlabelled_grid" in ingest
+
+    judge = {k: v.value for k, v in result.asset_materializations_for_node("judge_classifier")[0].metadata.items()}
+    assert judge["self_trained_on_unlabelled"] == ingest["unlabelled_images"] and judge["optimizer_steps"] == 600 and judge["holdout_images"] == 12
+    model = {k: v.value for k, v in result.asset_materializations_for_node("gan_model")[0].metadata.items()}
+    assert 0 < model["pseudo_labelled_images"] <= ingest["unlabelled_images"]
+    assert model["training_images"] == 9 + model["pseudo_labelled_images"]
+
+
+def test_unlabelled_spec_fields_and_bad_sources(ganpipe_env, materialize_tiny, tmp_path):
+    env = ganpipe_env
+    spec = write_tiny_spec(env["specs"], extra="unlabelled: {kind: mnist_idx, images: pool-images.idx}\n")
+    assert load_spec(spec).unlabelled.loader_args() == {"kind": "mnist_idx", "images": "pool-images.idx", "unlabelled": True}
+    bad = tmp_path / "bad.yaml"
+    for extra, expected in (
+        ("unlabelled: {kind: npz}", "field 'unlabelled': Value error, source kind 'npz' needs field(s) ['path']"),
+        ("unlabelled: {kind: npz, path: p.npz, labels_per_class: 3}", "labels_per_class applies to the labelled source only"),
+        ("pseudo_label_confidence: 1.5", "field 'pseudo_label_confidence'"),
+    ):
+        bad.write_text(f"name: bad\nsource: {{kind: builtin, name: mnist-5k}}\n{extra}\n")
+        with pytest.raises(SpecError, match=expected.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[").replace("]", r"\]")):
+            load_spec(bad)
+    # An empty unlabelled folder fails real_images with an error naming the folder; nothing is snapshotted.
+    (env["specs"] / "empty").mkdir()
+    write_tiny_spec(env["specs"], extra="unlabelled: {kind: image_folder, path: empty}\n")
+    result = materialize_tiny(env, selection=("real_images",), instance=dg.DagsterInstance.local_temp(str(env["dagster_home"])), raise_on_error=False)
+    error = next(str(e.step_failure_data.error) for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    assert "empty" in error and "has no class sub-folders" in error
+    assert not list(env["home"].glob("data/*/*/holdout.npz"))
+
+
+SCARCE_SPEC = """\
+name: scarce
+source: {kind: builtin, name: mnist-5k, labels_per_class: 20}
+image: {size: 32, channels: 1}
+training: {profile: quick}
+evaluation: {backbone: domain, n_samples: 1000, uplift_seeds: 5, gates: {min_uplift: 0.0}}
+export: {samples_per_class: 300, min_confidence: 0.9}
+"""
+
+
+@pytest.mark.slow
+def test_the_recommended_alias_moves_only_when_the_uplift_gate_passes(ganpipe_env, mlflow_client):
+    """mnist-5k with 20 labels per class and the rest as the pool: a generator trained for 50 steps
+    does not help a classifier and gets no `recommended` alias; the quick profile's does, and its
+    export becomes the spec's recommended one (about 10 minutes on 2 cores)."""
+    from gan_core.export import ExportError, find_export, read_export, read_manifest
+
+    env = ganpipe_env
+    (env["specs"] / "scarce.yaml").write_text(SCARCE_SPEC)
+    instance = dg.DagsterInstance.local_temp(str(env["dagster_home"]))
+    client = mlflow_client(env)
+
+    def run(steps: int, selection=None):
+        ops = {"gan_model": {"config": {"steps": steps}}, "augmentation_report": {"config": {"classifier_steps": 200}}}
+        defs = build_definitions(str(env["specs"]), str(env["home"]), f"sqlite:///{env['home'] / 'mlflow.db'}")
+        return dg.materialize(
+            with_checks(defs, selection), partition_key="scarce", resources=defs.resources, instance=instance, run_config={"ops": ops}, raise_on_error=False
+        )
+
+    useless = run(50)
+    assert {e.check_name: e.passed for e in useless.get_asset_check_evaluations()}["uplift_gate"] is False
+    assert "recommended" not in client.get_registered_model("gan-scarce").aliases
+    with pytest.raises(ExportError, match="no recommended export of spec 'scarce'"):
+        find_export("scarce", root=env["home"])
+
+    good = run(2000, selection=("gan_model", "gan_evaluation", "champion_model", "synthetic_dataset", "augmentation_report", "recommended"))
+    report = good.asset_materializations_for_node("augmentation_report")[0].metadata
+    assert good.success, report["summary"].value
+    assert client.get_registered_model("gan-scarce").aliases["recommended"] == "2"
+    path = find_export("scarce", root=env["home"])
+    assert path.parent.name == "v2"
+    utility = read_manifest(path)["utility"]
+    assert utility["recommended"] is True and utility["gain"] > 0 and utility["gain_ci95"][0] > 0 and utility["share"] == report["uplift_best_share"].value
+    assert read_export(spec="scarce", root=env["home"]).num_rows == 3000
+    assert read_manifest(next((env["home"] / "exports" / "scarce" / "v1").iterdir()))["utility"]["recommended"] is False
