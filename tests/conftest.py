@@ -15,7 +15,7 @@ import mlflow
 import pytest
 import torch
 
-from gan_core.export import read_export
+from gan_core.export import ExportError, read_export
 from pipelines.definitions import IN_PROCESS_RUN_CONFIG, build_definitions, with_checks
 
 BIN = Path(sys.executable).parent  # this environment's console scripts
@@ -199,11 +199,19 @@ def _mlflow_client(env, tracking_uri: str | None = None):
 
 def _assert_first_night(env, result, tracking_uri: str | None = None) -> None:
     """What one whole run of the graph for the tiny spec must leave behind (any storage backend)."""
-    assert result.success
+    # A 20-step generator does not help a classifier: the uplift gate fails the run after the report,
+    # the export stays, marked not recommended, and no `recommended` alias appears.
+    assert not result.success
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
-    assert checks == {"quality_gate": True, "export_valid": True}
+    assert checks == {"quality_gate": True, "export_valid": True, "uplift_gate": False}
+    materialized = {event.asset_key.path[-1] for event in result.get_asset_materialization_events()}
+    assert materialized == {"real_images", "judge_classifier", "gan_model", "gan_evaluation", "champion_model", "synthetic_dataset", "augmentation_report"}
     report = {k: v.value for k, v in result.asset_materializations_for_node("augmentation_report")[0].metadata.items()}
-    assert report["uplift_gain_ci_low"] <= report["uplift_gain"] <= report["uplift_gain_ci_high"] and "95% interval over 2 seeds" in report["summary"]
+    assert report["uplift_gain_ci_low"] <= report["uplift_gain"] <= report["uplift_gain_ci_high"] and report["seeds"] == 2
+    assert report["uplift_best_share"] in (0.1, 0.25, 0.5) and "| real + synthetic, 0.25 of each batch" in report["summary"]
+    assert report["verdict"].startswith("not recommended: best share")
+    gate = next(e for e in result.get_asset_check_evaluations() if e.check_name == "uplift_gate")
+    assert gate.metadata["verdict"].value == report["verdict"]
 
     client = _mlflow_client(env, tracking_uri)
     champion = client.get_model_version_by_alias("gan-tiny", "champion")
@@ -231,6 +239,14 @@ def _assert_first_night(env, result, tracking_uri: str | None = None) -> None:
     assert set(table.column("model_version").to_pylist()) == {"1"}
     manifest = json.loads((exports[0] / "_manifest.json").read_text())
     assert manifest["model"]["run_id"] == champion.run_id and "fid_domain" in manifest["metrics"]
+    utility = manifest["utility"]  # the recommended mix, measured; not recommended
+    assert utility["recommended"] is False and utility["verdict"] == report["verdict"] and utility["share"] == report["uplift_best_share"]
+    assert utility["seeds"] == 2 and utility["classifier_steps"] == 20 and utility["gain"] == pytest.approx(report["uplift_gain"], abs=1e-5)
+    assert "recommended" not in client.get_registered_model("gan-tiny").aliases and champion.tags["uplift_gate"] == "failed"
+    assert "gain" in champion.tags["recommended_mix"]
+    with pytest.raises(ExportError, match="no recommended export of spec 'tiny'"):
+        read_export(spec="tiny", root=env["home"])
+    assert read_export(spec="tiny", which="latest", root=env["home"]).num_rows == table.num_rows
     screened = manifest["memorization"]  # every export is screened against the training images
     assert screened["checked"] == table.num_rows and screened["exact_copies"] == 0 and screened["reference_images"] > 0
     assert not list((env["home"] / "staging").glob("*"))
