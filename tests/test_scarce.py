@@ -147,3 +147,30 @@ def test_bad_unlabelled_inputs_name_the_file(tmp_path):
     np.savez(tmp_path / "none.npz", images=np.zeros((0, 8, 8), np.uint8))
     with pytest.raises(DataError, match=r"none\.npz: no images"):
         load_unlabelled({"kind": "npz", "path": str(tmp_path / "none.npz")})
+
+
+def test_find_and_annotate_exports(tmp_path, tiny_generator, tiny_plan, lineage):
+    from gan_core.export import ExportError, annotate_export, export_samples, find_export, read_export, read_manifest, verify_export
+
+    root = tmp_path / "var"
+    older, newer = (root / "exports" / "team-a" / f"v{v}" / "e" for v in (1, 2))
+    for destination in (older, newer):
+        export_samples(tiny_generator(), tiny_plan(), destination, lineage=lineage, root=root)
+    with pytest.raises(ExportError, match="no recommended export of spec 'team-a'.*uplift gate"):
+        find_export("team-a", root=root)
+    annotate_export(older, "utility", {"recommended": True, "recommended_at": "2026-11-24T02:00:00Z"})
+    annotate_export(newer, "utility", {"recommended": False})
+    assert find_export("team-a", root=root) == older and find_export("team-a", "latest", root=root) in (older, newer)
+    verify_export(older)  # the parts and their checksums are untouched
+    assert read_export(spec="team-a", root=root).num_rows == 75 and read_manifest(older)["utility"]["recommended"] is True
+    annotate_export(newer, "utility", {"recommended": True, "recommended_at": "2026-11-25T02:00:00Z"})
+    assert find_export("team-a", root=root) == newer  # the newest recommendation wins
+    with pytest.raises(ExportError, match="describes the parts"):
+        annotate_export(newer, "files", [])
+    for bad in ("../team-a", "Team", "a/b", ""):
+        with pytest.raises(ExportError, match="spec: expected a spec name"):
+            find_export(bad, root=root)
+    with pytest.raises(ExportError, match="which: expected 'recommended' or 'latest'"):
+        find_export("team-a", "best", root=root)
+    with pytest.raises(ExportError, match="either an export path or spec"):
+        read_export(older, spec="team-a")

@@ -54,7 +54,7 @@ def augmentation_report(
         "uplift_best_share": uplift.best_share,
         **{f"uplift_gain_{share_arm(share)}": uplift.gain_at(share) for share in uplift.shares},
     }
-    passed, reason = uplift_verdict(spec, figures)
+    _, reason = uplift_verdict(spec, figures)  # the uplift gate acts on it; the manifest says it now
     utility = {**uplift.summary(), "recommended": False, "verdict": reason, "min_uplift": min_uplift(spec), "measured_at": _now()}
     annotate_export(export["path"], "utility", utility)  # recommended only once the uplift gate has passed
     name, version = model_name(spec.name), str(export["model_version"])
