@@ -1,0 +1,162 @@
+"""Does synthetic data help a team with k labelled images per class and a pool of unlabelled ones?
+
+mnist-5k: the 1,000-image holdout is split off first and never trains anything. From the 4,000-image
+train split, k labelled images per class are drawn (`--draws` times); the rest of the train split is
+the unlabelled pool, its labels discarded. Arms, all scored on the holdout with the same uplift
+classifier (same steps, same classical augmentation, `--seeds` seeds):
+
+    real               the k labelled images only
+    labelled_gan       + synthetic from a GAN trained on the labelled images only (filtered by a
+                         judge trained on them; best share of each batch)
+    pool_gan           + synthetic from a GAN that also learns from the pool under the self-trained
+                         judge's pseudo-labels (filtered by that judge; best share)
+    self_training      the competitor without a GAN: the same classifier self-trained on the pool
+
+    .venv/bin/python benchmarks/uplift.py --k 10,20,50 --draws 3
+
+Last line: one JSON object, keys per k: k20_real, k20_labelled_gan, k20_pool_gan, k20_self_training
+(mean accuracies over draws and seeds), k20_gain_pool_gan and k20_gain_pool_gan_ci_low (gain over
+real only and the lower bound of its 95% interval, over every (draw, seed) pair, paired), the same
+for labelled_gan and self_training; k20_pool_gan_share (mean best share), k20_pool_gan_synthetic_only and
+k20_pool_gan_gan_train_s (the same for labelled_gan).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+from scipy import stats
+
+from gan_core.classifier import ClassifierConfig, train_classifier
+from gan_core.data import ImageData, load_source
+from gan_core.export import filtered_samples
+from gan_core.metrics import augmentation_uplift, uplift_classifier
+from gan_core.semi import PSEUDO_LABEL_CONFIDENCE, pseudo_labelled, self_train
+from gan_core.train import TrainConfig, train
+
+EXPORT_CONFIDENCE = 0.9  # the spec default of export.min_confidence
+ARMS = {"labelled_gan": "+ GAN on the labelled images", "pool_gan": "+ GAN on labelled + pool", "self_training": "self-training, no GAN"}
+
+
+def interval(differences: list[float]) -> tuple[float, float]:
+    differences = np.asarray(differences)
+    if len(differences) < 2:
+        return float("nan"), float("nan")
+    half = stats.t.ppf(0.975, len(differences) - 1) * differences.std(ddof=1) / np.sqrt(len(differences))
+    return float(differences.mean() - half), float(differences.mean() + half)
+
+
+def one_draw(args, train_split: ImageData, holdout: ImageData, k: int, draw: int, out: Path) -> dict[str, list[float]]:
+    """Per-seed holdout accuracies of every arm for one draw of k labels per class."""
+    labelled, pool = train_split.keep_labels_per_class(k, seed=draw)
+    classifier = uplift_classifier(args.classifier_steps)
+    seeds = list(range(args.seeds))
+    overrides = {key: value for key, value in (("steps", args.gan_steps), ("class_weight", args.class_weight)) if value is not None}
+    gan_config = TrainConfig.from_profile(args.profile, **overrides)
+    results: dict[str, list[float]] = {}
+    timings: dict[str, float] = {}
+
+    started = time.perf_counter()
+    judge = train_classifier(labelled, ClassifierConfig(seed=draw))
+    self_trained_judge = self_train(labelled, pool, ClassifierConfig(seed=draw), args.pseudo_confidence)
+    guesses = pseudo_labelled(self_trained_judge, pool, args.pseudo_confidence)
+    timings["judges_s"] = time.perf_counter() - started
+    print(
+        f"  k={k} draw {draw}: judge {judge.accuracy(holdout):.4f}, self-trained judge {self_trained_judge.accuracy(holdout):.4f}; "
+        f"{len(guesses.data)}/{len(pool)} pool images pseudo-labelled at ≥{args.pseudo_confidence}",
+        flush=True,
+    )
+
+    arms = {
+        "labelled_gan": (labelled, judge),
+        "pool_gan": (
+            ImageData(np.concatenate([labelled.images, guesses.data.images]), np.concatenate([labelled.labels, guesses.data.labels]), labelled.class_names),
+            self_trained_judge,
+        ),
+    }
+    real: list[float] | None = None
+    for arm in args.skip:
+        arms.pop(arm)
+    for arm, (gan_data, arm_judge) in arms.items():
+        started = time.perf_counter()
+        generator = train(gan_data, replace(gan_config, seed=draw), out / f"k{k}-d{draw}-{arm}", progress_bar=False).generator
+        timings[f"{arm}_train_s"] = time.perf_counter() - started
+        synthetic = filtered_samples(generator, arm_judge, args.samples_per_class, args.min_confidence, seed=draw)
+        uplift = augmentation_uplift(labelled, holdout, synthetic, seeds, classifier)
+        real = uplift.per_seed["real"]
+        best = uplift.per_seed[f"share_{uplift.best_share:g}"]
+        results[arm] = best
+        results[f"{arm}_share"] = [uplift.best_share]
+        results[f"{arm}_synthetic_only"] = uplift.per_seed["synthetic"]
+        results[f"{arm}_gan_train_s"] = [timings[f"{arm}_train_s"]]
+        print(f"  k={k} draw {draw} {arm}: GAN {timings[f'{arm}_train_s']:.0f} s on {len(gan_data)} images", flush=True)
+        print("    " + uplift.table().replace("\n", "\n    "), flush=True)
+    results["real"] = real
+    results["self_training"] = [self_train(labelled, pool, replace(classifier, seed=seed), args.pseudo_confidence).accuracy(holdout) for seed in seeds]
+    print(f"  k={k} draw {draw} self-training: {np.mean(results['self_training']):.4f} ± {np.std(results['self_training']):.4f}", flush=True)
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--k", default="10,20,50", help="labelled images per class, comma-separated")
+    parser.add_argument("--draws", type=int, default=3, help="draws of the labelled images per k")
+    parser.add_argument("--seeds", type=int, default=5, help="uplift classifier seeds per draw")
+    parser.add_argument("--classifier-steps", type=int, default=None, help="uplift classifier steps (default gan_core's)")
+    parser.add_argument("--profile", default="quick")
+    parser.add_argument("--gan-steps", type=int, default=None, help="GAN steps (default the profile's)")
+    parser.add_argument("--class-weight", type=float, default=None, help="the GANs' auxiliary class term (default the profile's)")
+    parser.add_argument("--samples-per-class", type=int, default=500)
+    parser.add_argument("--min-confidence", type=float, default=EXPORT_CONFIDENCE, help="export filter threshold")
+    parser.add_argument("--pseudo-confidence", type=float, default=PSEUDO_LABEL_CONFIDENCE)
+    parser.add_argument("--skip", default="", type=lambda text: [arm for arm in text.split(",") if arm], help="GAN arms to leave out (exploration only)")
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    out = args.out or Path(tempfile.mkdtemp(prefix="ganpipe-uplift-"))
+    data = load_source({"kind": "builtin", "name": "mnist-5k"}, size=32, channels=1)
+    train_split, holdout = data.split(0.2, seed=0)
+    print(f"mnist-5k: {len(train_split)} train, {len(holdout)} holdout (never trains anything); work in {out}", flush=True)
+
+    figures: dict[str, float] = {}
+    rows = []
+    for k in [int(value) for value in args.k.split(",")]:
+        pooled: dict[str, list[float]] = {}
+        for draw in range(args.draws):
+            for key, values in one_draw(args, train_split, holdout, k, draw, out).items():
+                pooled.setdefault(key, []).extend(values)
+        arms = [arm for arm in ARMS if arm in pooled]
+        for arm in ["real", *arms]:
+            figures[f"k{k}_{arm}"] = float(np.mean(pooled[arm]))
+            figures[f"k{k}_{arm}_std"] = float(np.std(pooled[arm]))
+        for arm in arms:
+            differences = list(np.subtract(pooled[arm], pooled["real"]))
+            figures[f"k{k}_gain_{arm}"] = float(np.mean(differences))
+            figures[f"k{k}_gain_{arm}_ci_low"], figures[f"k{k}_gain_{arm}_ci_high"] = interval(differences)
+            if f"{arm}_share" in pooled:
+                figures[f"k{k}_{arm}_share"] = float(np.mean(pooled[f"{arm}_share"]))
+                figures[f"k{k}_{arm}_synthetic_only"] = float(np.mean(pooled[f"{arm}_synthetic_only"]))
+                figures[f"k{k}_{arm}_gan_train_s"] = float(np.mean(pooled[f"{arm}_gan_train_s"]))
+        rows.append(k)
+
+    print(f"\n{args.draws} draw(s) × {args.seeds} seed(s) per k; mean ± std holdout accuracy; gain over real only [95% interval, paired]")
+    print("| k | arm | holdout accuracy | gain over real only [95% interval] | best share | synthetic only |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for k in rows:
+        f = {key[len(f"k{k}_") :]: value for key, value in figures.items() if key.startswith(f"k{k}_")}
+        print(f"| {k} | real only | {f['real']:.4f} ± {f['real_std']:.4f} | | | |")
+        for arm in (arm for arm in ARMS if arm in f):
+            share = f"{f[arm + '_share']:g}" if arm + "_share" in f else ""
+            alone = f"{f[arm + '_synthetic_only']:.4f}" if arm + "_synthetic_only" in f else ""
+            gain = f"{f['gain_' + arm]:+.4f} [{f['gain_' + arm + '_ci_low']:+.4f}, {f['gain_' + arm + '_ci_high']:+.4f}]"
+            print(f"| {k} | {ARMS[arm]} | {f[arm]:.4f} ± {f[arm + '_std']:.4f} | {gain} | {share} | {alone} |")
+    print(json.dumps({key: round(value, 4) for key, value in figures.items()}))
+
+
+if __name__ == "__main__":
+    main()
