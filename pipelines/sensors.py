@@ -1,4 +1,5 @@
-"""A sensor that starts a run for an `image_folder` spec when its files are added or changed.
+"""A sensor that starts a run for a spec whose `image_folder` source or unlabelled folder has files
+added or changed.
 
 The cursor holds one fingerprint per spec (names, sizes and modification times of the files), so
 the same state never starts two runs."""
@@ -27,13 +28,16 @@ def build_folder_sensor(job, specs_dir: str) -> dg.SensorDefinition:
         seen = json.loads(context.cursor) if context.cursor else {}
         requests = []
         for spec in specs.values():
-            if spec.source.kind != "image_folder":
+            watched = {
+                field: source for field, source in (("source", spec.source), ("unlabelled", spec.unlabelled)) if source and source.kind == "image_folder"
+            }
+            folders = {field: (spec.base_dir / source.path).resolve() for field, source in watched.items()}
+            missing = [f"{field}.path '{folder}'" for field, folder in folders.items() if not folder.is_dir()]
+            if missing:
+                context.log.warning(f"{spec.path}: {', '.join(missing)} is not a directory")
+            if missing or not folders:
                 continue
-            folder = (spec.base_dir / spec.source.path).resolve()
-            if not folder.is_dir():
-                context.log.warning(f"{spec.path}: source.path '{folder}' is not a directory")
-                continue
-            fingerprint = folder_fingerprint(folder)
+            fingerprint = "-".join(folder_fingerprint(folder) for folder in folders.values())
             if seen.get(spec.name) == fingerprint:
                 continue
             seen[spec.name] = fingerprint

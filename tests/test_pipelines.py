@@ -226,6 +226,16 @@ def test_folder_sensor_fires_once_per_state(ganpipe_env):
     changed = sensor.evaluate_tick(dg.build_sensor_context(cursor=first.cursor, repository_def=repository))
     assert [r.partition_key for r in changed.run_requests] == ["pics"]
     assert changed.run_requests[0].run_key != first.run_requests[0].run_key
+    # A spec's unlabelled folder is watched too: new unlabelled images start a run.
+    (env["specs"] / "pool").mkdir()
+    write_tiny_spec(env["specs"], name="pooled", extra="unlabelled: {kind: image_folder, path: pool}\n")
+    defs = build_definitions(str(env["specs"]), str(env["home"]))  # the new spec's partition
+    sensor, repository = defs.sensors[0], defs.get_repository_def()
+    pooled = sensor.evaluate_tick(dg.build_sensor_context(cursor=changed.cursor, repository_def=repository))
+    assert [r.partition_key for r in pooled.run_requests] == ["pooled"]
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(env["specs"] / "pool" / "new.png")
+    grown = sensor.evaluate_tick(dg.build_sensor_context(cursor=pooled.cursor, repository_def=repository))
+    assert [r.partition_key for r in grown.run_requests] == ["pooled"]
 
 
 def test_exports_to_an_object_store_uri(ganpipe_env, monkeypatch, materialize_tiny):
