@@ -165,7 +165,7 @@ def test_synthetic_dataset_writes_two_shards_in_two_processes_and_commits_once(g
     write_tiny_spec(env["specs"])  # 3 classes × 10 samples, 12 rows per part: 3 parts
     monkeypatch.setenv("GANPIPE_EXPORT_PROCESSES", "2")
     defs = build_definitions(str(env["specs"]), str(env["home"]))
-    selection = with_checks(defs, [a.key.path[-1] for a in defs.assets if a.key.path[-1] != "augmentation_report"])
+    selection = with_checks(defs, [a.key.path[-1] for a in defs.assets if a.key.path[-1] not in ("augmentation_report", "recommended")])
     with dg.instance_for_test() as instance:
         result = dg.materialize(selection, partition_key="tiny", resources=defs.resources, instance=instance)
     assert result.success

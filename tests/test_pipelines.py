@@ -82,10 +82,10 @@ def test_champion_is_compared_like_with_like(ganpipe_env, materialize_tiny, mlfl
 
 
 def test_quality_gate_fails_a_bad_model_and_passes_a_good_one(ganpipe_env, materialize_tiny, mlflow_client):
-    """The gate is not vacuous: at min_label_accuracy 0.9, 20 training steps fail it (samples at
-    chance, 1/3) and 1,000 pass it (about 0.97 on the tiny bars)."""
+    """The gate is not vacuous: at min_label_accuracy 0.8, 20 training steps fail it (samples at
+    chance, 1/3) and 1,000 pass it (about 0.88 to a judge trained for 600 steps on the tiny bars)."""
     env = ganpipe_env
-    write_tiny_spec(env["specs"], gates="{min_label_accuracy: 0.9}")
+    write_tiny_spec(env["specs"], gates="{min_label_accuracy: 0.8}")
     instance = dg.DagsterInstance.local_temp(str(env["dagster_home"]))
     bad = materialize_tiny(env, selection=UP_TO_CHAMPION, instance=instance, raise_on_error=False)
     assert {e.check_name: e.passed for e in bad.get_asset_check_evaluations()} == {"quality_gate": False}

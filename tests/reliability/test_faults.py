@@ -18,6 +18,7 @@ import pytest
 
 from gan_core.checkpoint import load_checkpoint
 from gan_core.export import ExportError, ExportPlan, export_samples, read_export
+from pipelines.checks import run_completed
 from pipelines.definitions import build_definitions, with_checks
 from pipelines.tiny import write_tiny_spec
 
@@ -215,7 +216,7 @@ def test_disk_full_on_a_size_capped_filesystem(tmp_path, unavailable, tiny_gener
 def test_diverging_run_fails_with_the_step_keeps_the_champion_and_exports_nothing(ganpipe_env):
     env = ganpipe_env
     spec = write_tiny_spec(env["specs"])
-    assert _materialize(env).success
+    assert run_completed(_materialize(env))  # all done; a 20-step generator fails only the uplift gate
     uri = os.environ["MLFLOW_TRACKING_URI"]
     assert str(_client(uri).get_model_version_by_alias("gan-tiny", "champion").version) == "1"
 
