@@ -67,11 +67,8 @@ def main() -> None:
     print(
         f"memorization: {m['memorization_fraction_features']:.4f} of samples are near-copies in feature space, {m['memorization_fraction_pixels']:.4f} in pixel space"
     )
-    u = report.uplift
-    print(
-        f"uplift (full train split, {len(train_split)} real + {report.n_synthetic} synthetic): real {u['real_only'][0]:.4f}±{u['real_only'][1]:.4f}, "
-        f"real+synthetic {u['real_plus_synthetic'][0]:.4f}±{u['real_plus_synthetic'][1]:.4f}, synthetic {u['synthetic_only'][0]:.4f}±{u['synthetic_only'][1]:.4f}"
-    )
+    u = report.uplift  # the recommended mix: the best share's figures
+    print(f"uplift (full train split, {len(train_split)} real + {report.n_synthetic} synthetic):\n{u['table']}")
 
     figures = {
         **{
@@ -90,9 +87,10 @@ def main() -> None:
                 "memorization_fraction_pixels",
             )
         },
-        "uplift_real_only": u["real_only"][0],
-        "uplift_real_plus_synthetic": u["real_plus_synthetic"][0],
-        "uplift_synthetic_only": u["synthetic_only"][0],
+        "uplift_real_only": u["real_only"],
+        "uplift_real_plus_synthetic": u["real_plus_synthetic"],
+        "uplift_synthetic_only": u["synthetic_only"],
+        "uplift_best_share": u["share"],
     }
     if not args.skip_scarce:
         figures.update(scarce_figures(args, train_split, holdout, seeds, out))
