@@ -31,25 +31,16 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from scipy import stats
 
 from gan_core.classifier import ClassifierConfig, train_classifier
 from gan_core.data import ImageData, load_source
 from gan_core.export import filtered_samples
-from gan_core.metrics import augmentation_uplift, uplift_classifier
+from gan_core.metrics import augmentation_uplift, paired_interval, uplift_classifier
 from gan_core.semi import PSEUDO_LABEL_CONFIDENCE, pseudo_labelled, self_train
 from gan_core.train import TrainConfig, train
 
 EXPORT_CONFIDENCE = 0.9  # the spec default of export.min_confidence
 ARMS = {"labelled_gan": "+ GAN on the labelled images", "pool_gan": "+ GAN on labelled + pool", "self_training": "self-training, no GAN"}
-
-
-def interval(differences: list[float]) -> tuple[float, float]:
-    differences = np.asarray(differences)
-    if len(differences) < 2:
-        return float("nan"), float("nan")
-    half = stats.t.ppf(0.975, len(differences) - 1) * differences.std(ddof=1) / np.sqrt(len(differences))
-    return float(differences.mean() - half), float(differences.mean() + half)
 
 
 def one_draw(args, train_split: ImageData, holdout: ImageData, k: int, draw: int, out: Path) -> dict[str, list[float]]:
@@ -137,7 +128,7 @@ def main() -> None:
         for arm in arms:
             differences = list(np.subtract(pooled[arm], pooled["real"]))
             figures[f"k{k}_gain_{arm}"] = float(np.mean(differences))
-            figures[f"k{k}_gain_{arm}_ci_low"], figures[f"k{k}_gain_{arm}_ci_high"] = interval(differences)
+            figures[f"k{k}_gain_{arm}_ci_low"], figures[f"k{k}_gain_{arm}_ci_high"] = paired_interval(differences)
             if f"{arm}_share" in pooled:
                 figures[f"k{k}_{arm}_share"] = float(np.mean(pooled[f"{arm}_share"]))
                 figures[f"k{k}_{arm}_synthetic_only"] = float(np.mean(pooled[f"{arm}_synthetic_only"]))

@@ -41,7 +41,7 @@ from .registry import (
     too_small,
 )
 from .report import METRICS_VERSION, EvaluationReport, evaluate, render_markdown, yardstick
-from .uplift import UPLIFT_CLASSIFIER, UPLIFT_SEEDS, UPLIFT_SHARES, Uplift, augmentation_uplift, share_arm, uplift_classifier
+from .uplift import UPLIFT_CLASSIFIER, UPLIFT_SEEDS, UPLIFT_SHARES, Uplift, augmentation_uplift, paired_interval, share_arm, uplift_classifier
 
 __all__ = [
     "BACKBONES",
@@ -75,6 +75,7 @@ __all__ = [
     "metric_info",
     "near_copy_threshold",
     "nearest_distances",
+    "paired_interval",
     "prdc",
     "register_metric",
     "render_markdown",

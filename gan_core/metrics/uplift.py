@@ -27,6 +27,17 @@ def uplift_classifier(steps: int | None = None) -> ClassifierConfig:
     return UPLIFT_CLASSIFIER if steps is None else replace(UPLIFT_CLASSIFIER, steps=steps)
 
 
+def paired_interval(differences: Sequence[float], confidence: float = 0.95) -> tuple[float, float]:
+    """A `confidence` interval of the mean of paired differences (Student's t); NaN below two pairs."""
+    from scipy import stats
+
+    differences = np.asarray(differences, dtype=np.float64)
+    if len(differences) < 2:
+        return float("nan"), float("nan")
+    half = stats.t.ppf(0.5 + confidence / 2, len(differences) - 1) * differences.std(ddof=1) / np.sqrt(len(differences))
+    return float(differences.mean() - half), float(differences.mean() + half)
+
+
 def share_arm(share: float) -> str:
     return f"share_{share:g}"
 
@@ -73,14 +84,8 @@ class Uplift:
         """A `confidence` interval of the gain at `share` (default the best), Student's t over the
         per-seed differences, paired by seed (each seed trains every arm from the same start). NaN
         with fewer than two seeds."""
-        from scipy import stats
-
         share = self.best_share if share is None else share
-        differences = np.subtract(self.per_seed[share_arm(share)], self.per_seed["real"])
-        if len(differences) < 2:
-            return float("nan"), float("nan")
-        half = stats.t.ppf(0.5 + confidence / 2, len(differences) - 1) * differences.std(ddof=1) / np.sqrt(len(differences))
-        return float(differences.mean() - half), float(differences.mean() + half)
+        return paired_interval(np.subtract(self.per_seed[share_arm(share)], self.per_seed["real"]), confidence)
 
     def summary(self) -> dict[str, Any]:
         """The recommended mix, as the manifest's `utility` entry and the model version's tags hold it."""
