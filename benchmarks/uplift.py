@@ -13,6 +13,7 @@ classifier (same steps, same classical augmentation, `--seeds` seeds):
     self_training      the competitor without a GAN: the same classifier self-trained on the pool
 
     .venv/bin/python benchmarks/uplift.py --k 10,20,50 --draws 3
+    .venv/bin/python benchmarks/uplift.py --k 10 --draws 1 --set g_width=32 --set steps=3000   # a GAN variant
 
 Last line: one JSON object, keys per k: k20_real, k20_labelled_gan, k20_pool_gan, k20_self_training
 (mean accuracies over draws and seeds), k20_gain_pool_gan and k20_gain_pool_gan_ci_low (gain over
@@ -27,10 +28,11 @@ import argparse
 import json
 import tempfile
 import time
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 from gan_core.classifier import ClassifierConfig, train_classifier
 from gan_core.data import ImageData, load_source
@@ -49,6 +51,7 @@ def one_draw(args, train_split: ImageData, holdout: ImageData, k: int, draw: int
     classifier = uplift_classifier(args.classifier_steps)
     seeds = list(range(args.seeds))
     overrides = {key: value for key, value in (("steps", args.gan_steps), ("class_weight", args.class_weight)) if value is not None}
+    overrides.update(args.set)
     gan_config = TrainConfig.from_profile(args.profile, **overrides)
     results: dict[str, list[float]] = {}
     timings: dict[str, float] = {}
@@ -94,6 +97,15 @@ def one_draw(args, train_split: ImageData, holdout: ImageData, k: int, draw: int
     return results
 
 
+def training_override(text: str) -> tuple[str, object]:
+    """`FIELD=VALUE` → (field, value), the value read as YAML (so 32 is an int and 0.5 a float)."""
+    field, sep, value = text.partition("=")
+    known = {f.name for f in fields(TrainConfig)}
+    if not sep or field not in known:
+        raise argparse.ArgumentTypeError(f"expected FIELD=VALUE with FIELD one of TrainConfig's fields, got {text!r}")
+    return field, yaml.safe_load(value)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--k", default="10,20,50", help="labelled images per class, comma-separated")
@@ -103,6 +115,14 @@ def main() -> None:
     parser.add_argument("--profile", default="quick")
     parser.add_argument("--gan-steps", type=int, default=None, help="GAN steps (default the profile's)")
     parser.add_argument("--class-weight", type=float, default=None, help="the GANs' auxiliary class term (default the profile's)")
+    parser.add_argument(
+        "--set",
+        type=training_override,
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="any TrainConfig field for both GANs, e.g. --set g_width=32 (repeatable)",
+    )
     parser.add_argument("--samples-per-class", type=int, default=500)
     parser.add_argument("--min-confidence", type=float, default=EXPORT_CONFIDENCE, help="export filter threshold")
     parser.add_argument("--pseudo-confidence", type=float, default=PSEUDO_LABEL_CONFIDENCE)
