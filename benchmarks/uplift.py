@@ -45,14 +45,11 @@ EXPORT_CONFIDENCE = 0.9  # the spec default of export.min_confidence
 ARMS = {"labelled_gan": "+ GAN on the labelled images", "pool_gan": "+ GAN on labelled + pool", "self_training": "self-training, no GAN"}
 
 
-def one_draw(args, train_split: ImageData, holdout: ImageData, k: int, draw: int, out: Path) -> dict[str, list[float]]:
+def one_draw(args, gan_config: TrainConfig, train_split: ImageData, holdout: ImageData, k: int, draw: int, out: Path) -> dict[str, list[float]]:
     """Per-seed holdout accuracies of every arm for one draw of k labels per class."""
     labelled, pool = train_split.keep_labels_per_class(k, seed=draw)
     classifier = uplift_classifier(args.classifier_steps)
     seeds = list(range(args.seeds))
-    overrides = {key: value for key, value in (("steps", args.gan_steps), ("class_weight", args.class_weight)) if value is not None}
-    overrides.update(args.set)
-    gan_config = TrainConfig.from_profile(args.profile, **overrides)
     results: dict[str, list[float]] = {}
     timings: dict[str, float] = {}
 
@@ -98,12 +95,13 @@ def one_draw(args, train_split: ImageData, holdout: ImageData, k: int, draw: int
 
 
 def training_override(text: str) -> tuple[str, object]:
-    """`FIELD=VALUE` → (field, value), the value read as YAML (so 32 is an int and 0.5 a float)."""
+    """`FIELD=VALUE` → (field, value): text for a text field (so `augment=off` stays "off"), else the
+    value read as YAML (32 an int, 0.5 a float). The GAN's seed is each draw's, so it is refused."""
     field, sep, value = text.partition("=")
-    known = {f.name for f in fields(TrainConfig)}
-    if not sep or field not in known:
-        raise argparse.ArgumentTypeError(f"expected FIELD=VALUE with FIELD one of TrainConfig's fields, got {text!r}")
-    return field, yaml.safe_load(value)
+    defaults = {f.name: f.default for f in fields(TrainConfig)}
+    if not sep or field not in defaults or field == "seed":
+        raise argparse.ArgumentTypeError(f"expected FIELD=VALUE with FIELD a TrainConfig field other than seed (the draw's), got {text!r}")
+    return field, value if isinstance(defaults[field], str) else yaml.safe_load(value)
 
 
 def main() -> None:
@@ -113,15 +111,13 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5, help="uplift classifier seeds per draw")
     parser.add_argument("--classifier-steps", type=int, default=None, help="uplift classifier steps (default gan_core's)")
     parser.add_argument("--profile", default="quick")
-    parser.add_argument("--gan-steps", type=int, default=None, help="GAN steps (default the profile's)")
-    parser.add_argument("--class-weight", type=float, default=None, help="the GANs' auxiliary class term (default the profile's)")
     parser.add_argument(
         "--set",
         type=training_override,
         action="append",
         default=[],
         metavar="FIELD=VALUE",
-        help="any TrainConfig field for both GANs, e.g. --set g_width=32 (repeatable)",
+        help="a TrainConfig field of both GANs instead of the profile's, e.g. --set steps=3000 (repeatable)",
     )
     parser.add_argument("--samples-per-class", type=int, default=500)
     parser.add_argument("--min-confidence", type=float, default=EXPORT_CONFIDENCE, help="export filter threshold")
@@ -129,6 +125,10 @@ def main() -> None:
     parser.add_argument("--skip", default="", type=lambda text: [arm for arm in text.split(",") if arm], help="GAN arms to leave out (exploration only)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
+    try:
+        gan_config = TrainConfig.from_profile(args.profile, **dict(args.set))
+    except ValueError as error:
+        parser.error(str(error))
     out = args.out or Path(tempfile.mkdtemp(prefix="ganpipe-uplift-"))
     data = load_source({"kind": "builtin", "name": "mnist-5k"}, size=32, channels=1)
     train_split, holdout = data.split(0.2, seed=0)
@@ -139,7 +139,7 @@ def main() -> None:
     for k in [int(value) for value in args.k.split(",")]:
         pooled: dict[str, list[float]] = {}
         for draw in range(args.draws):
-            for key, values in one_draw(args, train_split, holdout, k, draw, out).items():
+            for key, values in one_draw(args, gan_config, train_split, holdout, k, draw, out).items():
                 pooled.setdefault(key, []).extend(values)
         arms = [arm for arm in ARMS if arm in pooled]
         for arm in ["real", *arms]:
