@@ -26,16 +26,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
+import os
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import fields, replace
 from pathlib import Path
 
 import numpy as np
+import torch
 import yaml
 
 from gan_core.classifier import ClassifierConfig, train_classifier
 from gan_core.data import ImageData, load_source
+from gan_core.device import choose_device
 from gan_core.export import filtered_samples
 from gan_core.metrics import augmentation_uplift, paired_interval, uplift_classifier
 from gan_core.semi import PSEUDO_LABEL_CONFIDENCE, pseudo_labelled, self_train
@@ -94,6 +99,32 @@ def one_draw(args, gan_config: TrainConfig, train_split: ImageData, holdout: Ima
     return results
 
 
+def one_draw_job(job: tuple) -> dict[str, list[float]]:
+    """`one_draw` in a worker process of `--jobs`, on its share of the CPU threads."""
+    threads, *draw_args = job
+    torch.set_num_threads(threads)
+    return one_draw(*draw_args)
+
+
+def every_draw(args, gan_config: TrainConfig, train_split: ImageData, holdout: ImageData, ks: list[int], out: Path) -> dict[int, list[dict[str, list[float]]]]:
+    """Each k's per-draw results, in draw order. With `--jobs` above 1 the (k, draw) pairs train side by
+    side in worker processes: worth it where one draw leaves the device idle (a GPU with many CPU cores);
+    the GAN times they report then include the wait for the device."""
+    pairs = [(k, draw) for k in ks for draw in range(args.draws)]
+    if args.jobs == 1:
+        results = [one_draw(args, gan_config, train_split, holdout, k, draw, out) for k, draw in pairs]
+    else:
+        threads = max(1, (os.cpu_count() or 1) // args.jobs)
+        jobs = [(threads, args, gan_config, train_split, holdout, k, draw, out) for k, draw in pairs]
+        # spawn: a forked child cannot use CUDA once the parent has touched it
+        with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            results = list(pool.map(one_draw_job, jobs))
+    by_k: dict[int, list[dict[str, list[float]]]] = {k: [] for k in ks}
+    for (k, _), result in zip(pairs, results):
+        by_k[k].append(result)
+    return by_k
+
+
 def training_override(text: str) -> tuple[str, object]:
     """`FIELD=VALUE` → (field, value): text for a text field (so `augment=off` stays "off"), else the
     value read as YAML (32 an int, 0.5 a float). The GAN's seed is each draw's, so it is refused."""
@@ -124,22 +155,29 @@ def main() -> None:
     parser.add_argument("--pseudo-confidence", type=float, default=PSEUDO_LABEL_CONFIDENCE)
     parser.add_argument("--skip", default="", type=lambda text: [arm for arm in text.split(",") if arm], help="GAN arms to leave out (exploration only)")
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--jobs", type=int, default=1, help="(k, draw) pairs trained side by side in worker processes (for a GPU machine)")
     args = parser.parse_args()
     try:
         gan_config = TrainConfig.from_profile(args.profile, **dict(args.set))
     except ValueError as error:
         parser.error(str(error))
+    if args.jobs < 1:
+        parser.error(f"--jobs: expected at least 1, got {args.jobs}")
+    ks = [int(value) for value in args.k.split(",")]
     out = args.out or Path(tempfile.mkdtemp(prefix="ganpipe-uplift-"))
     data = load_source({"kind": "builtin", "name": "mnist-5k"}, size=32, channels=1)
     train_split, holdout = data.split(0.2, seed=0)
+    device = choose_device()
+    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{os.cpu_count()} CPU cores"
     print(f"mnist-5k: {len(train_split)} train, {len(holdout)} holdout (never trains anything); work in {out}", flush=True)
+    print(f"device: {device.type} ({device_name}); profile {args.profile}; {args.jobs} job(s)", flush=True)
 
     figures: dict[str, float] = {}
     rows = []
-    for k in [int(value) for value in args.k.split(",")]:
+    for k, draws in every_draw(args, gan_config, train_split, holdout, ks, out).items():
         pooled: dict[str, list[float]] = {}
-        for draw in range(args.draws):
-            for key, values in one_draw(args, gan_config, train_split, holdout, k, draw, out).items():
+        for result in draws:
+            for key, values in result.items():
                 pooled.setdefault(key, []).extend(values)
         arms = [arm for arm in ARMS if arm in pooled]
         for arm in ["real", *arms]:
