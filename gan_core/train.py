@@ -90,6 +90,8 @@ class TrainConfig:
     debug_nan_at_step: int | None = None  # for tests: poison the loss at this (1-based) step
 
     def __post_init__(self) -> None:
+        if isinstance(self.augment, bool):  # YAML 1.1 reads an unquoted `augment: off` as false
+            self.augment = "on" if self.augment else "off"
         checks = {
             "steps": self.steps >= 1,
             "batch_size": self.batch_size >= 1,

@@ -161,6 +161,7 @@ def test_bad_spec_is_named_and_the_good_ones_still_load(ganpipe_env):
         ("holdout_fraction", "1.5", "holdout_fraction"),
         ("training", "{profile: quick, steps: -3}", "training"),
         ("training", "{profile: quick, stepz: 3}", "stepz"),
+        ("training", "{profile: quick, augment: sometimes}", "augment"),
         ("export", "{samples_per_class: -1}", "export.samples_per_class"),
         ("image", "{size: 32, channels: two}", "image.channels"),
         # Metric names are checked against gan_core's registry, and the error lists the known ones.
@@ -176,6 +177,14 @@ def test_spec_field_errors(tmp_path, field, value, expected):
     with pytest.raises(SpecError) as info:
         load_spec(path)
     assert str(path) in str(info.value) and expected in str(info.value)
+
+
+@pytest.mark.parametrize("written, expected", [("off", "off"), ("on", "on"), ('"off"', "off"), ("auto", "auto")])
+def test_augment_on_and_off_read_as_written(tmp_path, written, expected):
+    """YAML 1.1 reads an unquoted on/off as a boolean; the spec means the augment mode it names."""
+    path = tmp_path / "s.yaml"
+    path.write_text(f"name: s\nsource: {{kind: builtin, name: mnist-5k}}\ntraining: {{profile: quick, augment: {written}}}\n")
+    assert load_spec(path).training.train_config().augment == expected
 
 
 def test_gates_name_any_registered_metric(tmp_path):
