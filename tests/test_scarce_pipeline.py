@@ -90,8 +90,8 @@ export: {samples_per_class: 300, min_confidence: 0.0}
 def test_the_recommended_alias_moves_only_when_the_uplift_gate_passes(ganpipe_env, mlflow_client):
     """mnist-5k with one label per class and the rest as the pool (where the pool GAN's samples help
     most): a generator trained for 50 steps does not help a classifier and gets no `recommended`
-    alias; the quick profile's does, and its export becomes the spec's recommended one (about 6
-    minutes on 2 cores)."""
+    alias; one trained for 2,000 (the quick profile's model, fewer steps than its 3,000) does, and its
+    export becomes the spec's recommended one (about 6 minutes on 2 cores)."""
     from gan_core.export import ExportError, find_export, read_export, read_manifest
 
     env = ganpipe_env
