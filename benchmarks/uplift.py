@@ -13,7 +13,8 @@ classifier (same steps, same classical augmentation, `--seeds` seeds):
     self_training      the competitor without a GAN: the same classifier self-trained on the pool
 
     .venv/bin/python benchmarks/uplift.py --k 10,20,50 --draws 3
-    .venv/bin/python benchmarks/uplift.py --k 10 --draws 1 --set g_width=32 --set steps=3000   # a GAN variant
+    .venv/bin/python benchmarks/uplift.py --k 10 --draws 1 --set g_width=32 --set steps=4000   # a GAN variant
+    python benchmarks/uplift.py --k 10 --draws 3 --jobs 3   # on a GPU machine: draws side by side
 
 Last line: one JSON object, keys per k: k20_real, k20_labelled_gan, k20_pool_gan, k20_self_training
 (mean accuracies over draws and seeds), k20_gain_pool_gan and k20_gain_pool_gan_ci_low (gain over
