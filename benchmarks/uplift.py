@@ -32,7 +32,8 @@ import os
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import fields, replace
+from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -100,13 +101,6 @@ def one_draw(args, gan_config: TrainConfig, train_split: ImageData, holdout: Ima
     return results
 
 
-def one_draw_job(job: tuple) -> dict[str, list[float]]:
-    """`one_draw` in a worker process of `--jobs`, on its share of the CPU threads."""
-    threads, *draw_args = job
-    torch.set_num_threads(threads)
-    return one_draw(*draw_args)
-
-
 def every_draw(args, gan_config: TrainConfig, train_split: ImageData, holdout: ImageData, ks: list[int], out: Path) -> dict[int, list[dict[str, list[float]]]]:
     """Each k's per-draw results, in draw order. With `--jobs` above 1 the (k, draw) pairs train side by
     side in worker processes, for a GPU that one draw leaves partly idle. The GAN times they report then
@@ -117,11 +111,11 @@ def every_draw(args, gan_config: TrainConfig, train_split: ImageData, holdout: I
     if args.jobs == 1:
         results = [one_draw(args, gan_config, train_split, holdout, k, draw, out) for k, draw in pairs]
     else:
-        threads = max(1, (os.cpu_count() or 1) // args.jobs)
-        jobs = [(threads, args, gan_config, train_split, holdout, k, draw, out) for k, draw in pairs]
+        threads = max(1, (os.cpu_count() or 1) // args.jobs)  # each worker its share of the cores
         # spawn: a forked child cannot use CUDA once the parent has touched it
-        with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            results = list(pool.map(one_draw_job, jobs))
+        spawn = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(args.jobs, mp_context=spawn, initializer=torch.set_num_threads, initargs=(threads,)) as pool:
+            results = list(pool.map(partial(one_draw, args, gan_config, train_split, holdout), *zip(*pairs), [out] * len(pairs)))
     by_k: dict[int, list[dict[str, list[float]]]] = {k: [] for k in ks}
     for (k, _), result in zip(pairs, results):
         by_k[k].append(result)
@@ -129,13 +123,12 @@ def every_draw(args, gan_config: TrainConfig, train_split: ImageData, holdout: I
 
 
 def training_override(text: str) -> tuple[str, object]:
-    """`FIELD=VALUE` → (field, value): text for a text field (so `augment=off` stays "off"), else the
-    value read as YAML (32 an int, 0.5 a float). The GAN's seed is each draw's, so it is refused."""
+    """`FIELD=VALUE` → (field, value read as YAML: 32 an int, 0.5 a float, off the augment mode, as in a
+    spec). `TrainConfig.from_profile` names an unknown field; the GAN's seed is each draw's, so it is refused."""
     field, sep, value = text.partition("=")
-    defaults = {f.name: f.default for f in fields(TrainConfig)}
-    if not sep or field not in defaults or field == "seed":
+    if not sep or not field or field == "seed":
         raise argparse.ArgumentTypeError(f"expected FIELD=VALUE with FIELD a TrainConfig field other than seed (the draw's), got {text!r}")
-    return field, value if isinstance(defaults[field], str) else yaml.safe_load(value)
+    return field, yaml.safe_load(value)
 
 
 def main() -> None:
