@@ -130,9 +130,14 @@ class ImageData:
     def keep_labels_per_class(self, k: int, seed: int = 0) -> tuple[ImageData, np.ndarray]:
         """k labelled images per class (the same as `take_per_class`), and every other image as an
         unlabelled pool, its labels dropped: the few-labels-many-images setting, made from a labelled set."""
+        labelled, rest = self.labelled_and_rest(k, seed)
+        return labelled, rest.images
+
+    def labelled_and_rest(self, k: int, seed: int = 0) -> tuple[ImageData, ImageData]:
+        """`keep_labels_per_class` with the pool's true labels kept: what only a benchmark may know,
+        e.g. to score the pool itself as a perfect generator's ceiling."""
         chosen = self._per_class_indices(k, seed)
-        rest = np.setdiff1d(np.arange(len(self)), chosen)
-        return self.subset(chosen), self.images[rest]
+        return self.subset(chosen), self.subset(np.setdiff1d(np.arange(len(self)), chosen))
 
 
 def _describe(value: Any) -> str:

@@ -74,6 +74,11 @@ def test_keep_labels_per_class_pools_the_rest():
     assert np.array_equal(labelled.images, data.take_per_class(3, seed=4).images)
     seen = {image.tobytes() for image in labelled.images}
     assert not any(image.tobytes() in seen for image in pool)  # disjoint
+    # The benchmark's view of the same draw: the same pool, its true labels kept.
+    same, rest = data.labelled_and_rest(3, seed=4)
+    assert np.array_equal(same.images, labelled.images) and np.array_equal(rest.images, pool)
+    true_label = {image.tobytes(): label for image, label in zip(data.images, data.labels)}
+    assert [true_label[image.tobytes()] for image in rest.images] == list(rest.labels) and rest.class_counts() == {"top": 7, "middle": 7, "bottom": 7}
     with pytest.raises(DataError, match="class 'top' has 10 images, expected at least 11"):
         data.keep_labels_per_class(11)
 
