@@ -11,16 +11,20 @@ classifier (same steps, same classical augmentation, `--seeds` seeds):
     pool_gan           + synthetic from a GAN that also learns from the pool under the self-trained
                          judge's pseudo-labels (filtered by that judge; best share)
     self_training      the competitor without a GAN: the same classifier self-trained on the pool
+    pool_true_labels   (with --ceiling) + the pool itself with its true labels in place of synthetic
+                         (best share): what labelling the whole pool by hand would give, the
+                         headroom a GAN that learns from that pool works within
 
     .venv/bin/python benchmarks/uplift.py --k 10,20,50 --draws 3
     .venv/bin/python benchmarks/uplift.py --k 10 --draws 1 --set g_width=32 --set steps=4000   # a GAN variant
     python benchmarks/uplift.py --k 10 --draws 3 --jobs 3   # on a GPU machine: draws side by side
+    .venv/bin/python benchmarks/uplift.py --k 20 --draws 3 --skip labelled_gan,pool_gan --ceiling   # the headroom alone
 
 Last line: one JSON object, keys per k: k20_real, k20_labelled_gan, k20_pool_gan, k20_self_training
 (mean accuracies over draws and seeds), k20_gain_pool_gan and k20_gain_pool_gan_ci_low (gain over
 real only and the lower bound of its 95% interval, over every (draw, seed) pair, paired), the same
 for labelled_gan and self_training; k20_pool_gan_share (mean best share), k20_pool_gan_synthetic_only and
-k20_pool_gan_gan_train_s (the same for labelled_gan).
+k20_pool_gan_gan_train_s (the same for labelled_gan); with --ceiling, the same keys for pool_true_labels.
 """
 
 from __future__ import annotations
@@ -44,17 +48,33 @@ from gan_core.classifier import ClassifierConfig, train_classifier
 from gan_core.data import ImageData, load_source
 from gan_core.device import choose_device
 from gan_core.export import filtered_samples
-from gan_core.metrics import augmentation_uplift, paired_interval, uplift_classifier
+from gan_core.metrics import Uplift, augmentation_uplift, paired_interval, share_arm, uplift_classifier
 from gan_core.semi import PSEUDO_LABEL_CONFIDENCE, pseudo_labelled, self_train
 from gan_core.train import TrainConfig, train
 
 EXPORT_CONFIDENCE = 0.9  # the spec default of export.min_confidence
-ARMS = {"labelled_gan": "+ GAN on the labelled images", "pool_gan": "+ GAN on labelled + pool", "self_training": "self-training, no GAN"}
+ARMS = {
+    "labelled_gan": "+ GAN on the labelled images",
+    "pool_gan": "+ GAN on labelled + pool",
+    "self_training": "self-training, no GAN",
+    "pool_true_labels": "ceiling: + the pool, true labels",
+}
+
+
+def best_share(arm: str, uplift: Uplift) -> dict[str, list[float]]:
+    """Per-seed accuracies of an arm's best share, the share itself, its synthetic-only arm and real only."""
+    return {
+        arm: uplift.per_seed[share_arm(uplift.best_share)],
+        f"{arm}_share": [uplift.best_share],
+        f"{arm}_synthetic_only": uplift.per_seed["synthetic"],
+        "real": uplift.per_seed["real"],
+    }
 
 
 def one_draw(args, gan_config: TrainConfig, train_split: ImageData, holdout: ImageData, k: int, draw: int, out: Path) -> dict[str, list[float]]:
     """Per-seed holdout accuracies of every arm for one draw of k labels per class."""
-    labelled, pool = train_split.keep_labels_per_class(k, seed=draw)
+    labelled, pool_true = train_split.labelled_and_rest(k, seed=draw)
+    pool = pool_true.images  # its labels discarded: only the ceiling arm sees them
     classifier = uplift_classifier(args.classifier_steps)
     seeds = list(range(args.seeds))
     results: dict[str, list[float]] = {}
@@ -78,7 +98,6 @@ def one_draw(args, gan_config: TrainConfig, train_split: ImageData, holdout: Ima
             self_trained_judge,
         ),
     }
-    real: list[float] | None = None
     for arm in args.skip:
         arms.pop(arm)
     for arm, (gan_data, arm_judge) in arms.items():
@@ -87,15 +106,17 @@ def one_draw(args, gan_config: TrainConfig, train_split: ImageData, holdout: Ima
         timings[f"{arm}_train_s"] = time.perf_counter() - started
         synthetic = filtered_samples(generator, arm_judge, args.samples_per_class, args.min_confidence, seed=draw)
         uplift = augmentation_uplift(labelled, holdout, synthetic, seeds, classifier)
-        real = uplift.per_seed["real"]
-        best = uplift.per_seed[f"share_{uplift.best_share:g}"]
-        results[arm] = best
-        results[f"{arm}_share"] = [uplift.best_share]
-        results[f"{arm}_synthetic_only"] = uplift.per_seed["synthetic"]
+        results.update(best_share(arm, uplift))
         results[f"{arm}_gan_train_s"] = [timings[f"{arm}_train_s"]]
         print(f"  k={k} draw {draw} {arm}: GAN {timings[f'{arm}_train_s']:.0f} s on {len(gan_data)} images", flush=True)
         print("    " + uplift.table().replace("\n", "\n    "), flush=True)
-    results["real"] = real
+    if args.ceiling:
+        uplift = augmentation_uplift(labelled, holdout, pool_true, seeds, classifier)
+        results.update(best_share("pool_true_labels", uplift))
+        print(f"  k={k} draw {draw} ceiling, the {len(pool_true)} pool images with their true labels:", flush=True)
+        print("    " + uplift.table().replace("\n", "\n    "), flush=True)
+    if "real" not in results:  # every arm that trains it left out
+        results["real"] = [train_classifier(labelled, replace(classifier, seed=seed)).accuracy(holdout) for seed in seeds]
     results["self_training"] = [self_train(labelled, pool, replace(classifier, seed=seed), args.pseudo_confidence).accuracy(holdout) for seed in seeds]
     print(f"  k={k} draw {draw} self-training: {np.mean(results['self_training']):.4f} ± {np.std(results['self_training']):.4f}", flush=True)
     return results
@@ -120,6 +141,13 @@ def every_draw(args, gan_config: TrainConfig, train_split: ImageData, holdout: I
     for (k, _), result in zip(pairs, results):
         by_k[k].append(result)
     return by_k
+
+
+def gan_arms(text: str) -> list[str]:
+    arms = [arm for arm in text.split(",") if arm]
+    if unknown := sorted(set(arms) - {"labelled_gan", "pool_gan"}):
+        raise argparse.ArgumentTypeError(f"expected GAN arms among labelled_gan,pool_gan, got {','.join(unknown)}")
+    return arms
 
 
 def training_override(text: str) -> tuple[str, object]:
@@ -149,7 +177,8 @@ def main() -> None:
     parser.add_argument("--samples-per-class", type=int, default=500)
     parser.add_argument("--min-confidence", type=float, default=EXPORT_CONFIDENCE, help="export filter threshold")
     parser.add_argument("--pseudo-confidence", type=float, default=PSEUDO_LABEL_CONFIDENCE)
-    parser.add_argument("--skip", default="", type=lambda text: [arm for arm in text.split(",") if arm], help="GAN arms to leave out (exploration only)")
+    parser.add_argument("--skip", default="", type=gan_arms, help="GAN arms to leave out (exploration only), e.g. labelled_gan,pool_gan")
+    parser.add_argument("--ceiling", action="store_true", help="add the pool with its true labels as an arm: the headroom")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--jobs", type=int, default=1, help="(k, draw) pairs trained side by side in worker processes (a few, on a GPU machine)")
     args = parser.parse_args()
@@ -186,6 +215,7 @@ def main() -> None:
             if f"{arm}_share" in pooled:
                 figures[f"k{k}_{arm}_share"] = float(np.mean(pooled[f"{arm}_share"]))
                 figures[f"k{k}_{arm}_synthetic_only"] = float(np.mean(pooled[f"{arm}_synthetic_only"]))
+            if f"{arm}_gan_train_s" in pooled:
                 figures[f"k{k}_{arm}_gan_train_s"] = float(np.mean(pooled[f"{arm}_gan_train_s"]))
         rows.append(k)
 
