@@ -1,6 +1,7 @@
 """Does synthetic data help a team with k labelled images per class and a pool of unlabelled ones?
 
-mnist-5k: the 1,000-image holdout is split off first and never trains anything. From the 4,000-image
+A builtin dataset (`--data`: mnist-5k, the default, or fashion-mnist-5k): the 1,000-image holdout is
+split off first and never trains anything. From the 4,000-image
 train split, k labelled images per class are drawn (`--draws` times); the rest of the train split is
 the unlabelled pool, its labels discarded. Arms, all scored on the holdout with the same uplift
 classifier (same steps, same classical augmentation, `--seeds` seeds):
@@ -19,17 +20,25 @@ classifier (same steps, same classical augmentation, `--seeds` seeds):
     .venv/bin/python benchmarks/uplift.py --k 10 --draws 1 --set g_width=32 --set steps=4000   # a GAN variant
     python benchmarks/uplift.py --k 10 --draws 3 --jobs 3   # on a GPU machine: draws side by side
     .venv/bin/python benchmarks/uplift.py --k 20 --draws 3 --skip labelled_gan,pool_gan --ceiling   # the headroom alone
+    .venv/bin/python benchmarks/uplift.py --data fashion-mnist-5k --k 10,20 --draws 3 --ceiling   # Fashion-MNIST
+
+Each (dataset, k, draw) result is saved under --results as it finishes (the file name holds a digest of
+gan_core's code, this script and every setting that changes a result), and a rerun with the same
+code and settings reads it instead of training again: a protocol that takes hours can be stopped
+and resumed, or collected over several runs (`--draws 3` after `--draws 1` trains draws 1 and 2 only).
 
 Last line: one JSON object, keys per k: k20_real, k20_labelled_gan, k20_pool_gan, k20_self_training
 (mean accuracies over draws and seeds), k20_gain_pool_gan and k20_gain_pool_gan_ci_low (gain over
 real only and the lower bound of its 95% interval, over every (draw, seed) pair, paired), the same
 for labelled_gan and self_training; k20_pool_gan_share (mean best share), k20_pool_gan_synthetic_only and
-k20_pool_gan_gan_train_s (the same for labelled_gan); with --ceiling, the same keys for pool_true_labels.
+k20_pool_gan_gan_train_s (the same for labelled_gan); with --ceiling, the same keys for pool_true_labels. With --data, every key starts with the dataset's
+short name: mnist_k20_real, fashion_k20_pool_gan, ...
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import multiprocessing
 import os
@@ -48,11 +57,14 @@ from gan_core.classifier import ClassifierConfig, train_classifier
 from gan_core.data import ImageData, load_source
 from gan_core.device import choose_device
 from gan_core.export import filtered_samples
+from gan_core.files import atomic_write
 from gan_core.metrics import Uplift, augmentation_uplift, paired_interval, share_arm, uplift_classifier
 from gan_core.semi import PSEUDO_LABEL_CONFIDENCE, pseudo_labelled, self_train
 from gan_core.train import TrainConfig, train
 
 EXPORT_CONFIDENCE = 0.9  # the spec default of export.min_confidence
+DATASETS = {"mnist-5k": "mnist", "fashion-mnist-5k": "fashion"}  # builtin name: short name in the JSON keys
+RESULT_SETTINGS = ("data", "seeds", "classifier_steps", "profile", "set", "samples_per_class", "min_confidence", "pseudo_confidence", "skip", "ceiling")
 ARMS = {
     "labelled_gan": "+ GAN on the labelled images",
     "pool_gan": "+ GAN on labelled + pool",
@@ -119,7 +131,23 @@ def one_draw(args, gan_config: TrainConfig, train_split: ImageData, holdout: Ima
         results["real"] = [train_classifier(labelled, replace(classifier, seed=seed)).accuracy(holdout) for seed in seeds]
     results["self_training"] = [self_train(labelled, pool, replace(classifier, seed=seed), args.pseudo_confidence).accuracy(holdout) for seed in seeds]
     print(f"  k={k} draw {draw} self-training: {np.mean(results['self_training']):.4f} ± {np.std(results['self_training']):.4f}", flush=True)
+    atomic_write(saved_result(args, k, draw), lambda temp: temp.write_text(json.dumps(results)))
     return results
+
+
+def settings_digest(args, device: torch.device) -> str:
+    """What a saved result depends on: gan_core's code, this script, the settings that change a
+    result (not --jobs or --out) and the device type (CUDA's numbers differ from the CPU's)."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(__file__).resolve().parent.parent.glob("gan_core/**/*.py")) + [Path(__file__).resolve()]:
+        digest.update(path.name.encode() + path.read_bytes())
+    settings = {name: getattr(args, name) for name in RESULT_SETTINGS}
+    digest.update(json.dumps({**settings, "device": device.type}, sort_keys=True, default=str).encode())
+    return digest.hexdigest()[:16]
+
+
+def saved_result(args, k: int, draw: int) -> Path:
+    return args.results / f"{args.data}-k{k}-d{draw}-{args.digest}.json"
 
 
 def every_draw(args, gan_config: TrainConfig, train_split: ImageData, holdout: ImageData, ks: list[int], out: Path) -> dict[int, list[dict[str, list[float]]]]:
@@ -129,7 +157,11 @@ def every_draw(args, gan_config: TrainConfig, train_split: ImageData, holdout: I
     step, timed over 300) and took 81 to 85 s with 2 jobs; 15 jobs kept it 99% busy without one GAN
     finishing in 500 s. Use a few."""
     pairs = [(k, draw) for k in ks for draw in range(args.draws)]
-    if args.jobs == 1:
+    saved = {pair: json.loads(saved_result(args, *pair).read_text()) for pair in pairs if saved_result(args, *pair).is_file()}
+    for k, draw in saved:
+        print(f"  k={k} draw {draw}: read from {saved_result(args, k, draw)} (same code and settings)", flush=True)
+    pairs = [pair for pair in pairs if pair not in saved]
+    if args.jobs == 1 or not pairs:
         results = [one_draw(args, gan_config, train_split, holdout, k, draw, out) for k, draw in pairs]
     else:
         threads = max(1, (os.cpu_count() or 1) // args.jobs)  # each worker its share of the cores
@@ -137,10 +169,8 @@ def every_draw(args, gan_config: TrainConfig, train_split: ImageData, holdout: I
         spawn = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(args.jobs, mp_context=spawn, initializer=torch.set_num_threads, initargs=(threads,)) as pool:
             results = list(pool.map(partial(one_draw, args, gan_config, train_split, holdout), *zip(*pairs), [out] * len(pairs)))
-    by_k: dict[int, list[dict[str, list[float]]]] = {k: [] for k in ks}
-    for (k, _), result in zip(pairs, results):
-        by_k[k].append(result)
-    return by_k
+    done = {**saved, **dict(zip(pairs, results))}
+    return {k: [done[(k, draw)] for draw in range(args.draws)] for k in ks}
 
 
 def gan_arms(text: str) -> list[str]:
@@ -161,6 +191,7 @@ def training_override(text: str) -> tuple[str, object]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", choices=sorted(DATASETS), default=None, help="builtin dataset (default mnist-5k; naming it prefixes the JSON keys)")
     parser.add_argument("--k", default="10,20,50", help="labelled images per class, comma-separated")
     parser.add_argument("--draws", type=int, default=3, help="draws of the labelled images per k")
     parser.add_argument("--seeds", type=int, default=5, help="uplift classifier seeds per draw")
@@ -179,7 +210,8 @@ def main() -> None:
     parser.add_argument("--pseudo-confidence", type=float, default=PSEUDO_LABEL_CONFIDENCE)
     parser.add_argument("--skip", default="", type=gan_arms, help="GAN arms to leave out (exploration only), e.g. labelled_gan,pool_gan")
     parser.add_argument("--ceiling", action="store_true", help="add the pool with its true labels as an arm: the headroom")
-    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--out", type=Path, default=None, help="work folder of the GAN runs (default a new temporary one)")
+    parser.add_argument("--results", type=Path, default=Path("benchmarks/results/uplift"), help="where each (dataset, k, draw) result is saved and found again")
     parser.add_argument("--jobs", type=int, default=1, help="(k, draw) pairs trained side by side in worker processes (a few, on a GPU machine)")
     args = parser.parse_args()
     try:
@@ -189,13 +221,17 @@ def main() -> None:
     if args.jobs < 1:
         parser.error(f"--jobs: expected at least 1, got {args.jobs}")
     ks = [int(value) for value in args.k.split(",")]
+    prefix = f"{DATASETS[args.data]}_" if args.data else ""
+    args.data = args.data or "mnist-5k"
+    args.skip = sorted(args.skip)
     out = args.out or Path(tempfile.mkdtemp(prefix="ganpipe-uplift-"))
-    data = load_source({"kind": "builtin", "name": "mnist-5k"}, size=32, channels=1)
+    data = load_source({"kind": "builtin", "name": args.data}, size=32, channels=1)
     train_split, holdout = data.split(0.2, seed=0)
     device = choose_device()
+    args.digest = settings_digest(args, device)
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{os.cpu_count()} CPU cores"
-    print(f"mnist-5k: {len(train_split)} train, {len(holdout)} holdout (never trains anything); work in {out}", flush=True)
-    print(f"device: {device.type} ({device_name}); profile {args.profile}; {args.jobs} job(s)", flush=True)
+    print(f"{args.data}: {len(train_split)} train, {len(holdout)} holdout (never trains anything); work in {out}", flush=True)
+    print(f"device: {device.type} ({device_name}); profile {args.profile}; {args.jobs} job(s); results saved as {saved_result(args, 'K', 'D')}", flush=True)
 
     figures: dict[str, float] = {}
     rows = []
@@ -230,7 +266,7 @@ def main() -> None:
             alone = f"{f[arm + '_synthetic_only']:.4f}" if arm + "_synthetic_only" in f else ""
             gain = f"{f['gain_' + arm]:+.4f} [{f['gain_' + arm + '_ci_low']:+.4f}, {f['gain_' + arm + '_ci_high']:+.4f}]"
             print(f"| {k} | {ARMS[arm]} | {f[arm]:.4f} ± {f[arm + '_std']:.4f} | {gain} | {share} | {alone} |")
-    print(json.dumps({key: round(value, 4) for key, value in figures.items()}))
+    print(json.dumps({prefix + key: round(value, 4) for key, value in figures.items()}))
 
 
 if __name__ == "__main__":
