@@ -75,8 +75,12 @@ def model_description(spec: Spec) -> str:
     )
 
 
-def data_summary(spec: Spec, real_images: dict[str, Any]) -> str:
-    return f"spec {spec.name}, data {real_images['content_hash'][:12]} ({real_images['train_images']} train / {real_images['holdout_images']} holdout images)"
+def data_summary(spec: Spec, real_images: dict[str, Any], names: list[str]) -> str:
+    shown = ", ".join(names[:20]) + (f" and {len(names) - 20} more" if len(names) > 20 else "")
+    return (
+        f"spec {spec.name}, data {real_images['content_hash'][:12]} ({real_images['train_images']} train / "
+        f"{real_images['holdout_images']} holdout images; classes {shown})"
+    )
 
 
 def evaluated_description(trained: str, passed: bool, gates: dict[str, tuple[bool, str]], metrics: dict[str, float], primary: str, backbone: str) -> str:

@@ -12,14 +12,18 @@ import numpy as np
 TINY_TRAINING = "{profile: quick, steps: 20, batch_size: 16, z_dim: 8, g_width: 4, d_width: 4, checkpoint_every: 10, log_every: 10}"
 
 
-def write_tiny_npz(path: Path, per_class: int = 20) -> Path:
-    """Three visually distinct classes of 8×8 images: bars at the top, middle and bottom."""
+TINY_CLASSES = ("top", "middle", "bottom")
+
+
+def write_tiny_npz(path: Path, per_class: int = 20, class_names: tuple[str, ...] = TINY_CLASSES) -> Path:
+    """Three visually distinct classes of 8×8 images: bars at the top, middle and bottom (named
+    `class_names`)."""
     rng = np.random.default_rng(0)
     images = rng.integers(0, 40, (3 * per_class, 1, 8, 8)).astype(np.uint8)
     labels = np.repeat(np.arange(3), per_class)
     for label, rows in enumerate((slice(0, 3), slice(3, 5), slice(5, 8))):
         images[labels == label, :, rows, :] += 200
-    np.savez(path, images=images, labels=labels, class_names=np.array(["top", "middle", "bottom"]))
+    np.savez(path, images=images, labels=labels, class_names=np.array(list(class_names)))
     return path
 
 

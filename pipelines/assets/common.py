@@ -2,8 +2,9 @@
 materialization, and pictures in metadata."""
 
 import base64
+import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import dagster as dg
 import numpy as np
@@ -55,6 +56,13 @@ def load_pool(snapshot: str | Path) -> np.ndarray:
     return load_source({"kind": "npz", "path": str(path), "unlabelled": True}).images
 
 
-def picture(path: Path) -> dg.MetadataValue:
+def picture(path: Path, rows: Sequence[str] = ()) -> dg.MetadataValue:
+    """A PNG inline in Markdown metadata; `rows` (class names, one per row of the grid) become its caption."""
     encoded = base64.b64encode(path.read_bytes()).decode()
-    return dg.MetadataValue.md(f"![{path.stem}](data:image/png;base64,{encoded})")
+    caption = f"\n\nRows, top to bottom: {', '.join(markdown_text(name) for name in rows)}" if rows else ""
+    return dg.MetadataValue.md(f"![{path.stem}](data:image/png;base64,{encoded}){caption}")
+
+
+def markdown_text(text: str) -> str:
+    """`text` shown as written in Markdown: a class name such as `T-shirt/top` or `*_x_*` stays a name."""
+    return re.sub(r"([\\`*_\[\]{}()<>#+\-.!|~])", r"\\\1", text)

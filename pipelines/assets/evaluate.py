@@ -72,6 +72,7 @@ def gan_evaluation(context: dg.AssetExecutionContext, config: EvaluationConfig, 
             "mlflow_run_id": model["mlflow_run_id"],
             "mlflow_run": dg.MetadataValue.url(model["mlflow_run"]),
             "report": dg.MetadataValue.path(report.files["markdown"]),
-            "samples": picture(Path(report.files["samples"])),
+            "label_accuracy_per_class": dg.MetadataValue.json(report.label_accuracy_per_class),
+            "samples": picture(Path(report.files["samples"]), rows=train_split.class_names),
         }
     )

@@ -60,7 +60,7 @@ def real_images(context: dg.AssetExecutionContext, specs: SpecsResource, storage
             "class_counts": dg.MetadataValue.json(data.class_counts()),
             "train_class_counts": dg.MetadataValue.json(train_split.class_counts()),
             "skipped_files": len(skipped),
-            "sample_grid": picture(snapshot / "real.png"),
+            "sample_grid": picture(snapshot / "real.png", rows=data.class_names[:rows]),
             **pool_grid,
         }
     )

@@ -81,7 +81,7 @@ def gan_model(
             version = log_generator(result.generator, spec)
         final_dir = storage.runs_dir(spec.name) / run.info.run_id
         pending.rename(final_dir)
-    _describe_version(mlflow_store, spec, data, result, version, run.info.run_id, final_dir, context.run.run_id)
+    _describe_version(mlflow_store, spec, data, train_split.class_names, result, version, run.info.run_id, final_dir, context.run.run_id)
     return dg.MaterializeResult(
         metadata={
             "mlflow_run_id": run.info.run_id,
@@ -96,7 +96,7 @@ def gan_model(
             "images_per_s": round(result.images_per_s, 1),
             "wall_s": round(result.wall_s, 1),
             "processes": result.processes,
-            "sample_grid": picture(final_dir / "samples.png"),
+            "sample_grid": picture(final_dir / "samples.png", rows=train_split.class_names),
         }
     )
 
@@ -164,12 +164,20 @@ def _train_with_pipes(
 
 
 def _describe_version(
-    mlflow_store: MLflowResource, spec: Spec, data: dict[str, Any], result: TrainResult, version: str, run_id: str, final_dir: Path, dagster_run_id: str
+    mlflow_store: MLflowResource,
+    spec: Spec,
+    data: dict[str, Any],
+    class_names: list[str],
+    result: TrainResult,
+    version: str,
+    run_id: str,
+    final_dir: Path,
+    dagster_run_id: str,
 ) -> None:
     client = mlflow_store.client()
     name = model_name(spec.name)
     client.update_registered_model(name, description=model_description(spec))
-    trained = f"{data_summary(spec, data)}; {result.steps} steps ({spec.training.profile} profile) in {result.wall_s:.0f} s"
+    trained = f"{data_summary(spec, data, class_names)}; {result.steps} steps ({spec.training.profile} profile) in {result.wall_s:.0f} s"
     client.update_model_version(name, version, description=f"{trained}. Not evaluated yet.")
     tags = {
         "trained": trained,
@@ -177,6 +185,7 @@ def _describe_version(
         "data_hash": data["content_hash"],
         "generator_path": str(final_dir / "generator.safetensors"),
         "dagster_run_id": dagster_run_id,
+        "class_names": json.dumps(class_names, ensure_ascii=False),  # label index → name
     }
     for key, value in tags.items():
         client.set_model_version_tag(name, version, key, value)
