@@ -10,9 +10,9 @@ MLFLOW_PORT ?= 5000
 DAGSTER_ENV := DAGSTER_HOME=$(HOME_DIR)/dagster GANPIPE_HOME=$(HOME_DIR) MLFLOW_TRACKING_URI=sqlite:///$(HOME_DIR)/mlflow.db \
 	GANPIPE_MLFLOW_UI=http://127.0.0.1:$(MLFLOW_PORT)
 
-.PHONY: setup lint format test test-slow test-reliability demo demo-train ui instance clean
+.PHONY: setup fashion-mnist lint format test test-slow test-reliability demo demo-train ui instance clean
 
-setup: $(STAMP)
+setup: $(STAMP) fashion-mnist
 
 # Reinstall only when the project's requirements change.
 $(STAMP): pyproject.toml
@@ -20,6 +20,21 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
+
+# Fashion-MNIST (the builtin fashion-mnist-5k, specs/fashion-scarce.yaml) ships in Debian's package
+# dataset-fashion-mnist. Installed here when root on Debian; otherwise the command is printed. make
+# demo's default spec does not need it.
+FASHION_MNIST_DIR := $(or $(GANPIPE_FASHION_MNIST_DIR),/usr/share/datasets/fashion-mnist)
+fashion-mnist:
+	@test -f $(FASHION_MNIST_DIR)/train-images-idx3-ubyte.gz || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo "installing Debian's dataset-fashion-mnist (Fashion-MNIST, for fashion-mnist-5k)"; \
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1 || \
+			{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null; } || \
+			echo "Fashion-MNIST could not be installed: run 'apt-get install dataset-fashion-mnist' as root"; \
+		else \
+			echo "Fashion-MNIST (fashion-mnist-5k) is not installed; to use it run: sudo apt-get install dataset-fashion-mnist"; \
+		fi; }
 
 # ruff's formatter and linter (rules in pyproject.toml); CI runs this before the tests.
 lint: setup
