@@ -1,11 +1,14 @@
-"""Quality figures of an mnist-5k model: domain FID/KID with the real-vs-real baseline, label
+"""Quality figures of a model of a builtin dataset (mnist-5k, or fashion-mnist-5k with --data): domain FID/KID with the real-vs-real baseline, label
 accuracy, precision/recall/density/coverage, memorization, and augmentation uplift, both on the
 full train split and in a scarce setting (a GAN trained on k real images per class only).
 
     .venv/bin/python benchmarks/metrics_report.py --generator RUN/generator.safetensors [--k 20]
     .venv/bin/python benchmarks/metrics_report.py --profile quick        # trains the model first
 
-Last line: one JSON object with the figures.
+Last line: one JSON object with the figures; with --data, each key starts with the dataset's short
+name (fashion_fid_domain, ...).
+
+    .venv/bin/python benchmarks/metrics_report.py --profile quick --data fashion-mnist-5k
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import numpy as np
 
 from gan_core.checkpoint import load_generator
 from gan_core.classifier import train_classifier
-from gan_core.data import ImageData, load_source
+from gan_core.data import BUILTIN_DATASETS, ImageData, load_source
 from gan_core.metrics import UPLIFT_CLASSIFIER, augmentation_uplift, evaluate
 from gan_core.sample import generate
 from gan_core.train import TrainConfig, train
@@ -27,6 +30,7 @@ from gan_core.train import TrainConfig, train
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", choices=BUILTIN_DATASETS, default=None, help="builtin dataset (default mnist-5k; naming it prefixes the JSON keys)")
     parser.add_argument("--generator", type=Path, default=None)
     parser.add_argument("--profile", default="quick", help="profile to train when --generator is not given, and for the scarce GAN")
     parser.add_argument("--n-samples", type=int, default=10_000)
@@ -38,7 +42,7 @@ def main() -> None:
     args = parser.parse_args()
     out = args.out or Path(tempfile.mkdtemp(prefix="ganpipe-metrics-"))
 
-    data = load_source({"kind": "builtin", "name": "mnist-5k"}, size=32, channels=1)
+    data = load_source({"kind": "builtin", "name": args.data or "mnist-5k"}, size=32, channels=1)
     train_split, holdout = data.split(0.2, seed=0)
     judge = train_classifier(train_split)
     if args.generator:
@@ -95,14 +99,15 @@ def main() -> None:
     if not args.skip_scarce:
         figures.update(scarce_figures(args, train_split, holdout, seeds, out))
     print(f"report: {out / 'report' / 'report.md'}")
-    print(json.dumps({key: round(float(value), 4) for key, value in figures.items()}))
+    prefix = args.data.split("-")[0] + "_" if args.data else ""  # fashion-mnist-5k: fashion_
+    print(json.dumps({prefix + key: round(float(value), 4) for key, value in figures.items()}))
 
 
 def scarce_figures(args, train_split: ImageData, holdout: ImageData, seeds: list[int], out: Path) -> dict[str, float]:
     """A GAN trained on k real images per class only, and the uplift it gives those k."""
     scarce = train_split.take_per_class(args.k, seed=0)
     scarce_generator = train(scarce, TrainConfig.from_profile(args.scarce_profile), out / "scarce-run").generator
-    labels = np.repeat(np.arange(10), 100)
+    labels = np.repeat(np.arange(train_split.num_classes), 100)
     synthetic = ImageData(generate(scarce_generator, labels, seed=1), labels, train_split.class_names)
     scarce_uplift = augmentation_uplift(scarce, holdout, synthetic, seeds, UPLIFT_CLASSIFIER)
     print(
