@@ -525,7 +525,7 @@ def load_parquet(path: str | Path, skip_bad: bool = False) -> ImageData:
         root.stat()
     except OSError as error:
         raise DataError(f"source.path: cannot read '{root}': {error.strerror or error}") from error
-    files = sorted(root.glob("*.parquet")) if root.is_dir() else [root]
+    files = (sorted(root.glob("*.parquet")) or sorted(root.glob("data/*.parquet"))) if root.is_dir() else [root]  # an export keeps its parts in data/
     if not files:
         raise DataError(f"source.path: '{root}' holds no .parquet files")
     images, labels, names_by_label, skipped = [], [], {}, []

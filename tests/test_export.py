@@ -7,6 +7,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
@@ -40,7 +41,14 @@ def test_round_trip_is_exact(tmp_path, image_format, channels, tiny_generator, t
     destination = tmp_path / "exports" / "spec" / "v3" / "e1"
     result = export_samples(generator, plan, destination, lineage=lineage, root=tmp_path, workers=2)
     assert result.rows == 75 and len(result.files) == 2
-    assert sorted(p.name for p in destination.iterdir()) == ["_manifest.json", "part-00000.parquet", "part-00001.parquet"]
+    assert sorted(p.relative_to(destination).as_posix() for p in destination.rglob("*")) == [
+        "README.md",
+        "_manifest.json",
+        "data",
+        "data/part-00000.parquet",
+        "data/part-00001.parquet",
+        "samples.png",
+    ]
     table, images = read_export(destination, decode=True)
     expected_labels = np.repeat([0, 1, 2], [30, 20, 25])
     np.testing.assert_array_equal(table.column("label").to_numpy(), expected_labels)
@@ -55,7 +63,7 @@ def test_round_trip_is_exact(tmp_path, image_format, channels, tiny_generator, t
 def test_schema_metadata_and_manifest(tmp_path, tiny_generator, tiny_plan, lineage):
     destination = tmp_path / "exports" / "e"
     export_samples(tiny_generator(), tiny_plan(), destination, lineage=lineage, root=tmp_path)
-    schema = pq.read_schema(destination / "part-00000.parquet")
+    schema = pq.read_schema(destination / "data" / "part-00000.parquet")
     assert schema.remove_metadata().equals(EXPORT_SCHEMA)
     meta = {k.decode(): v.decode() for k, v in schema.metadata.items()}
     features = json.loads(meta["huggingface"])["info"]["features"]
@@ -68,7 +76,7 @@ def test_schema_metadata_and_manifest(tmp_path, tiny_generator, tiny_plan, linea
     assert manifest["metrics"] == {"fid_domain": 1.5}
     assert [f["rows"] for f in manifest["files"]] == [40, 35]
     assert manifest["generator"]["seed"] == 7 and manifest["generator"]["model"]["size"] == 8
-    row_groups = pq.ParquetFile(destination / "part-00000.parquet").metadata.num_row_groups
+    row_groups = pq.ParquetFile(destination / "data" / "part-00000.parquet").metadata.num_row_groups
     assert row_groups >= 2  # 40 rows in groups of 16
 
 
@@ -79,8 +87,8 @@ def test_readers_pandas_pyarrow_dataset_duckdb_and_training_loader(tmp_path, tin
     frame = read_export(destination, as_pandas=True)
     assert list(frame.columns) == EXPORT_SCHEMA.names and len(frame) == 75
     assert frame["label_name"].iloc[0] == "zero" and frame["model_version"].iloc[-1] == "3"
-    assert ds.dataset(destination, format="parquet").count_rows() == 75
-    rows = duckdb.sql(f"SELECT label_name, count(*) FROM read_parquet('{destination}/*.parquet') GROUP BY 1 ORDER BY 1").fetchall()  # noqa: S608 - our own temp path
+    assert ds.dataset(destination / "data", format="parquet").count_rows() == 75 and len(pd.read_parquet(destination / "data")) == 75
+    rows = duckdb.sql(f"SELECT label_name, count(*) FROM read_parquet('{destination}/data/*.parquet') GROUP BY 1 ORDER BY 1").fetchall()  # noqa: S608 - our own temp path
     assert rows == [("one", 20), ("two", 25), ("zero", 30)]
     data = load_source({"kind": "parquet", "path": str(destination)})
     assert data.images.shape == (75, 1, 8, 8) and data.class_names == list(CLASSES)
@@ -126,7 +134,7 @@ def test_plan_class_count_must_match_the_generator(tmp_path, tiny_generator):
 def test_checksum_mismatch_and_missing_files_are_detected(tmp_path, tiny_generator, tiny_plan):
     destination = tmp_path / "exports" / "e"
     export_samples(tiny_generator(), tiny_plan(), destination, root=tmp_path)
-    part = destination / "part-00001.parquet"
+    part = destination / "data" / "part-00001.parquet"
     raw = bytearray(part.read_bytes())
     raw[len(raw) // 2] ^= 0xFF
     part.write_bytes(bytes(raw))
@@ -179,8 +187,8 @@ def test_memory_filesystem_destination(tmp_path, tiny_generator, tiny_plan, line
 
     export_samples(tiny_generator(), tiny_plan(), "memory://bucket/exports/e", lineage=lineage, root=tmp_path)
     fs = fsspec.filesystem("memory")
-    names = sorted(p.rsplit("/", 1)[1] for p in fs.ls("/bucket/exports/e", detail=False))
-    assert names == ["_manifest.json", "part-00000.parquet", "part-00001.parquet"]
+    names = sorted(p.removeprefix("/bucket/exports/e/") for p in fs.find("/bucket/exports/e"))
+    assert names == ["README.md", "_manifest.json", "data/part-00000.parquet", "data/part-00001.parquet", "samples.png"]
     manifest = json.loads(fs.cat("/bucket/exports/e/_manifest.json"))
     assert manifest["total_rows"] == 75
 
@@ -192,7 +200,7 @@ def test_hugging_face_datasets_decodes_images_and_labels(tmp_path, monkeypatch, 
     destination = tmp_path / "exports" / "hf"
     generator = tiny_generator()
     export_samples(generator, tiny_plan(), destination, lineage=lineage, root=tmp_path)
-    dataset = datasets.load_dataset("parquet", data_files=str(destination / "*.parquet"), split="train", cache_dir=str(tmp_path / "cache"))
+    dataset = datasets.load_dataset("parquet", data_files=str(destination / "data" / "*.parquet"), split="train", cache_dir=str(tmp_path / "cache"))
     assert isinstance(dataset.features["image"], datasets.Image)
     assert dataset.features["label"].names == list(CLASSES)
     row = dataset.sort("sample_id")[40]

@@ -2,8 +2,9 @@
 
 Layout of a committed export (DESIGN.md, "Export format"):
 
-    <destination>/part-NNNNN.parquet   rows sample_id, label, label_name, image{bytes,path}, seed, model_name, model_version
-    <destination>/_manifest.json       counts, per-file rows and SHA-256, lineage, generator settings
+    <destination>/data/part-NNNNN.parquet   rows sample_id, label, label_name, image{bytes,path}, seed, model_name, model_version
+    <destination>/_manifest.json            counts, per-file rows and SHA-256 (parts and card), lineage, generator settings
+    <destination>/README.md, samples.png    the dataset card (Hugging Face Hub layout) and its sample picture
 
 Parts are written into a staging directory (one finished part = its file plus a sidecar JSON with
 its checksum); the export becomes visible by one rename of the whole directory once every part is
@@ -15,6 +16,7 @@ up from the finished parts.
     screen.py  the copy screen against the training images
     filter.py  the confidence filter: rows the judge accepts, each regenerable from its seed
     writer.py  export_samples: generation and encoding overlapped, part by part into staging
+    card.py    the dataset card, rendered from the manifest
     store.py   destinations, staging, the commit and the upload to object stores
     shards.py  one worker process per shard, then one commit
     reader.py  read_export and verify_export

@@ -1,11 +1,15 @@
-"""A PNG encoder for batches of small images."""
+"""A PNG encoder for batches of small images, and the decoder of an export's `image` column."""
 
 from __future__ import annotations
 
+import io
 import struct
 import zlib
+from typing import Any, Mapping
 
 import numpy as np
+import pyarrow as pa
+from PIL import Image
 
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -42,3 +46,17 @@ def encode_batch(images: np.ndarray, image_format: str) -> list[bytes]:
     if image_format == "raw":
         return [image.tobytes() for image in images]
     return encode_pngs(images)
+
+
+def decode_images(table: pa.Table, manifest: Mapping[str, Any]) -> np.ndarray:
+    """The `image` column as uint8 N×C×H×W."""
+    channels, height, width = manifest["image_shape"]
+    payloads = table.column("image").combine_chunks().field("bytes").to_pylist()
+    out = np.empty((len(payloads), channels, height, width), np.uint8)
+    for i, payload in enumerate(payloads):
+        if manifest["image_format"] == "raw":
+            out[i] = np.frombuffer(payload, np.uint8).reshape(channels, height, width)
+        else:
+            array = np.asarray(Image.open(io.BytesIO(payload)))
+            out[i] = array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
+    return out

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import io
 import json
 import re
-from pathlib import Path
-from typing import Any, Mapping
+from pathlib import Path, PurePosixPath
+from typing import Any
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from PIL import Image
 
 from ..files import file_sha256
 from .plan import MANIFEST, ExportError
-from .store import default_root, filesystem
+from .png import decode_images
+from .store import DATA_DIR, default_root, filesystem
 
 
 def read_manifest(path: str | Path) -> dict[str, Any]:
@@ -27,6 +25,12 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
         raise ExportError(f"{manifest_path}: missing; '{path}' is not a complete export") from error
     except ValueError as error:
         raise ExportError(f"{manifest_path}: not valid JSON ({error})") from error
+
+
+def _in_export(path: str) -> bool:
+    """A manifest's file entry: `name` or `data/name` (exports before cards kept parts at the top)."""
+    parts = PurePosixPath(path).parts
+    return len(parts) in (1, 2) and (len(parts) == 1 or parts[0] == DATA_DIR) and parts[-1] not in (".", "..") and "\\" not in path
 
 
 def export_schemas(path: str | Path) -> list[tuple[str, pa.Schema]]:
@@ -46,8 +50,8 @@ def verify_export(path: str | Path) -> dict[str, Any]:
     total = 0
     for info in manifest["files"]:
         file = f"{base}/{info['path']}"
-        if Path(info["path"]).name != info["path"]:
-            raise ExportError(f"{base}/{MANIFEST}: file entry {info['path']!r} is not a plain file name")
+        if not _in_export(info["path"]):
+            raise ExportError(f"{base}/{MANIFEST}: file entry {info['path']!r} is not a plain file name in the export or its data/ folder")
         if not fs.isfile(file):
             raise ExportError(f"{file}: listed in the manifest but missing")
         if file_sha256(file, fs.open) != info["sha256"]:
@@ -58,21 +62,11 @@ def verify_export(path: str | Path) -> dict[str, Any]:
         total += info["rows"]
     if total != manifest["total_rows"]:
         raise ExportError(f"{base}: files hold {total} rows, the manifest says {manifest['total_rows']}")
+    for document in manifest.get("documents", []):  # the dataset card and its picture (exports older than cards have none)
+        file = f"{base}/{document['path']}"
+        if not _in_export(document["path"]) or not fs.isfile(file) or file_sha256(file, fs.open) != document["sha256"]:
+            raise ExportError(f"{file}: missing, or its SHA-256 does not match the manifest's documents entry (corrupted or modified)")
     return manifest
-
-
-def decode_images(table: pa.Table, manifest: Mapping[str, Any]) -> np.ndarray:
-    """The `image` column as uint8 N×C×H×W."""
-    channels, height, width = manifest["image_shape"]
-    payloads = table.column("image").combine_chunks().field("bytes").to_pylist()
-    out = np.empty((len(payloads), channels, height, width), np.uint8)
-    for i, payload in enumerate(payloads):
-        if manifest["image_format"] == "raw":
-            out[i] = np.frombuffer(payload, np.uint8).reshape(channels, height, width)
-        else:
-            array = np.asarray(Image.open(io.BytesIO(payload)))
-            out[i] = array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
-    return out
 
 
 SPEC_NAME = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")

@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from ..files import atomic_write, file_sha256
+from .card import CARD, write_documents
 from .plan import MANIFEST, PLAN_FILE, SCHEMA_VERSION, ExportError, ExportPlan
 from .filter import filter_verdict
 from .screen import screen_verdict
@@ -42,6 +44,9 @@ def check_destination(destination: str | Path, root: Path, allow_outside_root: b
 
 def write_json_atomic(path: Path, payload: Any) -> None:
     atomic_write(path, lambda temp: temp.write_text(json.dumps(payload, indent=2, sort_keys=True)))
+
+
+DATA_DIR = "data"  # a committed export's parts: <destination>/data/part-NNNNN.parquet
 
 
 def part_name(part: int) -> str:
@@ -120,6 +125,13 @@ def commit_export(plan: ExportPlan, destination: str | Path, *, root: str | Path
     for sidecar in staging.glob("part-*.json"):
         sidecar.unlink()
     (staging / PLAN_FILE).unlink()
+    # The parts go into data/, as on the Hugging Face Hub: the card beside them would stop
+    # pd.read_parquet(<folder>) (pyarrow reads every file of a folder but _ and . ones).
+    (staging / DATA_DIR).mkdir()
+    for info in files:
+        os.rename(staging / info["path"], staging / DATA_DIR / info["path"])
+        info["path"] = f"{DATA_DIR}/{info['path']}"
+    manifest["documents"] = write_documents(staging, manifest)  # the dataset card and its sample picture
     write_json_atomic(staging / MANIFEST, manifest)
     if is_uri(destination):
         _upload(staging, str(destination))
@@ -136,26 +148,45 @@ def annotate_export(path: str | Path, key: str, value: Any) -> dict[str, Any]:
     The parts and their checksums are untouched. Returns the new manifest."""
     from .reader import read_manifest
 
-    if key in ("files", "total_rows", "schema_version", "counts_per_class", "image_shape", "image_format"):
+    if key in ("files", "total_rows", "schema_version", "counts_per_class", "image_shape", "image_format", "documents"):
         raise ExportError(f"manifest entry {key!r} describes the parts and cannot be changed after commit")
     manifest = {**read_manifest(path), key: value}
+    card = any(document["path"] == CARD for document in manifest.get("documents", []))  # exports older than cards have none
     if is_uri(path):
         fs, base = filesystem(path)
+        if card:
+            with tempfile.TemporaryDirectory() as scratch:
+                manifest["documents"] = _rerender_card(Path(scratch), manifest, lambda name: fs.get_file(f"{base}/{name}", f"{scratch}/{name}"))
+                fs.put_file(f"{scratch}/{CARD}", f"{base}/{CARD}")
         fs.pipe_file(f"{base}/{MANIFEST}", json.dumps(manifest, indent=2, sort_keys=True).encode())
     else:
+        if card:  # the card first, then the manifest that lists its new checksum: each replaced in one step
+            with tempfile.TemporaryDirectory(dir=Path(path).parent) as scratch:
+                manifest["documents"] = _rerender_card(Path(scratch), manifest, lambda name: shutil.copy(Path(path) / name, Path(scratch) / name))
+                os.replace(Path(scratch) / CARD, Path(path) / CARD)
         write_json_atomic(Path(path) / MANIFEST, manifest)
     return manifest
 
 
+def _rerender_card(scratch: Path, manifest: dict[str, Any], fetch) -> list[dict[str, Any]]:
+    """The card rendered anew from `manifest` in `scratch`, beside the export's own sample picture."""
+    for document in manifest["documents"]:
+        if document["path"] != CARD:
+            fetch(document["path"])
+    return write_documents(scratch, manifest, grid=False)
+
+
 def _upload(staging: Path, uri: str) -> None:
-    """Object stores have no directory rename: parts first, manifest last (readers key on it)."""
+    """Object stores have no directory rename: parts and the card first, manifest last (readers key on it)."""
     import fsspec
 
     fs, path = fsspec.core.url_to_fs(uri)
     path = path.rstrip("/")
     fs.makedirs(path, exist_ok=True)
-    for part in sorted(staging.glob("part-*.parquet")):
-        fs.put_file(str(part), f"{path}/{part.name}")
+    fs.makedirs(f"{path}/{DATA_DIR}", exist_ok=True)
+    for file in sorted(staging.rglob("*")):
+        if file.is_file() and file.name != MANIFEST:
+            fs.put_file(str(file), f"{path}/{file.relative_to(staging).as_posix()}")
     fs.put_file(str(staging / MANIFEST), f"{path}/{MANIFEST}")
     shutil.rmtree(staging)
 
