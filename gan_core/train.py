@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .progress import time_left
 from .augment import AdaptiveAugmentController, DiffAugment
 from .checkpoint import (
     CheckpointError,
@@ -148,12 +149,13 @@ class Progress:
     images_per_s: float
     augment_p: float
     real_sign_rate: float
+    seconds_left: float = 0.0  # at this run's pace so far
 
     def line(self) -> str:
-        """The progress log line, the same wherever training runs."""
+        """The progress log line, the same wherever training runs: one plain line, no bar."""
         return (
             f"step {self.step}/{self.total_steps} d_loss {self.d_loss:.3f} g_loss {self.g_loss:.3f} "
-            f"{self.images_per_s:.0f} images/s augment p {self.augment_p:.2f}"
+            f"{self.images_per_s:.0f} images/s augment p {self.augment_p:.2f}, {time_left(self.seconds_left)} left"
         )
 
 
@@ -320,6 +322,7 @@ def train(
                 images_per_s=(step - window_start_step) * batch_size / max(now - window_started, 1e-9),
                 augment_p=augment.p,
                 real_sign_rate=run.controller.last_rt,
+                seconds_left=(now - started) / (step - start_step) * (config.steps - step),
             )
             history.append(event)
             bar.set_postfix(d=f"{event.d_loss:.3f}", g=f"{event.g_loss:.3f}", p=f"{event.augment_p:.2f}")

@@ -8,12 +8,13 @@ import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ..progress import time_left
 from ..checkpoint import weights_digest  # a resumed export must come from the very same weights
 from ..files import file_sha256
 from ..models import FoldedGenerator
@@ -179,12 +180,14 @@ def export_samples(
     workers: int | None = None,
     screen: CopyScreen | None = None,
     confidence: ConfidenceFilter | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> ExportResult:
     """Generate `plan` with `generator` and write it to `destination` (a path under `root`, or a
     filesystem URI). `shard=(i, n)` writes only the i-th of n disjoint part sets and, unless
     `commit=True` and it is the last writer, leaves them in staging for `commit_export`.
     `screen` checks every image against the training images before anything is published;
-    `confidence` keeps only images the judge gives their label with at least its min_confidence."""
+    `confidence` keeps only images the judge gives their label with at least its min_confidence;
+    `progress` gets one line per part written (rows, rows/s, time left)."""
     started = time.perf_counter()
     root = Path(root) if root is not None else default_root()
     lineage = dict(lineage or {})
@@ -207,12 +210,17 @@ def export_samples(
     workers = workers or max(1, os.cpu_count() or 1)
     written = 0
     folded = FoldedGenerator(generator)
+    todo = [part for part in parts if part not in finished]
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        for part in parts:
-            if part in finished:
-                continue
+        for part in todo:
             _write_part(folded, plan, part, staging, lineage, schema, pool, workers, depth=2, screen=screen, confidence=confidence)
             written += 1
+            if progress is not None:
+                rows = sum(plan.part_range(p)[1] - plan.part_range(p)[0] for p in todo[:written])
+                elapsed = time.perf_counter() - started
+                progress(
+                    f"export: part {written}/{len(todo)} written, {rows} rows, {rows / elapsed:.0f} rows/s, {time_left(elapsed / written * (len(todo) - written))} left"
+                )
     result_files = sorted(finished_parts(staging).values(), key=lambda info: info["part"])
     manifest: dict[str, Any] = {}
     if commit and len(result_files) == plan.num_parts:

@@ -7,13 +7,15 @@ recommended mix."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass, replace
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from ..classifier import ClassifierConfig, train_classifier
 from ..data import ImageData
+from ..progress import time_left
 from .errors import MetricsError
 
 
@@ -128,9 +130,11 @@ def augmentation_uplift(
     seeds: Sequence[int] = tuple(range(UPLIFT_SEEDS)),
     classifier: ClassifierConfig | None = None,
     shares: Sequence[float] = UPLIFT_SHARES,
+    progress: Callable[[str], None] | None = None,
 ) -> Uplift:
     """The uplift classifier trained on real only, on real + synthetic with each of `shares` of
-    every batch synthetic, and on synthetic only; tested on the real holdout for every seed."""
+    every batch synthetic, and on synthetic only; tested on the real holdout for every seed.
+    `progress` gets one line per seed done (arms trained, time left)."""
     if len(seeds) < 1:
         raise MetricsError("seeds: expected at least one seed")
     if not shares or not all(0 < share < 1 for share in shares):
@@ -140,10 +144,14 @@ def augmentation_uplift(
         # Epochs would give the larger real+synthetic set more optimizer steps than real only.
         raise MetricsError("uplift classifier: expected a fixed number of optimizer steps (ClassifierConfig.steps), the same for every training set")
     results: dict[str, list[float]] = {"real": [], **{share_arm(share): [] for share in shares}, "synthetic": []}
-    for seed in seeds:
+    started = time.perf_counter()
+    for done, seed in enumerate(seeds, 1):
         config = replace(base, seed=int(seed))
         results["real"].append(train_classifier(real_train, config).accuracy(holdout))
         for share in shares:
             results[share_arm(share)].append(train_classifier(real_train, config, extra=synthetic, extra_share=share).accuracy(holdout))
         results["synthetic"].append(train_classifier(synthetic, config).accuracy(holdout))
+        if progress is not None:
+            left = (time.perf_counter() - started) / done * (len(seeds) - done)
+            progress(f"uplift: seed {done}/{len(seeds)} done ({len(results)} classifiers of {base.steps} steps each), {time_left(left)} left")
     return Uplift(results, [float(s) for s in shares], [int(s) for s in seeds], len(real_train), len(synthetic), base.steps)

@@ -42,7 +42,9 @@ def augmentation_report(
     table, images = read_export(export["path"], decode=True)
     synthetic = ImageData(images, table.column("label").to_numpy().astype(np.int64), train_split.class_names)
     seeds = list(range(config.seeds or spec.evaluation.uplift_seeds))
-    uplift = augmentation_uplift(train_split, holdout, synthetic, seeds, uplift_classifier(config.classifier_steps), shares=UPLIFT_SHARES)
+    uplift = augmentation_uplift(
+        train_split, holdout, synthetic, seeds, uplift_classifier(config.classifier_steps), shares=UPLIFT_SHARES, progress=context.log.info
+    )
     low, high = uplift.gain_interval()
     figures = {
         "uplift_real_only": uplift.real_only[0],
