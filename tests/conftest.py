@@ -231,6 +231,20 @@ def _assert_first_night(env, result, tracking_uri: str | None = None) -> None:
         and "recall_domain " in described
     )
     assert run.data.tags["dagster.partition"] == "tiny" and run.data.tags["dagster.run_id"] == result.run_id
+    # The data behind the run, as MLflow datasets: the train split's and the holdout's content hashes, and the Dagster run.
+    from gan_core.data import load_source
+
+    snapshot = result.asset_materializations_for_node("real_images")[0].metadata["snapshot"].value
+    inputs = {}
+    for item in run.inputs.dataset_inputs:
+        tags = {tag.key: tag.value for tag in item.tags}
+        inputs[tags["mlflow.data.context"]] = (item.dataset, tags)
+    assert set(inputs) == {"training", "holdout"}  # no unlabelled pool in the tiny spec
+    for context, split in (("training", "train"), ("holdout", "holdout")):
+        dataset, tags = inputs[context]
+        content_hash = load_source({"kind": "npz", "path": f"{snapshot}/{split}.npz"}).content_hash()
+        assert tags["content_hash"] == content_hash and dataset.digest == content_hash[:32] and tags["dagster.run_id"] == result.run_id
+        assert json.loads(dataset.source)["tags"]["spec"] == "tiny" and json.loads(dataset.profile)["num_rows"] > 0
 
     exports = list((env["home"] / "exports" / "tiny").glob("v*/*"))
     assert [p.parent.name for p in exports] == ["v1"]
@@ -247,6 +261,9 @@ def _assert_first_night(env, result, tracking_uri: str | None = None) -> None:
     with pytest.raises(ExportError, match="no recommended export of spec 'tiny'"):
         read_export(spec="tiny", root=env["home"])
     assert read_export(spec="tiny", which="latest", root=env["home"]).num_rows == table.num_rows
+    card = (exports[0] / "README.md").read_text()  # the dataset card: what a person reads, with the verdict that landed last
+    assert f"**Not recommended**. {report['verdict']}" in card and f"run `{champion.run_id}`" in card and "/#/experiments/" in card
+    assert manifest["lineage"]["data"]["content_hash"][:16] in card and "Licence: **not set**" in card
     screened = manifest["memorization"]  # every export is screened against the training images
     assert screened["checked"] == table.num_rows and screened["exact_copies"] == 0 and screened["reference_images"] > 0
     assert not list((env["home"] / "staging").glob("*"))

@@ -92,15 +92,15 @@ def test_awkward_class_names_pass_through_the_whole_graph_and_every_reader(ganpi
     assert set(manifest["filter"]["acceptance_per_class"]) == set(names)
     table, images = read_export(path, decode=True)
     assert set(table.column("label_name").to_pylist()) == set(names) and len(images) == 30
-    frame = pd.read_parquet(path)
+    frame = pd.read_parquet(path / "data")
     assert {frame.label_name[frame.label == i].iloc[0] for i in range(3)} == set(names)
     assert all(frame.label_name[frame.label == i].eq(name).all() for i, name in enumerate(names))
-    assert set(ds.dataset(path).to_table().column("label_name").to_pylist()) == set(names)
-    counted = dict(duckdb.sql(f"SELECT label_name, count(*) FROM '{path}/*.parquet' GROUP BY 1").fetchall())  # noqa: S608 - our own temp path
+    assert set(ds.dataset(path / "data").to_table().column("label_name").to_pylist()) == set(names)
+    counted = dict(duckdb.sql(f"SELECT label_name, count(*) FROM '{path}/data/*.parquet' GROUP BY 1").fetchall())  # noqa: S608 - our own temp path
     assert counted == dict.fromkeys(names, 10)
     from datasets import load_dataset
 
-    hub = load_dataset("parquet", data_files=str(path / "*.parquet"), split="train")
+    hub = load_dataset(str(path), split="train")  # through the dataset card's configs
     assert hub.features["label"].names == names and hub.features["label"].int2str(0) == "T-shirt/top"
     assert load_source({"kind": "parquet", "path": str(path)}).class_names == names
 

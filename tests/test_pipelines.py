@@ -22,6 +22,16 @@ def test_whole_graph_then_a_failing_gate_keeps_the_champion(ganpipe_env, materia
     assert_first_night(env, result)
     client = mlflow_client(env)
 
+    # Progress people can follow: plain lines at a steady interval in the Dagster log, no bar or carriage return.
+    messages = [record.user_message for record in instance.all_logs(result.run_id)]
+    training = [m for m in messages if m.startswith("step ") and " left" in m]
+    assert [m.split()[1] for m in training] == ["10/20", "20/20"] and all("images/s" in m and "d_loss" in m for m in training)
+    assert any(m.startswith("export: part 3/3 written, 30 rows") for m in messages)
+    assert [m.split()[2] for m in messages if m.startswith("uplift: seed ")] == ["1/2", "2/2"]
+    assert not [m for m in messages if "\r" in m or any(bar in m for bar in "█▏▎▍▌▋▊▉")]
+    model = result.asset_materializations_for_node("gan_model")[0].metadata
+    assert model["steps"].value == 20 and {"d_loss", "g_loss", "images_per_s", "wall_s"} <= set(model)
+
     # Second run: a gate nobody can pass. The new version is registered but not promoted. FID on the
     # 12 holdout images is reported, not gated on, and the gate says why.
     spec_path.write_text(spec_path.read_text().replace("{min_label_accuracy: 0.0}", "{min_label_accuracy: 1.01, max_fid: 0.0}"))
@@ -259,8 +269,8 @@ def test_exports_to_an_object_store_uri(ganpipe_env, monkeypatch, materialize_ti
     assert {e.check_name: e.passed for e in result.get_asset_check_evaluations()} == {"quality_gate": True, "export_valid": True, "uplift_gate": False}
     path = result.asset_materializations_for_node("synthetic_dataset")[0].metadata["path"].value
     assert path.startswith("memory://ganpipe-test/exports/tiny/v1/")
-    names = sorted(p.rsplit("/", 1)[1] for p in fsspec.filesystem("memory").ls(path.removeprefix("memory://"), detail=False))
-    assert names == ["_manifest.json", "part-00000.parquet", "part-00001.parquet", "part-00002.parquet"]
+    names = sorted(p.removeprefix(path.removeprefix("memory://") + "/") for p in fsspec.filesystem("memory").find(path.removeprefix("memory://")))
+    assert names == ["README.md", "_manifest.json", "data/part-00000.parquet", "data/part-00001.parquet", "data/part-00002.parquet", "samples.png"]
     assert read_export(path).num_rows == 30
     metadata = result.asset_materializations_for_node("synthetic_dataset")[0].metadata
     assert metadata["min_confidence"].value == 0.05 and path.endswith("-c0.05")

@@ -11,6 +11,7 @@ from gan_core.checkpoint import load_generator
 from gan_core.classifier import Judge
 from gan_core.metrics import evaluate, too_small
 
+from ..lineage import log_data_input
 from ..registry import tag_metrics, tag_yardstick
 from ..resources import MLflowResource, SpecsResource
 from ..specs import primary_metric
@@ -45,6 +46,7 @@ def gan_evaluation(context: dg.AssetExecutionContext, config: EvaluationConfig, 
         raise dg.Failure(f"{spec.path}: field 'evaluation.primary_metric': '{metric}' is not one of {sorted(report.metrics)}")
 
     with mlflow.start_run(run_id=model["mlflow_run_id"]):
+        log_data_input(spec, holdout, "holdout", context.run.run_id)
         mlflow.log_metrics(report.metrics)
         mlflow.log_artifacts(str(out_dir), "evaluation")
     client = mlflow_store.client()

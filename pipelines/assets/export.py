@@ -35,7 +35,8 @@ def synthetic_dataset(
     name = model_name(spec.name)
     champion = mlflow_store.client().get_model_version_by_alias(name, "champion")
     generator = load_registered_generator(name, "@champion")  # the registry is the source of truth
-    train_split, holdout = load_split(upstream(context, "real_images")["snapshot"])
+    data = upstream(context, "real_images")
+    train_split, holdout = load_split(data["snapshot"])
     per_class = config.samples_per_class or spec.export.samples_per_class
     plan = ExportPlan.per_class(
         train_split.class_names, per_class, seed=spec.export.seed, image_format=spec.export.image_format, rows_per_part=spec.export.rows_per_part
@@ -58,6 +59,10 @@ def synthetic_dataset(
                 "run_id": champion.run_id,
                 "metrics": version_metrics(champion),
                 "spec": spec.name,
+                "license": spec.export.license,
+                "mlflow_run": mlflow_store.run_link(mlflow_store.client().get_run(champion.run_id).info.experiment_id, champion.run_id),
+                # What the dataset card says of the training data: its hash and counts, never its images.
+                "data": {key: data[key] for key in ("content_hash", "train_images", "holdout_images", "unlabelled_images")},
             }
             limit = spec.evaluation.gates.limit("max", "memorization_fraction_features")
             screen = CopyScreen.from_split(train_split, holdout, max_near_copy_fraction=1.0 if limit is None else limit)
@@ -69,7 +74,9 @@ def synthetic_dataset(
                     context.log.info(f"shard {shard['shard']} (pid {shard['pid']}) wrote parts {shard['parts']}")
                 shard_pids = [shard["pid"] for shard in shards]
             else:
-                result = export_samples(generator, plan, destination, lineage=lineage, root=storage.path, screen=screen, confidence=confidence)
+                result = export_samples(
+                    generator, plan, destination, lineage=lineage, root=storage.path, screen=screen, confidence=confidence, progress=context.log.info
+                )
                 manifest = result.manifest
                 context.log.info(f"exported {result.rows} rows in {result.wall_s:.1f} s to {destination}")
     copies = manifest.get("memorization") or {}

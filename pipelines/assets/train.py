@@ -8,14 +8,16 @@ from pathlib import Path
 from typing import Any, Optional
 
 import dagster as dg
+import numpy as np
 
 from gan_core.checkpoint import load_generator
 from gan_core.classifier import Judge
-from gan_core.data import ImageData, save_npz
+from gan_core.data import UNLABELLED, ImageData, save_npz
 from gan_core.semi import pseudo_labelled
 from gan_core.sample import class_grid, save_grid
 from gan_core.train import Progress, TrainConfig, TrainResult, train
 
+from ..lineage import log_data_input
 from ..registry import data_summary, log_generator, model_description, model_name
 from ..resources import ComputeResource, MLflowResource, SpecsResource, StorageResource
 from ..specs import Spec
@@ -61,8 +63,11 @@ def gan_model(
     tags = {"dagster.run_id": context.run.run_id, "dagster.asset": "gan_model", "dagster.partition": spec.name, "data_hash": data["content_hash"]}
     with storage.lock(spec.name, f"Dagster run {context.run.run_id}"):
         pending = storage.runs_dir(spec.name) / "pending"  # the version-to-be; a killed run resumes here
-        with mlflow.start_run(experiment_id=experiment_id, tags=tags) as run:
+        with mlflow.start_run(experiment_id=experiment_id, tags=tags, log_system_metrics=True) as run:  # CPU, memory, GPU when there is one
             mlflow.log_params({f"train.{k}": v for k, v in dataclasses.asdict(train_config).items()})
+            log_data_input(spec, train_split, "training", context.run.run_id)
+            if len(pool):
+                log_data_input(spec, ImageData(pool, np.zeros(len(pool), np.int64), [UNLABELLED]), "unlabelled", context.run.run_id)
             mlflow.log_dict(spec.model_dump(mode="json"), "spec.json")
             if guesses is not None:
                 mlflow.log_params({f"unlabelled.{k}": v for k, v in guesses.summary().items()})
@@ -95,6 +100,7 @@ def gan_model(
             "resumed_from_step": result.resumed_from,
             "images_per_s": round(result.images_per_s, 1),
             "wall_s": round(result.wall_s, 1),
+            **({"d_loss": round(result.history[-1].d_loss, 4), "g_loss": round(result.history[-1].g_loss, 4)} if result.history else {}),
             "processes": result.processes,
             "sample_grid": picture(final_dir / "samples.png", rows=train_split.class_names),
         }
