@@ -191,6 +191,10 @@ def test_materialize_from_the_ui_and_find_the_champion(servers):
             # The MLflow UI: the run the link names exists there, and the model page shows the champion alias.
             page.goto(run_link)
             expect(page.get_by_text("label_accuracy").first).to_be_visible(timeout=60_000)
+            # The run page lists the data behind the run: the train split and the holdout as MLflow datasets.
+            expect(page.get_by_text("tiny-training").first).to_be_visible(timeout=30_000)
+            expect(page.get_by_text("tiny-holdout").first).to_be_visible()
+            page.screenshot(path=ARTIFACTS / "mlflow-run-datasets.png")
             page.goto(f"{mlflow_ui}/#/models/gan-tiny")
             expect(page.get_by_text("trained by ganpipe on spec 'tiny'", exact=False).first).to_be_visible(timeout=60_000)
             expect(page.get_by_text(re.compile(r"^@?\s*champion$")).first).to_be_visible()
