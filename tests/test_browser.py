@@ -191,9 +191,16 @@ def test_materialize_from_the_ui_and_find_the_champion(servers):
             # The MLflow UI: the run the link names exists there, and the model page shows the champion alias.
             page.goto(run_link)
             expect(page.get_by_text("label_accuracy").first).to_be_visible(timeout=60_000)
-            # The run page lists the data behind the run: the train split and the holdout as MLflow datasets.
-            expect(page.get_by_text("tiny-training").first).to_be_visible(timeout=30_000)
-            expect(page.get_by_text("tiny-holdout").first).to_be_visible()
+            # The run page lists the data behind the run as MLflow datasets: the train split, and one more
+            # (the holdout) behind "+1"; the training one opens on its digest, source and profile.
+            training = page.get_by_role("button", name=re.compile(r"^tiny-training \([0-9a-f]{32}\)"))
+            expect(training).to_be_visible(timeout=30_000)
+            expect(page.get_by_text("+1", exact=True).first).to_be_visible()
+            training.click()
+            details = page.get_by_role("dialog")
+            expect(details.get_by_text("2 datasets used")).to_be_visible(timeout=30_000)
+            expect(details.get_by_role("button", name=re.compile(r"^tiny-holdout \([0-9a-f]{32}\)"))).to_be_visible()
+            expect(details.get_by_text("num rows:")).to_be_visible()
             page.screenshot(path=ARTIFACTS / "mlflow-run-datasets.png")
             page.goto(f"{mlflow_ui}/#/models/gan-tiny")
             expect(page.get_by_text("trained by ganpipe on spec 'tiny'", exact=False).first).to_be_visible(timeout=60_000)

@@ -269,7 +269,8 @@ def test_exports_to_an_object_store_uri(ganpipe_env, monkeypatch, materialize_ti
     assert {e.check_name: e.passed for e in result.get_asset_check_evaluations()} == {"quality_gate": True, "export_valid": True, "uplift_gate": False}
     path = result.asset_materializations_for_node("synthetic_dataset")[0].metadata["path"].value
     assert path.startswith("memory://ganpipe-test/exports/tiny/v1/")
-    names = sorted(p.removeprefix(path.removeprefix("memory://") + "/") for p in fsspec.filesystem("memory").find(path.removeprefix("memory://")))
+    folder = "/" + path.removeprefix("memory://") + "/"
+    names = sorted(p.removeprefix(folder) for p in fsspec.filesystem("memory").find(folder))
     assert names == ["README.md", "_manifest.json", "data/part-00000.parquet", "data/part-00001.parquet", "data/part-00002.parquet", "samples.png"]
     assert read_export(path).num_rows == 30
     metadata = result.asset_materializations_for_node("synthetic_dataset")[0].metadata
