@@ -211,12 +211,13 @@ def export_samples(
     written = 0
     folded = FoldedGenerator(generator)
     todo = [part for part in parts if part not in finished]
+    rows = 0
     with ThreadPoolExecutor(max_workers=workers) as pool:
         for part in todo:
             _write_part(folded, plan, part, staging, lineage, schema, pool, workers, depth=2, screen=screen, confidence=confidence)
             written += 1
+            rows += plan.part_range(part)[1] - plan.part_range(part)[0]
             if progress is not None:
-                rows = sum(plan.part_range(p)[1] - plan.part_range(p)[0] for p in todo[:written])
                 elapsed = time.perf_counter() - started
                 progress(
                     f"export: part {written}/{len(todo)} written, {rows} rows, {rows / elapsed:.0f} rows/s, {time_left(elapsed / written * (len(todo) - written))} left"
