@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import yaml
 
 from ..files import file_sha256
-from .plan import ExportPlan
+from .plan import ExportPlan, hf_features
 from .png import decode_images
 
 CARD = "README.md"
@@ -59,17 +59,21 @@ def _write_grid(folder: Path, manifest: Mapping[str, Any]) -> None:
 
 
 def hub_features(class_names: Sequence[str], image_format: str) -> list[dict[str, Any]]:
-    """`dataset_info.features` as the Hub's card metadata spells them."""
-    image = "image" if image_format == "png" else [{"name": "bytes", "dtype": "binary"}, {"name": "path", "dtype": "string"}]
-    return [
-        {"name": "sample_id", "dtype": "int64"},
-        {"name": "label", "dtype": {"class_label": {"names": {str(i): name for i, name in enumerate(class_names)}}}},
-        {"name": "label_name", "dtype": "string"},
-        {"name": "image", "dtype": image},
-        {"name": "seed", "dtype": "int64"},
-        {"name": "model_name", "dtype": "string"},
-        {"name": "model_version", "dtype": "string"},
-    ]
+    """`dataset_info.features` as the Hub's card metadata spells them: the Parquet schema's own
+    `huggingface` features (plan.py), so a column added there reaches the card too."""
+
+    def dtype(feature: Mapping[str, Any]) -> Any:
+        kind = feature.get("_type")
+        if kind == "Value":
+            return feature["dtype"]
+        if kind == "ClassLabel":
+            return {"class_label": {"names": {str(i): name for i, name in enumerate(feature["names"])}}}
+        if kind == "Image":
+            return "image"
+        return [{"name": name, "dtype": dtype(inner)} for name, inner in feature.items()]  # a struct
+
+    features = hf_features(class_names, image_format)["info"]["features"]
+    return [{"name": name, "dtype": dtype(feature)} for name, feature in features.items()]
 
 
 def _size_category(rows: int) -> str:

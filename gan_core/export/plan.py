@@ -158,7 +158,7 @@ class ExportResult:
     bytes_written: int = 0
 
 
-def _hf_features(class_names: Sequence[str], image_format: str) -> dict[str, Any]:
+def hf_features(class_names: Sequence[str], image_format: str) -> dict[str, Any]:
     """The `huggingface` schema metadata: `datasets` then decodes `image` and `label` itself."""
     value = lambda dtype: {"dtype": dtype, "_type": "Value"}  # noqa: E731
     image = {"_type": "Image"} if image_format == "png" else {"bytes": value("binary"), "path": value("string")}
@@ -179,7 +179,7 @@ def _hf_features(class_names: Sequence[str], image_format: str) -> dict[str, Any
 
 def schema_for(plan: ExportPlan, lineage: Mapping[str, Any], image_shape: Sequence[int]) -> pa.Schema:
     metadata = {
-        "huggingface": json.dumps(_hf_features(plan.class_names, plan.image_format)),
+        "huggingface": json.dumps(hf_features(plan.class_names, plan.image_format)),
         "ganpipe.schema_version": str(SCHEMA_VERSION),
         "ganpipe.image_format": plan.image_format,
         "ganpipe.image_shape": json.dumps(list(image_shape)),
