@@ -62,7 +62,7 @@ def comparison_inputs(device: str, n: int, n_real: int, weights_file: str | None
 
 
 def ours(generator, train, holdout, judge, weights: Path, n: int, batch_size: int, device: str, full: bool):
-    from gan_core.metrics import evaluate, resolve_inception_weights
+    from gan_core.metrics import EvaluationConfig, evaluate, resolve_inception_weights
 
     with tempfile.TemporaryDirectory() as out:
         resolved = resolve_inception_weights(weights, allow_unverified=True)
@@ -73,13 +73,15 @@ def ours(generator, train, holdout, judge, weights: Path, n: int, batch_size: in
             holdout,
             judge,
             out,
-            n_samples=n,
-            backbone="inception",
-            inception_weights=resolved,
-            allow_unverified_weights=True,
-            batch_size=batch_size,
-            metrics=None if full else ["fid", "kid", "is_inception"],
-            per_class_fid=full,
+            EvaluationConfig(
+                n_samples=n,
+                backbone="inception",
+                inception_weights=resolved,
+                allow_unverified_weights=True,
+                batch_size=batch_size,
+                metrics=None if full else ["fid", "kid", "is_inception"],
+                per_class_fid=full,
+            ),
         )
         _synchronize(device)
         return time.perf_counter() - started, report
@@ -154,7 +156,7 @@ def memory_worker(n: int, backbone: str, device: str) -> None:
     """Peak RSS of one `evaluate()` call on n samples (no uplift), in this fresh process."""
     from gan_core.classifier import ClassifierConfig, train_classifier
     from gan_core.data import load_source
-    from gan_core.metrics import evaluate, resolve_inception_weights, write_random_inception_weights
+    from gan_core.metrics import EvaluationConfig, evaluate, resolve_inception_weights, write_random_inception_weights
     from gan_core.models import Generator, ModelConfig
 
     data = load_source({"kind": "builtin", "name": "mnist-5k"}, size=32, channels=1)
@@ -169,7 +171,12 @@ def memory_worker(n: int, backbone: str, device: str) -> None:
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         started = time.perf_counter()
         evaluate(
-            generator, train, holdout, judge, Path(scratch) / "report", n_samples=n, backbone=backbone, inception_weights=weights, allow_unverified_weights=True
+            generator,
+            train,
+            holdout,
+            judge,
+            Path(scratch) / "report",
+            EvaluationConfig(n_samples=n, backbone=backbone, inception_weights=weights, allow_unverified_weights=True),
         )
         wall = time.perf_counter() - started
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -23,7 +23,7 @@ import numpy as np
 from gan_core.checkpoint import load_generator
 from gan_core.classifier import train_classifier
 from gan_core.data import BUILTIN_DATASETS, ImageData, load_source
-from gan_core.metrics import UPLIFT_CLASSIFIER, augmentation_uplift, evaluate
+from gan_core.metrics import UPLIFT_CLASSIFIER, EvaluationConfig, augmentation_uplift, evaluate
 from gan_core.sample import generate
 from gan_core.train import TrainConfig, train
 
@@ -56,10 +56,7 @@ def main() -> None:
         holdout,
         judge,
         out / "report",
-        n_samples=args.n_samples,
-        backbone="domain",
-        uplift_seeds=seeds,
-        uplift_classifier=UPLIFT_CLASSIFIER,
+        EvaluationConfig(n_samples=args.n_samples, backbone="domain", uplift_seeds=seeds, uplift_classifier=UPLIFT_CLASSIFIER),
     )
     m = report.metrics
     print(f"judge holdout accuracy {m['label_accuracy_baseline']:.4f}")

@@ -15,6 +15,7 @@ from gan_core.classifier import ClassifierConfig, train_classifier
 from gan_core.data import ImageData, load_source
 from gan_core.metrics import (
     INCEPTION_ENV,
+    EvaluationConfig,
     InceptionBackbone,
     MetricsError,
     Uplift,
@@ -244,7 +245,7 @@ def test_evaluate_writes_a_report(tmp_path, digits):
     train, holdout, judge = digits
     torch.manual_seed(0)
     generator = Generator(ModelConfig(32, 1, 10, z_dim=16, g_width=8, d_width=8)).eval()
-    report = evaluate(generator, train, holdout, judge, tmp_path, n_samples=600, backbone="domain")
+    report = evaluate(generator, train, holdout, judge, tmp_path, EvaluationConfig(n_samples=600, backbone="domain"))
     assert report.backbone == "domain" and report.n_compare == 600
     m = report.metrics
     # An untrained generator is far from real digits, the holdout is not.
@@ -261,7 +262,12 @@ def test_evaluate_writes_a_report(tmp_path, digits):
 
     # A list of names from the registry computes just those, to the same figures.
     chosen = evaluate(
-        generator, train, holdout, judge, tmp_path / "chosen", n_samples=600, backbone="domain", metrics=["fid", "coverage_domain", "label_accuracy"]
+        generator,
+        train,
+        holdout,
+        judge,
+        tmp_path / "chosen",
+        EvaluationConfig(n_samples=600, backbone="domain", metrics=["fid", "coverage_domain", "label_accuracy"]),
     )
     assert chosen.metrics == {
         k: m[k] for k in ("fid_domain", "fid_domain_baseline", "coverage_domain", "coverage_domain_baseline", "label_accuracy", "label_accuracy_baseline")
@@ -271,14 +277,19 @@ def test_evaluate_writes_a_report(tmp_path, digits):
     assert "pixel_distances" not in chosen.timings and "per_class_fid" in chosen.timings and "nearest_pairs" not in chosen.files
     assert chosen.memorization == {} and set(chosen.label_accuracy_per_class) == set(report.label_accuracy_per_class)
     bare = evaluate(
-        generator, train, holdout, judge, tmp_path / "bare", n_samples=600, backbone="domain", metrics=["fid", "kid", "is_domain"], per_class_fid=False
+        generator,
+        train,
+        holdout,
+        judge,
+        tmp_path / "bare",
+        EvaluationConfig(n_samples=600, backbone="domain", metrics=["fid", "kid", "is_domain"], per_class_fid=False),
     )
     assert bare.per_class_fid == {} and bare.label_accuracy_per_class == {} and not {"judge", "pixel_distances", "per_class_fid"} & bare.timings.keys()
     assert bare.metrics["fid_domain"] == m["fid_domain"] and bare.metrics["kid_domain"] == m["kid_domain"]
     with pytest.raises(MetricsError, match="needs the inception backbone"):
-        evaluate(generator, train, holdout, judge, tmp_path / "x", n_samples=600, backbone="domain", metrics=["fid_inception"])
+        evaluate(generator, train, holdout, judge, tmp_path / "x", EvaluationConfig(n_samples=600, backbone="domain", metrics=["fid_inception"]))
     with pytest.raises(MetricsError, match="need the uplift study"):
-        evaluate(generator, train, holdout, judge, tmp_path / "y", n_samples=600, backbone="domain", metrics=["uplift_gain"])
+        evaluate(generator, train, holdout, judge, tmp_path / "y", EvaluationConfig(n_samples=600, backbone="domain", metrics=["uplift_gain"]))
 
 
 def test_metric_registry_names_directions_and_unknown_names():

@@ -40,7 +40,7 @@ from .registry import (
     resolve_metric,
     too_small,
 )
-from .report import METRICS_VERSION, EvaluationReport, evaluate, render_markdown, yardstick
+from .report import METRICS_VERSION, EvaluationConfig, EvaluationReport, evaluate, render_markdown, yardstick
 from .uplift import UPLIFT_CLASSIFIER, UPLIFT_SEEDS, UPLIFT_SHARES, Uplift, augmentation_uplift, paired_interval, share_arm, uplift_classifier
 
 __all__ = [
@@ -54,6 +54,7 @@ __all__ = [
     "UPLIFT_SHARES",
     "Backbone",
     "DomainBackbone",
+    "EvaluationConfig",
     "EvaluationReport",
     "InceptionBackbone",
     "Measured",

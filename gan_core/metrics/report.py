@@ -78,140 +78,87 @@ def _timed(timings: dict[str, float], stage: str):
         timings[stage] = timings.get(stage, 0.0) + time.perf_counter() - started
 
 
+@dataclass(frozen=True)
+class EvaluationConfig:
+    """How to evaluate: sample count, backbone, the metrics asked for (default: every one that
+    applies; `known_metrics()` lists them), and the uplift study's seeds and classifier."""
+
+    n_samples: int = 10_000
+    backbone: str = "auto"
+    inception_weights: str | Path | None = None
+    allow_unverified_weights: bool = False
+    resize: str = "antialias"
+    seed: int = 0
+    uplift_seeds: Sequence[int] | None = None
+    uplift_classifier: ClassifierConfig | None = None
+    batch_size: int = 256
+    metrics: Sequence[str] | None = None
+    per_class_fid: bool = True  # FID per class too, when FID is asked for
+
+
+@dataclass
+class _Job:
+    """One evaluation: its inputs, the backbone and metrics chosen, and the seconds each stage took."""
+
+    generator: Any
+    train: ImageData
+    holdout: ImageData
+    judge: Judge
+    config: EvaluationConfig
+    net: Backbone
+    backbone_reason: str
+    names: list[str]  # the metrics to compute
+    needs: set[str]  # what they are measured on: judge, pixels, uplift, ...
+    labels: np.ndarray  # the conditioning label of every synthetic sample
+    seeds: np.ndarray  # and its seed
+    timings: dict[str, float] = field(default_factory=dict)
+    compare: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))  # the samples compared at equal N
+    holdout_pick: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))  # and the holdout images
+
+    def timed(self, stage: str):
+        return _timed(self.timings, stage)
+
+
 def evaluate(
-    generator,
-    train: ImageData,
-    holdout: ImageData,
-    judge: Judge,
-    out_dir: str | Path,
-    *,
-    n_samples: int = 10_000,
-    backbone: str = "auto",
-    inception_weights: str | Path | None = None,
-    allow_unverified_weights: bool = False,
-    resize: str = "antialias",
-    seed: int = 0,
-    uplift_seeds: Sequence[int] | None = None,
-    uplift_classifier: ClassifierConfig | None = None,
-    batch_size: int = 256,
-    metrics: Sequence[str] | None = None,
-    per_class_fid: bool = True,
+    generator, train: ImageData, holdout: ImageData, judge: Judge, out_dir: str | Path, config: EvaluationConfig = EvaluationConfig()
 ) -> EvaluationReport:
     """Evaluate a generator against the real train/holdout split; writes report.json, report.md,
     samples.png (one row per class) and nearest_pairs.png (with pixel memorization) into out_dir.
-    `metrics` names registered metrics (default: every one that applies; `known_metrics()` lists
-    them); only the work they need is done. `per_class_fid` adds FID per class when FID is asked for.
-    The report's `timings` give the seconds each stage took."""
+    Only the work the chosen metrics need is done; the report's `timings` give each stage's seconds."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    if len(holdout) < 2 or n_samples < 2:
-        raise MetricsError(f"need at least 2 holdout images and 2 samples, got {len(holdout)} and {n_samples}")
-    timings: dict[str, float] = {}
-    with _timed(timings, "backbone"):
-        net, reason = make_backbone(backbone, judge, inception_weights=inception_weights, allow_unverified=allow_unverified_weights, resize=resize)
-    tag = net.name
-    names = [resolve_metric(name, tag) for name in metrics] if metrics is not None else default_metrics(tag, uplift=bool(uplift_seeds))
-    needs = {metric_info(name).measured_on for name in names}
-    if "uplift" in needs and not uplift_seeds:
-        raise MetricsError(f"metrics {[n for n in names if metric_info(n).measured_on == 'uplift']} need the uplift study (uplift_seeds)")
+    if len(holdout) < 2 or config.n_samples < 2:
+        raise MetricsError(f"need at least 2 holdout images and 2 samples, got {len(holdout)} and {config.n_samples}")
 
-    # Conditional samples in class proportions of the train split, generated and reduced batch by
-    # batch: only features, predictions and nearest-neighbour distances are kept, never the images.
-    proportions = np.bincount(train.labels, minlength=train.num_classes) / len(train)
-    labels = np.repeat(np.arange(train.num_classes), np.round(proportions * n_samples).astype(int))
-    seeds = sample_seeds(seed, len(labels))
-    synthetic_f, synthetic_l, predicted, pixel_d, pixel_i = _sample_pass(generator, labels, seeds, net, judge, train, needs, batch_size, timings)
-
-    with _timed(timings, "features"):
-        train_f, train_l = net.extract(train.images, batch_size)
-        holdout_f, holdout_l = net.extract(holdout.images, batch_size)
-
-    # Equal N for the synthetic and the real-vs-real comparison: FID is biased at small N.
-    rng = np.random.default_rng(seed)
-    n_compare = min(len(holdout), len(labels))
-    compare = np.sort(rng.choice(len(labels), n_compare, replace=False))
-    holdout_pick = np.sort(rng.choice(len(holdout), n_compare, replace=False))
-    fake_f, fake_l, real_f, real_l = synthetic_f[compare], synthetic_l[compare], holdout_f[holdout_pick], holdout_l[holdout_pick]
-
-    fid_by_class = {}
-    if per_class_fid and f"fid_{tag}" in names:
-        with _timed(timings, "per_class_fid"):
-            for c, class_name in enumerate(train.class_names):
-                fake_c, real_c, train_c = fake_f[labels[compare] == c], real_f[holdout.labels[holdout_pick] == c], train_f[train.labels == c]
-                n = min(len(fake_c), len(real_c))
-                if n >= 2 and len(train_c) >= 2:
-                    fid_by_class[class_name] = {"value": fid_from_features(train_c, fake_c[:n]), "baseline": fid_from_features(train_c, real_c[:n]), "n": n}
-    per_class_accuracy = {}
-    if "judge" in needs:
-        per_class_accuracy = {name: float((predicted[labels == c] == c).mean()) for c, name in enumerate(train.class_names) if (labels == c).any()}
-        with _timed(timings, "judge"):
-            judge_holdout_accuracy = judge.accuracy(holdout)
-    holdout_pixel_d = np.empty(0)
-    if "pixels" in needs:
-        with _timed(timings, "pixel_distances"):
-            holdout_pixel_d = nearest_distances(holdout.images, train.images)[0]
-
-    uplift_result = None
-    if "uplift" in needs:
-        with _timed(timings, "uplift"):
-            synthetic_data = ImageData(generate(generator, labels, seeds=seeds, batch_size=batch_size), labels, train.class_names)
-            uplift_result = augmentation_uplift(train, holdout, synthetic_data, uplift_seeds, uplift_classifier)
-    measured = Measured(
-        backbone=tag,
-        train_f=train_f,
-        fake_f=fake_f,
-        real_f=real_f,
-        fake_l=fake_l,
-        real_l=real_l,
-        synthetic_f=synthetic_f,
-        holdout_f=holdout_f,
-        labels=labels,
-        predicted=predicted,
-        judge_holdout_accuracy=judge_holdout_accuracy if "judge" in needs else float("nan"),
-        pixel_d=pixel_d,
-        pixel_i=pixel_i,
-        holdout_pixel_d=holdout_pixel_d,
-        uplift=uplift_result,
-    )
+    # Choose the backbone and the metrics, and the samples' labels and seeds.
+    job = _plan(generator, train, holdout, judge, config)
+    # Generate and reduce batch by batch, then extract the real images' features: `Measured`.
+    measured = _measure(job)
+    # Compute each metric once from what was measured.
     figures: dict[str, float] = {}
-    for name in names:
-        with _timed(timings, name):
+    for name in job.names:
+        with job.timed(name):
             figures.update(compute_metrics(measured, [name]))
-    memorization_reports = {}
-    if "memorization_fraction_features" in names:
-        memorization_reports["features"] = asdict(measured.memorization_features)
-    if "pixels" in needs:
-        memorization_reports["pixels"] = asdict(measured.memorization_pixels)
-    uplift = None if uplift_result is None else uplift_result.to_dict()
-
-    with _timed(timings, "figures"):
-        files = {"samples": str(out / "samples.png")}
-        per_row = 10
-        grid_labels = np.repeat(np.arange(train.num_classes), per_row)
-        save_grid(generate(generator, grid_labels, seed=seed + 1), files["samples"], columns=per_row)
-        if "pixels" in needs:
-            closest = np.array([i for i, _, _ in measured.memorization_pixels.closest])  # regenerated from their own seeds
-            closest_images = generate(generator, labels[closest], seeds=seeds[closest])
-            files["nearest_pairs"] = str(out / "nearest_pairs.png")
-            _save_pairs(closest_images, train.images[[j for _, j, _ in measured.memorization_pixels.closest]], Path(files["nearest_pairs"]))
-    with _timed(timings, "yardstick"):
-        ruler = yardstick(train, holdout, judge, net, n_samples, seed)
-
+    # The pictures, the yardstick and the report files.
+    with job.timed("figures"):
+        files = _save_pictures(job, measured, out)
+    with job.timed("yardstick"):
+        ruler = yardstick(train, holdout, judge, job.net, config.n_samples, config.seed)
     report = EvaluationReport(
-        backbone=tag,
-        backbone_reason=reason,
-        backbone_description=net.description,
-        resize=resize if tag == "inception" else None,
-        n_compare=n_compare,
-        n_synthetic=len(labels),
+        backbone=job.net.name,
+        backbone_reason=job.backbone_reason,
+        backbone_description=job.net.description,
+        resize=config.resize if job.net.name == "inception" else None,
+        n_compare=len(measured.fake_f),
+        n_synthetic=len(job.labels),
         metrics=figures,
-        per_class_fid=fid_by_class,
-        label_accuracy_per_class=per_class_accuracy,
-        memorization=memorization_reports,
-        uplift=uplift,
+        per_class_fid=_per_class_fid(job, measured) if config.per_class_fid and f"fid_{job.net.name}" in job.names else {},
+        label_accuracy_per_class=_label_accuracy_per_class(job, measured) if "judge" in job.needs else {},
+        memorization=_memorization_reports(job, measured),
+        uplift=None if measured.uplift is None else measured.uplift.to_dict(),
         files=files,
         yardstick=ruler,
-        timings=timings,
+        timings=job.timings,
     )
     files["json"], files["markdown"] = str(out / "report.json"), str(out / "report.md")
     Path(files["json"]).write_text(json.dumps(report.to_dict(), indent=2))
@@ -219,30 +166,134 @@ def evaluate(
     return report
 
 
-def _sample_pass(
-    generator, labels: np.ndarray, seeds: np.ndarray, net: Backbone, judge: Judge, train: ImageData, needs: set[str], batch_size: int, timings: dict[str, float]
-):
+def _plan(generator, train: ImageData, holdout: ImageData, judge: Judge, config: EvaluationConfig) -> _Job:
+    timings: dict[str, float] = {}
+    with _timed(timings, "backbone"):
+        net, reason = make_backbone(
+            config.backbone, judge, inception_weights=config.inception_weights, allow_unverified=config.allow_unverified_weights, resize=config.resize
+        )
+    tag = net.name
+    uplift = bool(config.uplift_seeds)
+    names = [resolve_metric(name, tag) for name in config.metrics] if config.metrics is not None else default_metrics(tag, uplift=uplift)
+    needs = {metric_info(name).measured_on for name in names}
+    if "uplift" in needs and not uplift:
+        raise MetricsError(f"metrics {[n for n in names if metric_info(n).measured_on == 'uplift']} need the uplift study (uplift_seeds)")
+    # Conditional samples in the class proportions of the train split.
+    proportions = np.bincount(train.labels, minlength=train.num_classes) / len(train)
+    labels = np.repeat(np.arange(train.num_classes), np.round(proportions * config.n_samples).astype(int))
+    return _Job(generator, train, holdout, judge, config, net, reason, names, needs, labels, sample_seeds(config.seed, len(labels)), timings)
+
+
+def _measure(job: _Job) -> Measured:
+    """Features, predictions and distances of the samples (never the images themselves), the real
+    images' features, equal-N comparison sets, and the uplift study when asked for."""
+    config, train, holdout = job.config, job.train, job.holdout
+    synthetic_f, synthetic_l, predicted, pixel_d, pixel_i = _sample_pass(job)
+    with job.timed("features"):
+        train_f, _ = job.net.extract(train.images, config.batch_size)
+        holdout_f, holdout_l = job.net.extract(holdout.images, config.batch_size)
+    # Equal N for the synthetic and the real-vs-real comparison: FID is biased at small N.
+    rng = np.random.default_rng(config.seed)
+    n_compare = min(len(holdout), len(job.labels))
+    job.compare = np.sort(rng.choice(len(job.labels), n_compare, replace=False))
+    job.holdout_pick = np.sort(rng.choice(len(holdout), n_compare, replace=False))
+    judge_holdout_accuracy = float("nan")
+    if "judge" in job.needs:
+        with job.timed("judge"):
+            judge_holdout_accuracy = job.judge.accuracy(holdout)
+    holdout_pixel_d = np.empty(0)
+    if "pixels" in job.needs:
+        with job.timed("pixel_distances"):
+            holdout_pixel_d = nearest_distances(holdout.images, train.images)[0]
+    uplift = None
+    if "uplift" in job.needs:
+        with job.timed("uplift"):
+            synthetic = ImageData(generate(job.generator, job.labels, seeds=job.seeds, batch_size=config.batch_size), job.labels, train.class_names)
+            uplift = augmentation_uplift(train, holdout, synthetic, config.uplift_seeds, config.uplift_classifier)
+    return Measured(
+        backbone=job.net.name,
+        train_f=train_f,
+        fake_f=synthetic_f[job.compare],
+        real_f=holdout_f[job.holdout_pick],
+        fake_l=synthetic_l[job.compare],
+        real_l=holdout_l[job.holdout_pick],
+        synthetic_f=synthetic_f,
+        holdout_f=holdout_f,
+        labels=job.labels,
+        predicted=predicted,
+        judge_holdout_accuracy=judge_holdout_accuracy,
+        pixel_d=pixel_d,
+        pixel_i=pixel_i,
+        holdout_pixel_d=holdout_pixel_d,
+        uplift=uplift,
+    )
+
+
+def _sample_pass(job: _Job):
     """Generate the samples batch by batch and keep only what the metrics need: features and logits,
     the judge's labels ("judge" metrics) and nearest-training-image distances ("pixels" metrics)."""
     chunks: dict[str, list[np.ndarray]] = {"features": [], "logits": [], "predicted": [], "pixel_d": [], "pixel_i": []}
-    folded = FoldedGenerator(generator)
-    for start in range(0, len(labels), batch_size):
-        with _timed(timings, "generate"):
-            images = generate(folded, labels[start : start + batch_size], seeds=seeds[start : start + batch_size], batch_size=batch_size)
-        with _timed(timings, "features"):
-            features, logits = net.extract(images, batch_size)
+    folded = FoldedGenerator(job.generator)
+    size = job.config.batch_size
+    for start in range(0, len(job.labels), size):
+        with job.timed("generate"):
+            images = generate(folded, job.labels[start : start + size], seeds=job.seeds[start : start + size], batch_size=size)
+        with job.timed("features"):
+            features, logits = job.net.extract(images, size)
         chunks["features"].append(features)
         chunks["logits"].append(logits)
-        if "pixels" in needs:
-            with _timed(timings, "pixel_distances"):
-                distances, nearest = nearest_distances(images, train.images)
+        if "pixels" in job.needs:
+            with job.timed("pixel_distances"):
+                distances, nearest = nearest_distances(images, job.train.images)
             chunks["pixel_d"].append(distances)
             chunks["pixel_i"].append(nearest)
-        if "judge" in needs:
-            with _timed(timings, "judge"):
+        if "judge" in job.needs:
+            with job.timed("judge"):
                 # The domain backbone's logits are the judge's: no second pass over the batch.
-                chunks["predicted"].append(logits.argmax(axis=1) if isinstance(net, DomainBackbone) else judge.predict(images))
+                chunks["predicted"].append(logits.argmax(axis=1) if isinstance(job.net, DomainBackbone) else job.judge.predict(images))
     return tuple(np.concatenate(v) if v else np.empty(0) for v in chunks.values())
+
+
+def _per_class_fid(job: _Job, measured: Measured) -> dict[str, dict[str, float]]:
+    """FID of each class's samples and of its holdout images (the baseline) against its train images."""
+    by_class = {}
+    fake_labels, real_labels = job.labels[job.compare], job.holdout.labels[job.holdout_pick]
+    with job.timed("per_class_fid"):
+        for c, class_name in enumerate(job.train.class_names):
+            fake_c, real_c, train_c = measured.fake_f[fake_labels == c], measured.real_f[real_labels == c], measured.train_f[job.train.labels == c]
+            n = min(len(fake_c), len(real_c))
+            if n >= 2 and len(train_c) >= 2:
+                by_class[class_name] = {"value": fid_from_features(train_c, fake_c[:n]), "baseline": fid_from_features(train_c, real_c[:n]), "n": n}
+    return by_class
+
+
+def _label_accuracy_per_class(job: _Job, measured: Measured) -> dict[str, float]:
+    labels = job.labels
+    return {name: float((measured.predicted[labels == c] == c).mean()) for c, name in enumerate(job.train.class_names) if (labels == c).any()}
+
+
+def _memorization_reports(job: _Job, measured: Measured) -> dict[str, dict[str, Any]]:
+    reports = {}
+    if "memorization_fraction_features" in job.names:
+        reports["features"] = asdict(measured.memorization_features)
+    if "pixels" in job.needs:
+        reports["pixels"] = asdict(measured.memorization_pixels)
+    return reports
+
+
+def _save_pictures(job: _Job, measured: Measured, out: Path) -> dict[str, str]:
+    """samples.png (10 per class, seed + 1) and, with pixel memorization, nearest_pairs.png."""
+    files = {"samples": str(out / "samples.png")}
+    per_row, seed = 10, job.config.seed
+    grid_labels = np.repeat(np.arange(job.train.num_classes), per_row)
+    save_grid(generate(job.generator, grid_labels, seed=seed + 1), files["samples"], columns=per_row)
+    if "pixels" in job.needs:
+        closest = measured.memorization_pixels.closest
+        synthetic = np.array([i for i, _, _ in closest])  # regenerated from their own seeds
+        closest_images = generate(job.generator, job.labels[synthetic], seeds=job.seeds[synthetic])
+        files["nearest_pairs"] = str(out / "nearest_pairs.png")
+        _save_pairs(closest_images, job.train.images[[j for _, j, _ in closest]], Path(files["nearest_pairs"]))
+    return files
 
 
 def _save_pairs(synthetic: np.ndarray, nearest_train: np.ndarray, path: Path) -> None:

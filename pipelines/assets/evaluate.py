@@ -9,7 +9,7 @@ import dagster as dg
 
 from gan_core.checkpoint import load_generator
 from gan_core.classifier import Judge
-from gan_core.metrics import evaluate, too_small
+from gan_core.metrics import EvaluationConfig, evaluate, too_small
 
 from ..lineage import log_data_input
 from ..registry import tag_metrics, tag_yardstick
@@ -21,12 +21,12 @@ from .judge import judge_classifier
 from .train import gan_model
 
 
-class EvaluationConfig(dg.Config):
+class GanEvaluationConfig(dg.Config):
     n_samples: Optional[int] = None
 
 
 @dg.asset(**STAGE, deps=[gan_model, judge_classifier, real_images], kinds={"pytorch", "mlflow"}, op_tags=COMPUTE_TAG)
-def gan_evaluation(context: dg.AssetExecutionContext, config: EvaluationConfig, specs: SpecsResource, mlflow_store: MLflowResource) -> dg.MaterializeResult:
+def gan_evaluation(context: dg.AssetExecutionContext, config: GanEvaluationConfig, specs: SpecsResource, mlflow_store: MLflowResource) -> dg.MaterializeResult:
     """FID/KID/IS, precision/recall, label fidelity and memorization, each beside its real-vs-real baseline."""
     import mlflow
 
@@ -38,7 +38,12 @@ def gan_evaluation(context: dg.AssetExecutionContext, config: EvaluationConfig, 
     generator, _ = load_generator(model["generator_path"])
     out_dir = Path(model["generator_path"]).parent / "evaluation"
     report = evaluate(
-        generator, train_split, holdout, judge, out_dir, n_samples=config.n_samples or spec.evaluation.n_samples, backbone=spec.evaluation.backbone
+        generator,
+        train_split,
+        holdout,
+        judge,
+        out_dir,
+        EvaluationConfig(n_samples=config.n_samples or spec.evaluation.n_samples, backbone=spec.evaluation.backbone),
     )
     context.log.info(f"backbone {report.backbone}: {report.backbone_reason}")
     metric, higher_is_better = primary_metric(spec, report.backbone)

@@ -7,7 +7,7 @@ from typing import Any, Optional
 import dagster as dg
 
 from gan_core.classifier import Judge
-from gan_core.metrics import MetricsError, evaluate
+from gan_core.metrics import EvaluationConfig, MetricsError, evaluate
 
 from ..registry import load_registered_generator, tag_metrics, tag_yardstick
 from ..resources import MLflowResource
@@ -75,7 +75,12 @@ def _reevaluate(context: dg.AssetExecutionContext, client, champion, yardstick: 
     with tempfile.TemporaryDirectory() as scratch:
         try:
             report = evaluate(
-                generator, train_split, holdout, judge, scratch, n_samples=yardstick["n_samples"], backbone=yardstick["backbone"], seed=yardstick["seed"]
+                generator,
+                train_split,
+                holdout,
+                judge,
+                scratch,
+                EvaluationConfig(n_samples=yardstick["n_samples"], backbone=yardstick["backbone"], seed=yardstick["seed"]),
             )
         except MetricsError as error:
             return None, f"champion v{champion.version} could not be re-evaluated on yardstick {yardstick['id']}: {error}"
