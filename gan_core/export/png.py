@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import io
 import struct
 import zlib
 from typing import Any, Mapping
 
 import numpy as np
 import pyarrow as pa
-from PIL import Image
+
+from ..data import decode_image
 
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -49,14 +49,11 @@ def encode_batch(images: np.ndarray, image_format: str) -> list[bytes]:
 
 
 def decode_images(table: pa.Table, manifest: Mapping[str, Any]) -> np.ndarray:
-    """The `image` column as uint8 N×C×H×W."""
-    channels, height, width = manifest["image_shape"]
+    """The `image` column as uint8 N×C×H×W, decoded as the `parquet` source decodes it."""
+    shape = tuple(manifest["image_shape"])
+    raw_shape = shape if manifest["image_format"] == "raw" else None
     payloads = table.column("image").combine_chunks().field("bytes").to_pylist()
-    out = np.empty((len(payloads), channels, height, width), np.uint8)
+    out = np.empty((len(payloads), *shape), np.uint8)
     for i, payload in enumerate(payloads):
-        if manifest["image_format"] == "raw":
-            out[i] = np.frombuffer(payload, np.uint8).reshape(channels, height, width)
-        else:
-            array = np.asarray(Image.open(io.BytesIO(payload)))
-            out[i] = array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
+        out[i] = decode_image(payload, f"row {i}", raw_shape)
     return out
