@@ -3,9 +3,8 @@ spec, the nightly job, schedules, the folder sensor, the resources and the execu
 
 from __future__ import annotations
 
-import os
+import dataclasses
 import sys
-from pathlib import Path
 
 import dagster as dg
 
@@ -16,27 +15,30 @@ from .partitions import SPEC_PARTITIONS, spec_partitions
 from .resources import ComputeResource, MLflowResource, SpecsResource, StorageResource
 from .schedules import build_schedules
 from .sensors import build_folder_sensor
-from .specs import default_specs_dir
+from .settings import Settings
 
 JOB_NAME = "ganpipe_nightly"
 IN_PROCESS_RUN_CONFIG = {"execution": {"config": {"in_process": {}}}}  # every step in one process: less start-up time
 
 
 def build_definitions(specs_dir: str | None = None, storage_root: str | None = None, tracking_uri: str | None = None) -> dg.Definitions:
-    specs_dir = str(specs_dir or default_specs_dir())
-    storage_root = storage_root or os.environ.get("GANPIPE_HOME", "var")
+    settings = Settings.from_env()
+    settings = dataclasses.replace(
+        settings,
+        specs=str(specs_dir or settings.specs),
+        home=str(storage_root or settings.home),
+        mlflow_tracking_uri=tracking_uri or settings.mlflow_tracking_uri,
+    )
+    specs_dir, storage_root = settings.specs, settings.home
     partitions, specs, errors = spec_partitions(specs_dir)
     for message in errors.values():  # bad specs are reported and left out; the good ones still load
         dg.get_dagster_logger().error(f"spec not loaded: {message}")
-    mlflow_store = MLflowResource(tracking_uri=tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", ""), storage_root=storage_root)
+    mlflow_store = MLflowResource(
+        tracking_uri=settings.mlflow_tracking_uri, storage_root=storage_root, ui_url=settings.mlflow_ui, artifacts=settings.mlflow_artifacts
+    )
     # `dagster dev` from any directory: say which stores this code location uses. On stderr: the code
     # server that `dagster dev` starts shows warnings only, and this is no warning.
-    print(
-        f"ganpipe: specs {Path(specs_dir).absolute()}, storage root {Path(storage_root).absolute()}, MLflow store {mlflow_store.uri} "
-        f"(UI links {mlflow_store.ui_url}), Dagster instance {os.environ.get('DAGSTER_HOME') or 'temporary (DAGSTER_HOME not set)'}",
-        file=sys.stderr,
-        flush=True,
-    )
+    print(settings.stores(mlflow_store.uri), file=sys.stderr, flush=True)
     # The assets carry the default spec folder's partitions; another folder's rebinds them.
     assets = ALL_ASSETS
     if partitions.get_partition_keys() != SPEC_PARTITIONS.get_partition_keys():
@@ -45,7 +47,7 @@ def build_definitions(specs_dir: str | None = None, storage_root: str | None = N
         JOB_NAME, selection=dg.AssetSelection.assets(*assets), description="ingest, train, evaluate, promote, export, measure the uplift, recommend"
     )
     return dg.Definitions(
-        executor=_executor(),
+        executor=_executor(settings.executor),
         assets=assets,
         asset_checks=ALL_CHECKS,
         jobs=[job],
@@ -53,12 +55,12 @@ def build_definitions(specs_dir: str | None = None, storage_root: str | None = N
         sensors=[build_folder_sensor(job, specs_dir)],
         resources={
             "specs": SpecsResource(directory=specs_dir),
-            "storage": StorageResource(root=storage_root),
+            "storage": StorageResource(root=storage_root, export_uri=settings.export_uri),
             "mlflow_store": mlflow_store,
             "compute": ComputeResource(
-                device=os.environ.get("GANPIPE_DEVICE", "auto"),
-                num_processes=int(os.environ.get("GANPIPE_PROCESSES", "1")),
-                export_processes=int(os.environ.get("GANPIPE_EXPORT_PROCESSES", "1")),
+                device=settings.device,
+                num_processes=settings.processes,
+                export_processes=settings.export_processes,
             ),
         },
     )
@@ -72,11 +74,10 @@ def with_checks(defs: dg.Definitions, names: list[str] | None = None) -> list:
     return [*assets, *(check for check in defs.asset_checks if all(key.asset_key in keys for key in check.check_keys))]
 
 
-def _executor():
+def _executor(choice: str):
     """GANPIPE_EXECUTOR=k8s: every step its own Kubernetes job, sized by its `dagster-k8s/config`
     tags (gan_model asks for a GPU); otherwise Dagster's default executor (multiprocess, or
     `in_process` by run config) running one compute-heavy step at a time."""
-    choice = os.environ.get("GANPIPE_EXECUTOR", "default")
     if choice == "default":
         return _one_heavy_step_at_a_time(dg.multi_or_in_process_executor)
     if choice == "k8s":

@@ -6,7 +6,6 @@ export is recommended, then say where things are."""
 from __future__ import annotations
 
 import argparse
-import os
 import time
 
 import dagster as dg
@@ -14,6 +13,7 @@ import dagster as dg
 from .checks import run_completed
 from .definitions import JOB_NAME, build_definitions
 from .registry import model_name
+from .settings import Settings
 
 
 def demo_run_config(samples_per_class: int = 500, steps: int | None = None) -> dict:
@@ -72,8 +72,10 @@ def main(argv=None) -> int:
     gate = checks.get("uplift_gate")
     print(f"uplift gate: {'passed' if gate is not None and gate.passed else 'FAILED'}: {report['verdict']}")
     if "recommended" in metadata:
-        print(f"recommended: alias 'recommended' → version {metadata['recommended']['model_version']}; read it with read_export(spec={args.spec!r})")
-    print(f"storage root: {os.path.abspath(os.environ.get('GANPIPE_HOME', 'var'))}")
+        print(
+            f"recommended: alias 'recommended' → version {metadata['recommended']['model_version']}; read it with read_export(find_export({args.spec!r})) (pipelines.layout.find_export)"
+        )
+    print(f"storage root: {Settings.from_env().root}")
     print("UIs: `make ui` starts Dagster on http://127.0.0.1:3000 and MLflow on http://127.0.0.1:5000")
     return 0
 

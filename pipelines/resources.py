@@ -12,40 +12,43 @@ import dagster as dg
 from filelock import FileLock, Timeout
 from pydantic import Field
 
+from .layout import StorageLayout
+from .settings import Settings
 from .specs import Spec, SpecError, load_specs
 
 
 class StorageResource(dg.ConfigurableResource):
-    """The storage root (GANPIPE_HOME, default ./var) and the layout under it."""
+    """The storage root (GANPIPE_HOME, default ./var) and the layout under it (`layout.py`)."""
 
-    root: str = Field(default_factory=lambda: os.environ.get("GANPIPE_HOME", "var"))
-    export_uri: str = Field(default_factory=lambda: os.environ.get("GANPIPE_EXPORT_URI", ""))  # e.g. s3://bucket/exports
+    root: str = Field(default_factory=lambda: Settings.from_env().home)
+    export_uri: str = Field(default_factory=lambda: Settings.from_env().export_uri)  # e.g. s3://bucket/exports
 
     @property
     def path(self) -> Path:
         return Path(self.root).absolute()
 
+    @property
+    def layout(self) -> StorageLayout:
+        return StorageLayout(self.path, self.export_uri)
+
     def data_dir(self, spec: str) -> Path:
-        return self.path / "data" / spec
+        return self.layout.data_dir(spec)
 
     def runs_dir(self, spec: str) -> Path:
-        return self.path / "runs" / spec
+        return self.layout.runs_dir(spec)
 
     def exports_dir(self, spec: str) -> Path:
-        return self.path / "exports" / spec
+        return self.layout.exports_dir(spec)
 
     def export_destination(self, spec: str, version: str, export_id: str) -> str | Path:
-        """<export root>/<spec>/v<version>/<export id>: under the storage root, or the object store."""
-        if self.export_uri:
-            return f"{self.export_uri.rstrip('/')}/{spec}/v{version}/{export_id}"
-        return self.exports_dir(spec) / f"v{version}" / export_id
+        return self.layout.export_destination(spec, version, export_id)
 
     @contextlib.contextmanager
     def lock(self, spec: str, holder: str) -> Iterator[Path]:
         """Only one writer per spec at a time: a second one fails at once, naming the holder. The
         lock (filelock's flock) dies with its process, so a killed run never leaves the spec locked.
         The holder's name is a file beside it: filelock truncates the lock file it opens."""
-        path = self.path / "locks" / f"{spec}.lock"
+        path = self.layout.lock_file(spec)
         holder_file = path.with_suffix(".holder")
         path.parent.mkdir(parents=True, exist_ok=True)
         lock = FileLock(path, timeout=0)
@@ -68,7 +71,7 @@ class SpecBusyError(RuntimeError):
 class SpecsResource(dg.ConfigurableResource):
     """Reads spec files at execution time, so an edited spec applies to the next run."""
 
-    directory: str = Field(default_factory=lambda: os.environ.get("GANPIPE_SPECS", "specs"))
+    directory: str = Field(default_factory=lambda: Settings.from_env().specs)
 
     def get(self, name: str) -> Spec:
         specs, errors = load_specs(self.directory)
@@ -84,9 +87,9 @@ class MLflowResource(dg.ConfigurableResource):
     """MLflow tracking and registry. Default store: SQLite under the storage root, artifacts in
     <root>/mlartifacts; one experiment per spec."""
 
-    tracking_uri: str = Field(default_factory=lambda: os.environ.get("MLFLOW_TRACKING_URI", ""))
-    storage_root: str = Field(default_factory=lambda: os.environ.get("GANPIPE_HOME", "var"))
-    ui_url: str = Field(default_factory=lambda: os.environ.get("GANPIPE_MLFLOW_UI", "http://127.0.0.1:5000"))
+    tracking_uri: str = Field(default_factory=lambda: Settings.from_env().mlflow_tracking_uri)
+    storage_root: str = Field(default_factory=lambda: Settings.from_env().home)
+    ui_url: str = Field(default_factory=lambda: Settings.from_env().mlflow_ui)
 
     @property
     def uri(self) -> str:
@@ -94,7 +97,7 @@ class MLflowResource(dg.ConfigurableResource):
             return self.tracking_uri
         return f"sqlite:///{Path(self.storage_root).absolute() / 'mlflow.db'}"
 
-    artifacts: str = Field(default_factory=lambda: os.environ.get("GANPIPE_MLFLOW_ARTIFACTS", ""))  # e.g. s3://bucket/mlflow
+    artifacts: str = Field(default_factory=lambda: Settings.from_env().mlflow_artifacts)  # e.g. s3://bucket/mlflow
 
     @property
     def artifact_root(self) -> str:

@@ -5,18 +5,19 @@ A bad spec is reported with its file and field and does not stop the other specs
 from __future__ import annotations
 
 import dataclasses
-import os
 from pathlib import Path
 from typing import Any, Literal, Optional
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, RootModel, ValidationError, field_validator, model_validator
 
-from gan_core.export import SPEC_NAME
 from gan_core.metrics import MetricsError, metric_info, resolve_metric
 from gan_core.models import SUPPORTED_SIZES
 from gan_core.semi import PSEUDO_LABEL_CONFIDENCE
 from gan_core.train import PROFILES, TrainConfig
+
+from .layout import SPEC_NAME
+from .settings import Settings
 
 NAME_PATTERN = SPEC_NAME.pattern  # a path segment and partition key; readers check names with the same rule
 
@@ -204,7 +205,7 @@ class Spec(_Strict):
 
 
 def default_specs_dir() -> Path:
-    return Path(os.environ.get("GANPIPE_SPECS", "specs"))
+    return Path(Settings.from_env().specs)
 
 
 def _describe(error: ValidationError) -> str:

@@ -17,6 +17,7 @@ import torch
 
 from gan_core.export import ExportError, read_export
 from pipelines.definitions import IN_PROCESS_RUN_CONFIG, build_definitions, with_checks
+from pipelines.layout import find_export
 
 BIN = Path(sys.executable).parent  # this environment's console scripts
 
@@ -259,8 +260,8 @@ def _assert_first_night(env, result, tracking_uri: str | None = None) -> None:
     assert "recommended" not in client.get_registered_model("gan-tiny").aliases and champion.tags["uplift_gate"] == "failed"
     assert "gain" in champion.tags["recommended_mix"]
     with pytest.raises(ExportError, match="no recommended export of spec 'tiny'"):
-        read_export(spec="tiny", root=env["home"])
-    assert read_export(spec="tiny", which="latest", root=env["home"]).num_rows == table.num_rows
+        find_export("tiny", root=env["home"])
+    assert read_export(find_export("tiny", which="latest", root=env["home"])).num_rows == table.num_rows
     card = (exports[0] / "README.md").read_text()  # the dataset card: what a person reads, with the verdict that landed last
     assert f"**Not recommended**. {report['verdict']}" in card and f"run `{champion.run_id}`" in card and "/#/experiments/" in card
     assert manifest["lineage"]["data"]["content_hash"][:16] in card and "Licence: **not set**" in card

@@ -39,3 +39,27 @@ def test_kubernetes_instance_and_run_config_validate_and_training_asks_for_a_gpu
     monkeypatch.setenv("GANPIPE_EXECUTOR", "slurm")
     with pytest.raises(ValueError, match="GANPIPE_EXECUTOR"):
         build_definitions(str(ganpipe_env["specs"]), str(ganpipe_env["home"]))
+
+
+def test_settings_are_read_from_the_environment_in_one_place(ganpipe_env, monkeypatch, tmp_path):
+    import dagster as dg
+
+    from pipelines.definitions import build_definitions
+    from pipelines.settings import ENVIRONMENT, Settings, SettingsError
+
+    settings = Settings.from_env({"GANPIPE_HOME": str(tmp_path), "GANPIPE_EXPORT_PROCESSES": "3", "GANPIPE_SPECS": ""})
+    assert settings.root == tmp_path and settings.export_processes == 3 and settings.specs == "specs"  # empty means unset
+    for variable, value in (("GANPIPE_PROCESSES", "two"), ("GANPIPE_EXPORT_PROCESSES", "0"), ("GANPIPE_EXECUTOR", "slurm")):
+        with pytest.raises(SettingsError, match=f"{variable}: expected .*{value!r}"):
+            Settings.from_env({variable: value})
+    # What the environment says reaches the resources the assets get.
+    monkeypatch.setenv("GANPIPE_EXPORT_PROCESSES", "2")
+    monkeypatch.setenv("GANPIPE_EXPORT_URI", "memory://exports")
+    resources = build_definitions(str(ganpipe_env["specs"]), str(ganpipe_env["home"])).resources
+    assert resources["compute"].export_processes == 2 and resources["storage"].export_uri == "memory://exports"
+    assert isinstance(resources["storage"], dg.ConfigurableResource)
+    # No other module of the pipeline reads the environment, and gan_core knows none of these variables.
+    readers = {str(path.relative_to(ROOT)) for path in (ROOT / "pipelines").rglob("*.py") if "os.environ" in path.read_text() or "getenv" in path.read_text()}
+    assert readers == {"pipelines/settings.py"}
+    named = {str(path.relative_to(ROOT)) for path in (ROOT / "gan_core").rglob("*.py") if any(name in path.read_text() for name in ENVIRONMENT.values())}
+    assert named == set()

@@ -154,8 +154,9 @@ def test_bad_unlabelled_inputs_name_the_file(tmp_path):
         load_unlabelled({"kind": "npz", "path": str(tmp_path / "none.npz")})
 
 
-def test_find_and_annotate_exports(tmp_path, tiny_generator, tiny_plan, lineage):
-    from gan_core.export import ExportError, annotate_export, export_samples, find_export, read_export, read_manifest, verify_export
+def test_find_and_annotate_exports(tmp_path, monkeypatch, tiny_generator, tiny_plan, lineage):
+    from gan_core.export import ExportError, annotate_export, export_samples, read_export, read_manifest, verify_export
+    from pipelines.layout import find_export
 
     root = tmp_path / "var"
     older, newer = (root / "exports" / "team-a" / f"v{v}" / "e" for v in (1, 2))
@@ -167,7 +168,7 @@ def test_find_and_annotate_exports(tmp_path, tiny_generator, tiny_plan, lineage)
     annotate_export(newer, "utility", {"recommended": False})
     assert find_export("team-a", root=root) == older and find_export("team-a", "latest", root=root) in (older, newer)
     verify_export(older)  # the parts and their checksums are untouched
-    assert read_export(spec="team-a", root=root).num_rows == 75 and read_manifest(older)["utility"]["recommended"] is True
+    assert read_export(find_export("team-a", root=root)).num_rows == 75 and read_manifest(older)["utility"]["recommended"] is True
     annotate_export(newer, "utility", {"recommended": True, "recommended_at": "2026-11-25T02:00:00Z"})
     assert find_export("team-a", root=root) == newer  # the newest recommendation wins
     with pytest.raises(ExportError, match="describes the parts"):
@@ -177,5 +178,5 @@ def test_find_and_annotate_exports(tmp_path, tiny_generator, tiny_plan, lineage)
             find_export(bad, root=root)
     with pytest.raises(ExportError, match="which: expected 'recommended' or 'latest'"):
         find_export("team-a", "best", root=root)
-    with pytest.raises(ExportError, match="either an export path or spec"):
-        read_export(older, spec="team-a")
+    monkeypatch.setenv("GANPIPE_HOME", str(root))  # the default root is the pipeline's storage root
+    assert find_export("team-a") == newer

@@ -92,7 +92,8 @@ def test_the_recommended_alias_moves_only_when_the_uplift_gate_passes(ganpipe_en
     most): a generator trained for 50 steps does not help a classifier and gets no `recommended`
     alias; one trained for 2,000 (the quick profile's model, fewer steps than its 3,000) does, and its
     export becomes the spec's recommended one (about 6 minutes on 2 cores)."""
-    from gan_core.export import ExportError, find_export, read_export, read_manifest
+    from gan_core.export import ExportError, read_export, read_manifest
+    from pipelines.layout import find_export
 
     env = ganpipe_env
     (env["specs"] / "scarce.yaml").write_text(SCARCE_SPEC)
@@ -120,5 +121,5 @@ def test_the_recommended_alias_moves_only_when_the_uplift_gate_passes(ganpipe_en
     assert path.parent.name == "v2"
     utility = read_manifest(path)["utility"]
     assert utility["recommended"] is True and utility["gain"] > 0 and utility["gain_ci95"][0] > 0 and utility["share"] == report["uplift_best_share"].value
-    assert read_export(spec="scarce", root=env["home"]).num_rows == 3000
+    assert read_export(find_export("scarce", root=env["home"])).num_rows == 3000
     assert read_manifest(next((env["home"] / "exports" / "scarce" / "v1").iterdir()))["utility"]["recommended"] is False

@@ -23,12 +23,13 @@ up from the finished parts.
 """
 
 from .filter import ConfidenceFilter, filtered_samples
-from .plan import EXPORT_SCHEMA, IMAGE_FORMATS, MANIFEST, SCHEMA_VERSION, ExportError, ExportPlan, ExportResult, PlanError
+from .layout import MANIFEST, read_manifest
+from .plan import EXPORT_SCHEMA, IMAGE_FORMATS, SCHEMA_VERSION, ExportError, ExportPlan, ExportResult, PlanError
 from .png import encode_png, encode_pngs
-from .reader import SPEC_NAME, decode_images, export_schemas, find_export, read_export, read_manifest, verify_export
+from .reader import decode_images, export_schemas, read_export, verify_export
 from .screen import CopyScreen
 from .shards import export_in_processes
-from .store import annotate_export, commit_export, default_root, export_exists
+from .store import annotate_export, commit_export, export_exists
 from .writer import export_samples
 
 __all__ = [
@@ -36,7 +37,6 @@ __all__ = [
     "IMAGE_FORMATS",
     "MANIFEST",
     "SCHEMA_VERSION",
-    "SPEC_NAME",
     "ConfidenceFilter",
     "CopyScreen",
     "ExportError",
@@ -46,7 +46,6 @@ __all__ = [
     "annotate_export",
     "commit_export",
     "decode_images",
-    "default_root",
     "encode_png",
     "encode_pngs",
     "export_exists",
@@ -54,7 +53,6 @@ __all__ = [
     "export_samples",
     "export_schemas",
     "filtered_samples",
-    "find_export",
     "read_export",
     "read_manifest",
     "verify_export",

@@ -14,13 +14,11 @@ import pyarrow.parquet as pq
 import yaml
 
 from ..files import file_sha256
+from .layout import CARD, GRID, PARTS
 from .plan import ExportPlan, hf_features
 from .png import decode_images
 
-CARD = "README.md"
-GRID = "samples.png"
 GRID_CLASSES, GRID_COLUMNS = 20, 10  # the picture shows at most 20 classes, 10 samples each
-PARTS = "data/part-*.parquet"
 
 
 def write_documents(folder: Path, manifest: Mapping[str, Any], grid: bool = True) -> list[dict[str, Any]]:

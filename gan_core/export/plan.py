@@ -18,12 +18,6 @@ SCHEMA_VERSION = 1
 IMAGE_FORMATS = ("png", "raw")
 
 
-MANIFEST = "_manifest.json"
-
-
-PLAN_FILE = "_plan.json"
-
-
 class ExportError(RuntimeError):
     """An export that cannot be written, committed or read as asked; the message says which file."""
 

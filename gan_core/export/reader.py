@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import re
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -11,20 +9,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..files import file_sha256
-from .plan import MANIFEST, ExportError
+from .layout import DATA_DIR, MANIFEST, filesystem, read_manifest
+from .plan import ExportError
 from .png import decode_images
-from .store import DATA_DIR, default_root, filesystem
-
-
-def read_manifest(path: str | Path) -> dict[str, Any]:
-    fs, base = filesystem(path)
-    manifest_path = f"{base}/{MANIFEST}"
-    try:
-        return json.loads(fs.cat_file(manifest_path))
-    except FileNotFoundError as error:
-        raise ExportError(f"{manifest_path}: missing; '{path}' is not a complete export") from error
-    except ValueError as error:
-        raise ExportError(f"{manifest_path}: not valid JSON ({error})") from error
 
 
 def _in_export(path: str) -> bool:
@@ -69,49 +56,18 @@ def verify_export(path: str | Path) -> dict[str, Any]:
     return manifest
 
 
-SPEC_NAME = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
-
-
-def find_export(spec: str, which: str = "recommended", root: str | Path | None = None) -> Path:
-    """The newest export of `spec` under the storage root (default `GANPIPE_HOME` or ./var):
-    `which="recommended"` only those the uplift gate marked recommended (`utility.recommended` in the
-    manifest), `which="latest"` any."""
-    if not isinstance(spec, str) or not SPEC_NAME.match(spec):
-        raise ExportError(f"spec: expected a spec name of [a-z0-9-], got {spec!r}")
-    if which not in ("recommended", "latest"):
-        raise ExportError(f"which: expected 'recommended' or 'latest', got {which!r}")
-    exports = (Path(root) if root is not None else default_root()) / "exports" / spec
-    found = []
-    for manifest_path in exports.glob(f"v*/*/{MANIFEST}"):
-        manifest = json.loads(manifest_path.read_text())
-        utility = manifest.get("utility") or {}
-        if which == "latest" or utility.get("recommended") is True:
-            found.append((utility.get("recommended_at", "") if which == "recommended" else "", manifest["created_at"], str(manifest_path.parent)))
-    if not found:
-        kind = "recommended export" if which == "recommended" else "export"
-        raise ExportError(f"no {kind} of spec '{spec}' under '{exports}'" + (" (none has passed the uplift gate yet)" if which == "recommended" else ""))
-    return Path(max(found)[2])
-
-
 def read_export(
-    path: str | Path | None = None,
+    path: str | Path,
     *,
-    spec: str | None = None,
-    which: str = "recommended",
-    root: str | Path | None = None,
     as_pandas: bool = False,
     decode: bool = False,
     verify: bool = True,
 ):
-    """Read a committed export (verified against its manifest unless verify=False): the one at
-    `path`, or with `spec` the newest one of that spec under the storage root `root` (`which`:
-    "recommended", the default, or "latest"; see `find_export`).
+    """Read the committed export at `path`, a folder or any fsspec URI (verified against its
+    manifest unless verify=False; `pipelines.layout.find_export` finds a spec's newest one).
 
     Returns a pyarrow Table (or a pandas DataFrame with as_pandas=True); with decode=True, a pair
     (table or frame, images as uint8 N×C×H×W in sample_id order)."""
-    if (path is None) == (spec is None):
-        raise ExportError("read_export: pass either an export path or spec=<name>")
-    path = path if path is not None else find_export(spec, which, root)
     fs, base = filesystem(path)
     manifest = verify_export(path) if verify else read_manifest(path)
     tables = []

@@ -24,7 +24,7 @@ from ..classifier import Judge
 from .filter import ConfidenceFilter
 from .plan import ExportError, ExportPlan
 from .screen import CopyScreen
-from .store import commit_export, default_root
+from .store import commit_export
 from .writer import export_samples
 
 
@@ -35,7 +35,7 @@ def export_in_processes(
     *,
     processes: int,
     lineage: Mapping[str, Any] | None = None,
-    root: str | Path | None = None,
+    root: str | Path,
     screen: CopyScreen | None = None,
     confidence: ConfidenceFilter | None = None,
     threads: int | None = None,
@@ -43,7 +43,7 @@ def export_in_processes(
     """Write `plan` with `processes` workers sharing the machine's cores (`threads` each), then commit.
     Returns the manifest and each worker's report (shard, pid, parts, peak_rss_mb). A failed shard
     raises ExportError; its finished parts stay in staging for a rerun."""
-    root = Path(root) if root is not None else default_root()
+    root = Path(root)
     (root / "staging").mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=root / "staging", prefix="export-job-") as scratch:
         job = {

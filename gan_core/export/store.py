@@ -3,7 +3,6 @@ directory, the commit that makes an export visible in one step, and the upload t
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -15,23 +14,11 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from ..files import atomic_write, file_sha256
-from .card import CARD, write_documents
-from .plan import MANIFEST, PLAN_FILE, SCHEMA_VERSION, ExportError, ExportPlan
+from .card import write_documents
+from .layout import CARD, DATA_DIR, MANIFEST, PLAN_FILE, filesystem, is_uri, read_manifest, staging_dir
+from .plan import SCHEMA_VERSION, ExportError, ExportPlan
 from .filter import filter_verdict
 from .screen import screen_verdict
-
-
-def default_root() -> Path:
-    return Path(os.environ.get("GANPIPE_HOME", "var"))
-
-
-def is_uri(destination: str | Path) -> bool:
-    return "://" in str(destination) and not str(destination).startswith("file://")
-
-
-def staging_dir(destination: str | Path, root: Path) -> Path:
-    key = hashlib.sha256(str(destination if is_uri(destination) else Path(destination).resolve()).encode()).hexdigest()[:20]
-    return root / "staging" / f"export-{key}"
 
 
 def check_destination(destination: str | Path, root: Path, allow_outside_root: bool) -> None:
@@ -44,13 +31,6 @@ def check_destination(destination: str | Path, root: Path, allow_outside_root: b
 
 def write_json_atomic(path: Path, payload: Any) -> None:
     atomic_write(path, lambda temp: temp.write_text(json.dumps(payload, indent=2, sort_keys=True)))
-
-
-DATA_DIR = "data"  # a committed export's parts: <destination>/data/part-NNNNN.parquet
-
-
-def part_name(part: int) -> str:
-    return f"part-{part:05d}.parquet"
 
 
 def finished_parts(staging: Path) -> dict[int, dict[str, Any]]:
@@ -70,10 +50,10 @@ def export_exists(destination: str | Path) -> bool:
     return Path(destination).exists()  # a local export appears in one rename, complete
 
 
-def commit_export(plan: ExportPlan, destination: str | Path, *, root: str | Path | None = None, allow_outside_root: bool = False) -> dict[str, Any]:
+def commit_export(plan: ExportPlan, destination: str | Path, *, root: str | Path, allow_outside_root: bool = False) -> dict[str, Any]:
     """Verify every part in staging (rows, checksums, sample_id ranges), write the manifest and
     make the export visible in one step."""
-    root = Path(root) if root is not None else default_root()
+    root = Path(root)
     check_destination(destination, root, allow_outside_root)
     if export_exists(destination):
         raise ExportError(f"export '{destination}' already exists and is complete; refusing to overwrite it")
@@ -146,8 +126,6 @@ def annotate_export(path: str | Path, key: str, value: Any) -> dict[str, Any]:
     """Set one top-level entry of a committed export's manifest (e.g. `utility`, what the export is
     worth to a classifier, known only once it was measured), replacing the manifest in one step.
     The parts and their checksums are untouched. Returns the new manifest."""
-    from .reader import read_manifest
-
     if key in ("files", "total_rows", "schema_version", "counts_per_class", "image_shape", "image_format", "documents"):
         raise ExportError(f"manifest entry {key!r} describes the parts and cannot be changed after commit")
     manifest = {**read_manifest(path), key: value}
@@ -189,13 +167,3 @@ def _upload(staging: Path, uri: str) -> None:
             fs.put_file(str(file), f"{path}/{file.relative_to(staging).as_posix()}")
     fs.put_file(str(staging / MANIFEST), f"{path}/{MANIFEST}")
     shutil.rmtree(staging)
-
-
-def filesystem(path: str | Path):
-    """(fsspec filesystem, path on it): a local path or any fsspec URI (s3://, gs://, memory://...)."""
-    import fsspec
-
-    if is_uri(path):
-        fs, inner = fsspec.core.url_to_fs(str(path))
-        return fs, inner.rstrip("/")
-    return fsspec.filesystem("file"), str(Path(path))

@@ -7,6 +7,7 @@ import json
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
@@ -19,57 +20,72 @@ from ..checkpoint import weights_digest  # a resumed export must come from the v
 from ..files import file_sha256
 from ..models import FoldedGenerator
 from ..sample import generate
-from .plan import IMAGE_TYPE, PLAN_FILE, ExportError, ExportPlan, ExportResult, PlanError, schema_for
+from .layout import PLAN_FILE, part_name, staging_dir
+from .plan import IMAGE_TYPE, ExportError, ExportPlan, ExportResult, PlanError, schema_for
 from .filter import ConfidenceFilter
 from .png import encode_batch
 from .screen import CopyScreen
-from .store import check_destination, commit_export, default_root, export_exists, finished_parts, part_name, staging_dir, write_json_atomic
+from .store import check_destination, commit_export, export_exists, finished_parts, write_json_atomic
 
 
-def _encoded_batches(
-    generator: FoldedGenerator,
-    plan: ExportPlan,
-    start: int,
-    stop: int,
-    pool: ThreadPoolExecutor,
-    workers: int,
-    depth: int,
-    screen: CopyScreen | None,
-    copies: dict[str, int],
-    confidence: ConfidenceFilter | None,
-    acceptance: dict[str, list[int]],
-) -> Iterator[tuple[int, int, np.ndarray, list[bytes]]]:
-    """Generate on the device in the calling thread while `pool` encodes earlier batches; yields
-    (start, stop, seeds, payloads). With a `screen`, its counts for each batch are added to `copies`;
-    with a `confidence` filter, rejected draws are replaced and counted in `acceptance`."""
+@dataclass
+class _PartJob:
+    """What writing one part needs, shared by every part of an export."""
+
+    generator: FoldedGenerator
+    plan: ExportPlan
+    staging: Path
+    lineage: Mapping[str, Any]
+    schema: pa.Schema
+    pool: ThreadPoolExecutor  # encodes earlier batches while the calling thread generates
+    workers: int
+    screen: CopyScreen | None
+    confidence: ConfidenceFilter | None
+    depth: int = 2  # batches in flight in the pool
+
+
+@dataclass
+class _Tally:
+    """One part's counts: copies the screen found, draws the confidence filter accepted."""
+
+    copies: dict[str, int] = field(default_factory=dict)
+    acceptance: dict[str, list[int]] = field(default_factory=dict)
+
+
+def _encoded_batches(job: _PartJob, start: int, stop: int, tally: _Tally) -> Iterator[tuple[int, int, np.ndarray, list[bytes]]]:
+    """Generate on the device in the calling thread while the pool encodes earlier batches; yields
+    (start, stop, seeds, payloads). With a screen, its counts for each batch are added to the tally;
+    with a confidence filter, rejected draws are replaced and counted in it."""
+    plan = job.plan
     pending: list[tuple[int, int, np.ndarray, Any]] = []
     for batch_start in range(start, stop, plan.batch_size):
         batch_stop = min(batch_start + plan.batch_size, stop)
-        if confidence is None:
+        if job.confidence is None:
             seeds = plan.seeds_for(batch_start, batch_stop)
-            images = generate(generator, plan.labels_for(batch_start, batch_stop), seeds=seeds, batch_size=plan.batch_size)
+            images = generate(job.generator, plan.labels_for(batch_start, batch_stop), seeds=seeds, batch_size=plan.batch_size)
         else:
-            images, seeds = confidence.draw(generator, plan, batch_start, batch_stop, acceptance)
-        if screen is not None:
-            for key, value in screen.count(images).items():
-                copies[key] = copies.get(key, 0) + value
+            images, seeds = job.confidence.draw(job.generator, plan, batch_start, batch_stop, tally.acceptance)
+        if job.screen is not None:
+            for key, value in job.screen.count(images).items():
+                tally.copies[key] = tally.copies.get(key, 0) + value
         # Split the batch so every worker gets a share even when one batch is in flight.
-        chunks = np.array_split(images, workers)
-        pending.append((batch_start, batch_stop, seeds, [pool.submit(encode_batch, chunk, plan.image_format) for chunk in chunks]))
-        while len(pending) > depth:
+        chunks = np.array_split(images, job.workers)
+        pending.append((batch_start, batch_stop, seeds, [job.pool.submit(encode_batch, chunk, plan.image_format) for chunk in chunks]))
+        while len(pending) > job.depth:
             first, last, batch_seeds, futures = pending.pop(0)
             yield first, last, batch_seeds, [payload for future in futures for payload in future.result()]
     for first, last, batch_seeds, futures in pending:
         yield first, last, batch_seeds, [payload for future in futures for payload in future.result()]
 
 
-def _batch_table(plan: ExportPlan, start: int, stop: int, seeds: np.ndarray, payloads: list[bytes], lineage: Mapping[str, Any], schema: pa.Schema) -> pa.Table:
+def _batch_table(job: _PartJob, start: int, stop: int, seeds: np.ndarray, payloads: list[bytes]) -> pa.Table:
+    plan = job.plan
     labels = plan.labels_for(start, stop)
     sample_ids = np.arange(start, stop, dtype=np.int64)
     suffix = ".png" if plan.image_format == "png" else ".raw"
     names = pa.DictionaryArray.from_arrays(pa.array(labels.astype(np.int32)), pa.array(list(plan.class_names), pa.string()))
-    model_name = str(lineage.get("model_name", ""))
-    model_version = str(lineage.get("model_version", ""))
+    model_name = str(job.lineage.get("model_name", ""))
+    model_version = str(job.lineage.get("model_version", ""))
     constant = lambda text: pa.DictionaryArray.from_arrays(pa.array(np.zeros(stop - start, np.int32)), pa.array([text], pa.string()))  # noqa: E731
     image = pa.StructArray.from_arrays(
         [pa.array(payloads, pa.binary()), pa.array([f"{i}{suffix}" for i in range(start, stop)], pa.string())],
@@ -77,68 +93,50 @@ def _batch_table(plan: ExportPlan, start: int, stop: int, seeds: np.ndarray, pay
     )
     return pa.Table.from_arrays(
         [pa.array(sample_ids), pa.array(labels), names, image, pa.array(seeds), constant(model_name), constant(model_version)],
-        schema=schema,
+        schema=job.schema,
     )
 
 
-def _prepare_staging(
-    staging: Path,
-    plan: ExportPlan,
-    lineage: Mapping[str, Any],
-    generator_settings: Mapping[str, Any],
-    screen: CopyScreen | None,
-    confidence: ConfidenceFilter | None,
-) -> None:
-    staging.mkdir(parents=True, exist_ok=True)
+def _prepare_staging(job: _PartJob, generator_settings: Mapping[str, Any]) -> None:
+    """Staging with its plan file; a rerun must bring the very same plan, lineage, generator and checks."""
+    job.staging.mkdir(parents=True, exist_ok=True)
     wanted = {
-        "plan": plan.identity(),
-        "lineage": dict(lineage),
+        "plan": job.plan.identity(),
+        "lineage": dict(job.lineage),
         "generator": dict(generator_settings),
-        "screen": screen.identity() if screen else None,
-        "filter": confidence.identity() if confidence else None,
+        "screen": job.screen.identity() if job.screen else None,
+        "filter": job.confidence.identity() if job.confidence else None,
     }
     wanted = json.loads(json.dumps(wanted, default=str))
-    plan_path = staging / PLAN_FILE
+    plan_path = job.staging / PLAN_FILE
     if plan_path.exists():
         existing = json.loads(plan_path.read_text())
         if existing != wanted:
             raise ExportError(
-                f"staging '{staging}' holds an unfinished export with another plan or lineage; "
+                f"staging '{job.staging}' holds an unfinished export with another plan or lineage; "
                 "finish it with the same settings or remove that staging directory"
             )
     else:
         write_json_atomic(plan_path, wanted)
 
 
-def _write_part(
-    generator: FoldedGenerator,
-    plan: ExportPlan,
-    part: int,
-    staging: Path,
-    lineage,
-    schema,
-    pool,
-    workers: int,
-    depth: int,
-    screen: CopyScreen | None,
-    confidence: ConfidenceFilter | None,
-) -> dict[str, Any]:
+def _write_part(job: _PartJob, part: int) -> dict[str, Any]:
+    """One part file, fsynced and renamed into staging, and its sidecar with rows and checksum."""
+    plan, staging = job.plan, job.staging
     start, stop = plan.part_range(part)
-    copies: dict[str, int] = {}
-    acceptance: dict[str, list[int]] = {}
+    tally = _Tally()
     final = staging / part_name(part)
     temp = staging / f".{part_name(part)}.{os.getpid()}.tmp"
     try:
-        with pq.ParquetWriter(temp, schema, compression="zstd", write_statistics=["sample_id", "label", "seed"]) as writer:
+        with pq.ParquetWriter(temp, job.schema, compression="zstd", write_statistics=["sample_id", "label", "seed"]) as writer:
             # Payloads are collected as plain bytes and become one Arrow table per row group: many
             # small per-batch tables cost far more memory than the payloads themselves.
             group_start, group, group_seeds = start, [], []
-            batches = _encoded_batches(generator, plan, start, stop, pool, workers, depth, screen, copies, confidence, acceptance)
-            for _, batch_stop, seeds, payloads in batches:
+            for _, batch_stop, seeds, payloads in _encoded_batches(job, start, stop, tally):
                 group.extend(payloads)
                 group_seeds.append(seeds)
                 if len(group) >= plan.row_group_size or batch_stop == stop:
-                    table = _batch_table(plan, group_start, batch_stop, np.concatenate(group_seeds), group, lineage, schema)
+                    table = _batch_table(job, group_start, batch_stop, np.concatenate(group_seeds), group)
                     writer.write_table(table, row_group_size=plan.row_group_size)
                     group_start, group, group_seeds = batch_stop, [], []
         with open(temp, "rb+") as handle:
@@ -159,10 +157,10 @@ def _write_part(
         "sample_id_stop": stop,
         "bytes": final.stat().st_size,
     }
-    if screen is not None:
-        info["copies"] = copies
-    if confidence is not None:
-        info["acceptance"] = acceptance
+    if job.screen is not None:
+        info["copies"] = tally.copies
+    if job.confidence is not None:
+        info["acceptance"] = tally.acceptance
     write_json_atomic(staging / f"part-{part:05d}.json", info)
     return info
 
@@ -173,7 +171,7 @@ def export_samples(
     destination: str | Path,
     *,
     lineage: Mapping[str, Any] | None = None,
-    root: str | Path | None = None,
+    root: str | Path,
     allow_outside_root: bool = False,
     shard: tuple[int, int] | None = None,
     commit: bool = True,
@@ -189,7 +187,7 @@ def export_samples(
     `confidence` keeps only images the judge gives their label with at least its min_confidence;
     `progress` gets one line per part written (rows, rows/s, time left)."""
     started = time.perf_counter()
-    root = Path(root) if root is not None else default_root()
+    root = Path(root)
     lineage = dict(lineage or {})
     check_destination(destination, root, allow_outside_root)
     if export_exists(destination):
@@ -202,19 +200,17 @@ def export_samples(
     settings = {"model": config.to_dict(), "weights_sha256": weights_digest(generator), "seed": plan.seed, "image_shape": list(image_shape)}
     if confidence is not None and list(confidence.judge.class_names) != list(plan.class_names):
         raise PlanError(f"confidence filter: the judge's classes {confidence.judge.class_names} are not the plan's {list(plan.class_names)}")
-    _prepare_staging(staging, plan, lineage, settings, screen, confidence)
-    schema = schema_for(plan, lineage, image_shape)
 
     parts = plan.shards(shard[1])[shard[0]] if shard else list(range(plan.num_parts))
-    finished = finished_parts(staging)
     workers = workers or max(1, os.cpu_count() or 1)
-    written = 0
-    folded = FoldedGenerator(generator)
-    todo = [part for part in parts if part not in finished]
-    rows = 0
+    written = rows = 0
     with ThreadPoolExecutor(max_workers=workers) as pool:
+        job = _PartJob(FoldedGenerator(generator), plan, staging, lineage, schema_for(plan, lineage, image_shape), pool, workers, screen, confidence)
+        _prepare_staging(job, settings)
+        finished = finished_parts(staging)
+        todo = [part for part in parts if part not in finished]
         for part in todo:
-            _write_part(folded, plan, part, staging, lineage, schema, pool, workers, depth=2, screen=screen, confidence=confidence)
+            _write_part(job, part)
             written += 1
             rows += plan.part_range(part)[1] - plan.part_range(part)[0]
             if progress is not None:
