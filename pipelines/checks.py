@@ -7,31 +7,32 @@ import dagster as dg
 from gan_core.export import EXPORT_SCHEMA, export_schemas, read_export, verify_export
 from gan_core.metrics import metric_info, resolve_metric, too_small
 
-from .assets.common import upstream
+from . import records
 from .assets.evaluate import gan_evaluation
 from .assets.export import synthetic_dataset
-from .assets.report import augmentation_report, min_uplift, uplift_verdict
-from .registry import evaluated_description, model_name, version_metrics
+from .assets.report import augmentation_report
+from .registry import evaluated_description, model_name
 from .resources import MLflowResource, SpecsResource
 from .specs import Spec
 
 
 @dg.asset_check(asset=gan_evaluation, blocking=True, description="the spec's evaluation.gates")
-def quality_gate(context: dg.AssetCheckExecutionContext, specs: SpecsResource, mlflow_store: MLflowResource) -> dg.AssetCheckResult:
-    """Every gate of the spec against the version's figures at full precision; the verdict goes on
+def quality_gate(
+    context: dg.AssetCheckExecutionContext, specs: SpecsResource, mlflow_store: MLflowResource, gan_evaluation: records.Evaluation
+) -> dg.AssetCheckResult:
+    """Every gate of the spec against the evaluation's figures at full precision; the verdict goes on
     the model version (tag `quality_gate`, description) as well."""
     spec = specs.get(context.partition_key)
-    evaluation = upstream(context, "gan_evaluation")
-    name, version = evaluation["model_name"], str(evaluation["model_version"])
+    evaluation = gan_evaluation
+    name, version, metrics = evaluation.model_name, evaluation.model_version, evaluation.metrics
     client = mlflow_store.client()
     registered = client.get_model_version(name, version)
-    metrics = version_metrics(registered)
-    results = gate_results(spec, metrics, evaluation["backbone"], evaluation.get("n_compare"))
+    results = gate_results(spec, metrics, evaluation.backbone, evaluation.n_compare)
     passed = all(ok for ok, _ in results.values())
     client.set_model_version_tag(name, version, "quality_gate", "passed" if passed else "failed")
     trained = registered.tags.get("trained", f"spec {spec.name}")
     client.update_model_version(
-        name, version, description=evaluated_description(trained, passed, results, metrics, evaluation["primary_metric"], evaluation["backbone"])
+        name, version, description=evaluated_description(trained, passed, results, metrics, evaluation.primary_metric, evaluation.backbone)
     )
     return dg.AssetCheckResult(
         passed=passed,
@@ -62,9 +63,8 @@ def gate_results(spec: Spec, metrics: dict[str, float], backbone: str, n_compare
 
 
 @dg.asset_check(asset=synthetic_dataset, description="row count, schema and readability against the manifest")
-def export_valid(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
-    export = upstream(context, "synthetic_dataset")
-    destination, expected_rows = export["path"], export["planned_rows"]
+def export_valid(context: dg.AssetCheckExecutionContext, synthetic_dataset: records.Export) -> dg.AssetCheckResult:
+    destination, expected_rows = synthetic_dataset.path, synthetic_dataset.planned_rows
     problems = []
     try:
         manifest = verify_export(destination)
@@ -83,24 +83,26 @@ def export_valid(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
 
 
 @dg.asset_check(asset=augmentation_report, blocking=True, description="do no harm: gates.min_uplift, and a 95% interval of the gain above 0")
-def uplift_gate(context: dg.AssetCheckExecutionContext, specs: SpecsResource, mlflow_store: MLflowResource) -> dg.AssetCheckResult:
+def uplift_gate(
+    context: dg.AssetCheckExecutionContext, specs: SpecsResource, mlflow_store: MLflowResource, augmentation_report: records.Uplift
+) -> dg.AssetCheckResult:
     """The export is recommended only when the best share's gain over real only exceeds
-    `gates.min_uplift` (default 0) and the lower bound of its 95% interval is above 0. When it
-    fails, `recommended` does not run: the export stays, marked not recommended, and no alias moves."""
+    `gates.min_uplift` (default 0) and the lower bound of its 95% interval is above 0: the verdict
+    `augmentation_report` took at full precision, which the manifest holds too. When it fails,
+    `recommended` does not run: the export stays, marked not recommended, and no alias moves."""
     spec = specs.get(context.partition_key)
-    report = upstream(context, "augmentation_report")
-    passed, reason = uplift_verdict(spec, report)
-    mlflow_store.client().set_model_version_tag(model_name(spec.name), str(report["model_version"]), "uplift_gate", "passed" if passed else "failed")
+    report = augmentation_report
+    mlflow_store.client().set_model_version_tag(model_name(spec.name), report.model_version, "uplift_gate", "passed" if report.passed else "failed")
     return dg.AssetCheckResult(
-        passed=passed,
+        passed=report.passed,
         severity=dg.AssetCheckSeverity.ERROR,
         metadata={
-            "verdict": reason,
-            "min_uplift": min_uplift(spec),
-            "gain": report["uplift_gain"],
-            "gain_ci_low": report["uplift_gain_ci_low"],
-            "best_share": report["uplift_best_share"],
-            "export_path": dg.MetadataValue.path(report["export_path"]),
+            "verdict": report.verdict,
+            "min_uplift": report.min_uplift,
+            "gain": report.figures["uplift_gain"],
+            "gain_ci_low": report.figures["uplift_gain_ci_low"],
+            "best_share": report.figures["uplift_best_share"],
+            "export_path": dg.MetadataValue.path(report.export_path),
         },
     )
 

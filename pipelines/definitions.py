@@ -12,6 +12,7 @@ from .assets import ALL_ASSETS
 from .assets.common import COMPUTE_TAG
 from .checks import ALL_CHECKS
 from .partitions import SPEC_PARTITIONS, spec_partitions
+from .io_manager import RecordIOManager
 from .resources import ComputeResource, MLflowResource, SpecsResource, StorageResource
 from .schedules import build_schedules
 from .sensors import build_folder_sensor
@@ -56,6 +57,7 @@ def build_definitions(specs_dir: str | None = None, storage_root: str | None = N
         resources={
             "specs": SpecsResource(directory=specs_dir),
             "storage": StorageResource(root=storage_root, export_uri=settings.export_uri),
+            "io_manager": RecordIOManager(root=storage_root),  # each asset's record, per run
             "mlflow_store": mlflow_store,
             "compute": ComputeResource(
                 device=settings.device,
@@ -66,12 +68,12 @@ def build_definitions(specs_dir: str | None = None, storage_root: str | None = N
     )
 
 
-def with_checks(defs: dg.Definitions, names: list[str] | None = None) -> list:
-    """The named assets of `defs` (all by default) with the checks that target them: what
-    `dg.materialize` needs to run a selection in process as the job would, gates included."""
-    assets = [asset for asset in defs.assets if names is None or asset.key.path[-1] in names]
-    keys = {asset.key for asset in assets}
-    return [*assets, *(check for check in defs.asset_checks if all(key.asset_key in keys for key in check.check_keys))]
+def with_checks(defs: dg.Definitions, names: list[str] | None = None) -> dict:
+    """`dg.materialize(**with_checks(defs, names), ...)`: the named assets of `defs` (all by default)
+    with the checks that target them, run in process as the job would, gates included; the rest of
+    the graph comes along unselected, so that a selected asset's inputs load from their records."""
+    assets = [*defs.assets, *defs.asset_checks]
+    return {"assets": assets, "selection": None if names is None else dg.AssetSelection.assets(*names)}
 
 
 def _executor(choice: str):

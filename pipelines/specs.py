@@ -168,6 +168,9 @@ class ExportSpec(_Strict):
     # The default was chosen with benchmarks/uplift.py.
     min_confidence: float = Field(default=0.9, ge=0, lt=1)
     min_acceptance: float = Field(default=0.0, ge=0, le=1)  # a class accepted less often fails the export
+    # The pixel copy screen fails an export whose share of near copies of training images (closer to
+    # one than the real holdout ever is) exceeds this; 1 only reports it. Exact copies always fail it.
+    max_near_copy_fraction: float = Field(default=1.0, ge=0, le=1)
     # The export's licence as the Hugging Face Hub names licences (cc-by-4.0, mit, apache-2.0, other...);
     # unset, the dataset card says so. Usually the licence of the real images the GAN learnt from.
     license: Optional[str] = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9.+-]*$", max_length=64)

@@ -104,7 +104,7 @@ def test_the_recommended_alias_moves_only_when_the_uplift_gate_passes(ganpipe_en
         ops = {"gan_model": {"config": {"steps": steps}}, "augmentation_report": {"config": {"classifier_steps": 200}}}
         defs = build_definitions(str(env["specs"]), str(env["home"]), f"sqlite:///{env['home'] / 'mlflow.db'}")
         return dg.materialize(
-            with_checks(defs, selection), partition_key="scarce", resources=defs.resources, instance=instance, run_config={"ops": ops}, raise_on_error=False
+            **with_checks(defs, selection), partition_key="scarce", resources=defs.resources, instance=instance, run_config={"ops": ops}, raise_on_error=False
         )
 
     useless = run(50)

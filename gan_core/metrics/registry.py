@@ -200,22 +200,16 @@ def _memorization_pixels(m: Measured) -> dict[str, float]:
     return {"": m.memorization_pixels.fraction_near_copies}
 
 
-def _uplift_metric(key: str, description: str, value: Callable[[Uplift], float]):
+def _uplift_metric(key: str, description: str) -> None:
     def compute(m: Measured) -> dict[str, float]:
-        return {"": value(m.uplift)}
+        return {"": m.uplift.figures()[key]}
 
     compute.__doc__ = description
     register_metric(key, higher_is_better=True, measured_on="uplift", samples="n_samples")(compute)
 
 
-_uplift_metric("uplift_real_only", "Holdout accuracy of the uplift classifier trained on real images only.", lambda u: u.real_only[0])
-
-
-_uplift_metric("uplift_real_plus_synthetic", "Holdout accuracy of the uplift classifier trained on real + synthetic.", lambda u: u.real_plus_synthetic[0])
-
-
-_uplift_metric("uplift_synthetic_only", "Holdout accuracy of the uplift classifier trained on synthetic only.", lambda u: u.synthetic_only[0])
-
-
-_uplift_metric("uplift_gain", "real + synthetic minus real only.", lambda u: u.gain)
-_uplift_metric("uplift_gain_ci_low", "Lower bound of the gain's 95% interval over seeds (paired by seed).", lambda u: u.gain_interval()[0])
+_uplift_metric("uplift_real_only", "Holdout accuracy of the uplift classifier trained on real images only.")
+_uplift_metric("uplift_real_plus_synthetic", "Holdout accuracy of the uplift classifier trained on real + synthetic.")
+_uplift_metric("uplift_synthetic_only", "Holdout accuracy of the uplift classifier trained on synthetic only.")
+_uplift_metric("uplift_gain", "real + synthetic minus real only.")
+_uplift_metric("uplift_gain_ci_low", "Lower bound of the gain's 95% interval over seeds (paired by seed).")

@@ -89,6 +89,21 @@ class Uplift:
         share = self.best_share if share is None else share
         return paired_interval(np.subtract(self.per_seed[share_arm(share)], self.per_seed["real"]), confidence)
 
+    def figures(self) -> dict[str, float]:
+        """Every figure of the study by its metric name, at full precision: what the registry's
+        `uplift_*` metrics, the pipeline's report and its gate all read."""
+        low, high = self.gain_interval()
+        return {
+            "uplift_real_only": self.real_only[0],
+            "uplift_real_plus_synthetic": self.real_plus_synthetic[0],
+            "uplift_synthetic_only": self.synthetic_only[0],
+            "uplift_gain": self.gain,
+            "uplift_gain_ci_low": low,
+            "uplift_gain_ci_high": high,
+            "uplift_best_share": self.best_share,
+            **{f"uplift_gain_{share_arm(share)}": self.gain_at(share) for share in self.shares},
+        }
+
     def summary(self) -> dict[str, Any]:
         """The recommended mix, as the manifest's `utility` entry and the model version's tags hold it."""
         low, high = self.gain_interval()

@@ -1,7 +1,7 @@
 """The asset graph, one partition per spec, one module per stage. Assets stay thin: read the spec
-and upstream references, call gan_core, log to MLflow, return metadata. Heavy objects travel as
-files; an asset finds its inputs through the metadata of the upstream materialization of the same
-partition (`common.upstream`), and its `deps` name them."""
+and their typed inputs, call gan_core, log to MLflow, return a record and metadata. An asset's
+inputs are its upstream assets' records (`records.py`), which `RecordIOManager` stores per run and
+loads from the run that produced them; heavy objects travel as files the records point at."""
 
 from .evaluate import gan_evaluation
 from .export import synthetic_dataset

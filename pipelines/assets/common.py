@@ -1,17 +1,20 @@
-"""What every stage shares: the group, the step tags, how an asset reads its upstream's
-materialization, and pictures in metadata."""
+"""What every stage shares: the group, the step tags, the spec a step works under, the snapshot's
+splits, and pictures in metadata."""
 
 import base64
 import re
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Optional, Sequence
 
 import dagster as dg
 import numpy as np
 
 from gan_core.data import ImageData, load_source
 
+from .. import records
 from ..partitions import SPEC_PARTITIONS
+from ..resources import SpecsResource
+from ..specs import Spec
 
 GROUP = "ganpipe"
 # Steps that keep every core busy with torch; the default executor runs one of them at a time.
@@ -29,15 +32,25 @@ K8S_GPU_TAGS = {
 STAGE = {"partitions_def": SPEC_PARTITIONS, "group_name": GROUP}  # every asset: one partition per spec
 
 
-def upstream(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext, asset: str) -> dict[str, Any]:
-    """Metadata of the latest materialization of `asset` for this partition: heavy objects travel
-    as files, and an asset finds them here (its `deps` name the assets it reads)."""
-    records = context.instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[context.partition_key]), limit=1
-    ).records
-    if not records:
-        raise dg.Failure(f"asset '{asset}' has no materialization for partition '{context.partition_key}'; materialize it first")
-    return {key: value.value for key, value in records[0].asset_materialization.metadata.items()}
+def spec_of(
+    specs: SpecsResource, context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext, snapshot: records.Snapshot, *made_from: Optional[object]
+) -> Spec:
+    """The partition's spec as it was when `real_images` made the snapshot this step reads: a spec
+    edited since then fails here, by name, rather than mixing two versions of its settings. Each
+    record in `made_from` (a judge, a model version) must come from that same snapshot."""
+    for record in made_from:
+        if record is not None and getattr(record, "snapshot", snapshot.content_hash) != snapshot.content_hash:
+            raise dg.Failure(
+                f"{type(record).__name__.lower()} {getattr(record, 'path', '')} was made from snapshot {record.snapshot[:12]}, "
+                f"not from this step's {snapshot.content_hash[:12]} ({snapshot.path}); materialize it again from real_images"
+            )
+    spec = specs.get(context.partition_key)
+    if records.spec_digest(spec) != snapshot.spec_digest:
+        raise dg.Failure(
+            f"{spec.path}: spec '{spec.name}' changed since real_images made the snapshot {snapshot.path} "
+            f"(settings {snapshot.spec_digest}, now {records.spec_digest(spec)}); materialize real_images and what follows again"
+        )
+    return spec
 
 
 def load_split(snapshot: str | Path) -> tuple[ImageData, ImageData]:

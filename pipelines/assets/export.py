@@ -8,19 +8,32 @@ import dagster as dg
 from gan_core.classifier import Judge
 from gan_core.export import ConfidenceFilter, CopyScreen, ExportPlan, export_exists, export_in_processes, export_samples, verify_export
 
-from ..registry import load_registered_generator, model_name, version_metrics
+from .. import records
+from ..registry import load_registered_generator, version_metrics
 from ..resources import ComputeResource, MLflowResource, SpecsResource, StorageResource
-from .common import COMPUTE_TAG, STAGE, load_split, upstream
-from .judge import judge_classifier
-from .ingest import real_images
-from .promote import champion_model
+from .common import COMPUTE_TAG, STAGE, load_split, spec_of
+
+
+def _lineage(spec, champion, mlflow_store: MLflowResource, snapshot: records.Snapshot) -> dict:
+    """What every row, the manifest and the dataset card say of where the export comes from."""
+    run_link = mlflow_store.run_link(mlflow_store.client().get_run(champion.run_id).info.experiment_id, champion.run_id)
+    return {
+        "model_name": champion.name,
+        "model_version": str(champion.version),
+        "run_id": champion.run_id,
+        "metrics": version_metrics(champion),
+        "spec": spec.name,
+        "license": spec.export.license,
+        "mlflow_run": run_link,
+        "data": snapshot.data_counts(),  # the training data's hash and counts, never its images
+    }
 
 
 class ExportConfig(dg.Config):
     samples_per_class: Optional[int] = None
 
 
-@dg.asset(**STAGE, deps=[champion_model, judge_classifier, real_images], kinds={"parquet"}, op_tags=COMPUTE_TAG)
+@dg.asset(**STAGE, kinds={"parquet"}, op_tags=COMPUTE_TAG)
 def synthetic_dataset(
     context: dg.AssetExecutionContext,
     config: ExportConfig,
@@ -28,22 +41,25 @@ def synthetic_dataset(
     storage: StorageResource,
     mlflow_store: MLflowResource,
     compute: ComputeResource,
-) -> dg.MaterializeResult:
+    real_images: records.Snapshot,
+    judge_classifier: records.Judge,
+    champion_model: records.Champion,
+) -> dg.Output[records.Export]:
     """Export a labelled synthetic dataset from the champion to Parquet, screened for copies of
     training images and, with `export.min_confidence`, filtered by the judge."""
-    spec = specs.get(context.partition_key)
-    name = model_name(spec.name)
-    champion = mlflow_store.client().get_model_version_by_alias(name, "champion")
-    generator = load_registered_generator(name, "@champion")  # the registry is the source of truth
-    data = upstream(context, "real_images")
-    train_split, holdout = load_split(data["snapshot"])
+    spec = spec_of(specs, context, real_images, judge_classifier)
+    name = champion_model.model_name
+    # The version this run's promotion left as champion, resolved once: its rows, tags and weights all come from it.
+    champion = mlflow_store.client().get_model_version(name, champion_model.champion_version)
+    generator = load_registered_generator(name, str(champion.version))
+    train_split, holdout = load_split(real_images.path)
     per_class = config.samples_per_class or spec.export.samples_per_class
     plan = ExportPlan.per_class(
         train_split.class_names, per_class, seed=spec.export.seed, image_format=spec.export.image_format, rows_per_part=spec.export.rows_per_part
     )
     confidence = None
     if spec.export.min_confidence > 0:
-        judge = Judge.load(upstream(context, "judge_classifier")["judge_path"])
+        judge = Judge.load(judge_classifier.path)
         confidence = ConfidenceFilter(judge, spec.export.min_confidence, spec.export.min_acceptance)
     export_id = f"n{per_class}-s{spec.export.seed}-{spec.export.image_format}" + (f"-c{spec.export.min_confidence:g}" if confidence else "")
     destination = storage.export_destination(spec.name, str(champion.version), export_id)
@@ -53,19 +69,8 @@ def synthetic_dataset(
             context.log.info(f"{destination} already holds this export of v{champion.version}; verifying it")
             manifest = verify_export(destination)
         else:
-            lineage = {
-                "model_name": name,
-                "model_version": str(champion.version),
-                "run_id": champion.run_id,
-                "metrics": version_metrics(champion),
-                "spec": spec.name,
-                "license": spec.export.license,
-                "mlflow_run": mlflow_store.run_link(mlflow_store.client().get_run(champion.run_id).info.experiment_id, champion.run_id),
-                # What the dataset card says of the training data: its hash and counts, never its images.
-                "data": {key: data[key] for key in ("content_hash", "train_images", "holdout_images", "unlabelled_images")},
-            }
-            limit = spec.evaluation.gates.limit("max", "memorization_fraction_features")
-            screen = CopyScreen.from_split(train_split, holdout, max_near_copy_fraction=1.0 if limit is None else limit)
+            lineage = _lineage(spec, champion, mlflow_store, real_images)
+            screen = CopyScreen.from_split(train_split, holdout, max_near_copy_fraction=spec.export.max_near_copy_fraction)
             if compute.export_processes > 1:
                 manifest, shards = export_in_processes(
                     generator, plan, destination, processes=compute.export_processes, lineage=lineage, root=storage.path, screen=screen, confidence=confidence
@@ -81,7 +86,9 @@ def synthetic_dataset(
                 context.log.info(f"exported {result.rows} rows in {result.wall_s:.1f} s to {destination}")
     copies = manifest.get("memorization") or {}
     accepted = manifest.get("filter") or {}
-    return dg.MaterializeResult(
+    record = records.Export(path=str(destination), model_version=str(champion.version), rows=manifest["total_rows"], planned_rows=plan.total)
+    return dg.Output(
+        record,
         metadata={
             "path": dg.MetadataValue.path(str(destination)),
             "rows": manifest["total_rows"],
@@ -97,5 +104,5 @@ def synthetic_dataset(
                 if accepted
                 else {}
             ),
-        }
+        },
     )

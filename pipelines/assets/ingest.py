@@ -9,13 +9,14 @@ import numpy as np
 from gan_core.data import UNLABELLED, ImageData, load_source, load_unlabelled, save_npz
 from gan_core.sample import save_grid
 
+from .. import records
 from ..resources import SpecsResource, StorageResource
 from ..specs import Spec
 from .common import STAGE, picture
 
 
 @dg.asset(**STAGE, kinds={"numpy"})
-def real_images(context: dg.AssetExecutionContext, specs: SpecsResource, storage: StorageResource) -> dg.MaterializeResult:
+def real_images(context: dg.AssetExecutionContext, specs: SpecsResource, storage: StorageResource) -> dg.Output[records.Snapshot]:
     """Load, validate and normalise the spec's real images; split off the holdout first; keep
     `labels_per_class` and pool the rest with the spec's unlabelled images; snapshot them."""
     spec = specs.get(context.partition_key)
@@ -47,9 +48,20 @@ def real_images(context: dg.AssetExecutionContext, specs: SpecsResource, storage
         context.log.warning(f"skipped {path}: {reason}")
     if holdout_copies:
         context.log.warning(f"dropped {holdout_copies} unlabelled image(s) identical to holdout images: the holdout never trains anything")
-    return dg.MaterializeResult(
+    record = records.Snapshot(
+        spec=spec.name,
+        spec_digest=records.spec_digest(spec),
+        path=str(snapshot),
+        content_hash=digest,
+        train_images=len(train_split),
+        holdout_images=len(holdout),
+        unlabelled_images=len(pool),
+    )
+    return dg.Output(
+        record,
         metadata={
             "snapshot": dg.MetadataValue.path(str(snapshot)),
+            "spec_digest": record.spec_digest,
             "content_hash": digest,
             "images": len(data),
             "train_images": len(train_split),
@@ -62,7 +74,7 @@ def real_images(context: dg.AssetExecutionContext, specs: SpecsResource, storage
             "skipped_files": len(skipped),
             "sample_grid": picture(snapshot / "real.png", rows=data.class_names[:rows]),
             **pool_grid,
-        }
+        },
     )
 
 

@@ -10,16 +10,18 @@ from gan_core.classifier import ClassifierConfig, classifier_steps
 from gan_core.semi import self_train
 
 from ..resources import ComputeResource, SpecsResource
-from .common import COMPUTE_TAG, STAGE, load_pool, load_split, upstream
-from .ingest import real_images
+from .. import records
+from .common import COMPUTE_TAG, STAGE, load_pool, load_split, spec_of
 
 
-@dg.asset(**STAGE, deps=[real_images], kinds={"pytorch"}, op_tags=COMPUTE_TAG)
-def judge_classifier(context: dg.AssetExecutionContext, specs: SpecsResource, compute: ComputeResource) -> dg.MaterializeResult:
+@dg.asset(**STAGE, kinds={"pytorch"}, op_tags=COMPUTE_TAG)
+def judge_classifier(
+    context: dg.AssetExecutionContext, specs: SpecsResource, compute: ComputeResource, real_images: records.Snapshot
+) -> dg.Output[records.Judge]:
     """A small CNN trained on the real train split (and self-trained on the unlabelled pool when
     there is one): judge of label fidelity, pseudo-labeller of the pool, domain feature extractor."""
-    spec = specs.get(context.partition_key)
-    snapshot = upstream(context, "real_images")["snapshot"]
+    spec = spec_of(specs, context, real_images)
+    snapshot = real_images.path
     train_split, holdout = load_split(snapshot)
     pool = load_pool(snapshot)
     config = ClassifierConfig(device=compute.device)
@@ -29,12 +31,14 @@ def judge_classifier(context: dg.AssetExecutionContext, specs: SpecsResource, co
     context.log.info(
         f"judge holdout accuracy {accuracy:.4f} on {len(holdout)} images" + (f" (self-trained on {len(pool)} unlabelled images)" if len(pool) else "")
     )
-    return dg.MaterializeResult(
+    record = records.Judge(path=str(path), snapshot=real_images.content_hash, holdout_accuracy=accuracy, holdout_images=len(holdout))
+    return dg.Output(
+        record,
         metadata={
             "judge_path": dg.MetadataValue.path(str(path)),
             "holdout_accuracy": accuracy,
             "holdout_images": len(holdout),
             "optimizer_steps": classifier_steps(config, len(train_split)),
             "self_trained_on_unlabelled": len(pool),
-        }
+        },
     )

@@ -10,48 +10,46 @@ from gan_core.classifier import Judge
 from gan_core.metrics import EvaluationConfig, MetricsError, evaluate
 
 from ..registry import load_registered_generator, tag_metrics, tag_yardstick
-from ..resources import MLflowResource
-from .common import COMPUTE_TAG, STAGE, load_split, upstream
-from .evaluate import gan_evaluation
-from .judge import judge_classifier
-from .ingest import real_images
+from .. import records
+from ..resources import MLflowResource, SpecsResource
+from .common import COMPUTE_TAG, STAGE, load_split, spec_of
 
 
-@dg.asset(**STAGE, deps=[gan_evaluation, judge_classifier, real_images], kinds={"mlflow"}, op_tags=COMPUTE_TAG)
-def champion_model(context: dg.AssetExecutionContext, mlflow_store: MLflowResource) -> dg.MaterializeResult:
+@dg.asset(**STAGE, kinds={"mlflow"}, op_tags=COMPUTE_TAG)
+def champion_model(
+    context: dg.AssetExecutionContext,
+    specs: SpecsResource,
+    mlflow_store: MLflowResource,
+    real_images: records.Snapshot,
+    judge_classifier: records.Judge,
+    gan_evaluation: records.Evaluation,
+) -> dg.Output[records.Champion]:
     """Move the `champion` alias to the new version if it beats the current champion, both measured
     with the same yardstick (the champion is re-evaluated on the new one when they differ)."""
-    evaluation = upstream(context, "gan_evaluation")
-    name, version = evaluation["model_name"], str(evaluation["model_version"])
-    metric, higher = evaluation["primary_metric"], evaluation["primary_higher_is_better"]
-    yardstick = evaluation["yardstick"]
+    spec_of(specs, context, real_images, judge_classifier)
+    evaluation = gan_evaluation
+    name, version, metric = evaluation.model_name, evaluation.model_version, evaluation.primary_metric
+    yardstick = evaluation.yardstick
     client = mlflow_store.client()
-    # The version's tag holds the figure at full precision; the metadata shows it rounded.
-    new_value = float(client.get_model_version(name, version).tags[f"metric.{metric}"])
     current = client.get_registered_model(name).aliases.get("champion")  # any MLflow error propagates
-    reevaluated = False
-    if current is None:
-        promote, reason = True, "no champion yet"
-    elif str(current) == version:
-        promote, reason = False, f"version {version} is already the champion"
-    else:
+    champion_value, how, reevaluated = None, "", False
+    if current is not None and str(current) != version:
         champion = client.get_model_version(name, str(current))
         if champion.tags.get("yardstick_id") == yardstick["id"] and f"metric.{metric}" in champion.tags:
-            current_value, how = float(champion.tags[f"metric.{metric}"]), "same yardstick"
+            champion_value, how = float(champion.tags[f"metric.{metric}"]), "same yardstick"
         else:
-            current_value, how = _reevaluate(context, client, champion, yardstick, metric)
+            champion_value, how = _reevaluate(context, client, champion, real_images, judge_classifier, yardstick, metric)
             reevaluated = True
-        if current_value is None:
-            promote, reason = False, f"not promoted: {how}"
-        else:
-            promote = new_value > current_value if higher else new_value < current_value
-            verdict = "beats" if promote else "does not beat"
-            reason = f"v{version} {metric}={new_value:.5f} {verdict} champion v{current} {metric}={current_value:.5f} ({how})"
+    promote, reason = decide_promotion(
+        version, evaluation.metrics[metric], metric, evaluation.primary_higher_is_better, None if current is None else str(current), champion_value, how
+    )
     if promote:
         client.set_registered_model_alias(name, "champion", version)
     champion_version = version if promote else str(current)
     context.log.info(("promoted: " if promote else "kept champion: ") + reason)
-    return dg.MaterializeResult(
+    record = records.Champion(model_name=name, champion_version=champion_version, candidate_version=version, promoted=promote, reason=reason)
+    return dg.Output(
+        record,
         metadata={
             "model_name": name,
             "champion_version": champion_version,
@@ -61,16 +59,35 @@ def champion_model(context: dg.AssetExecutionContext, mlflow_store: MLflowResour
             "metric": metric,
             "yardstick_id": yardstick["id"],
             "champion_reevaluated": reevaluated,
-        }
+        },
     )
 
 
-def _reevaluate(context: dg.AssetExecutionContext, client, champion, yardstick: dict[str, Any], metric: str) -> tuple[Optional[float], str]:
+def decide_promotion(
+    candidate: str, value: float, metric: str, higher_is_better: bool, champion: Optional[str], champion_value: Optional[float], how: str
+) -> tuple[bool, str]:
+    """Whether candidate version `candidate`, at `value` of `metric`, takes the `champion` alias
+    from version `champion` (None: there is none), whose figure on the same yardstick is
+    `champion_value` (None: it could not be measured so, for the reason `how`). Returns (promote, why)."""
+    if champion is None:
+        return True, "no champion yet"
+    if champion == candidate:
+        return False, f"version {candidate} is already the champion"
+    if champion_value is None:
+        return False, f"not promoted: {how}"
+    promote = value > champion_value if higher_is_better else value < champion_value
+    verdict = "beats" if promote else "does not beat"
+    return promote, f"v{candidate} {metric}={value:.5f} {verdict} champion v{champion} {metric}={champion_value:.5f} ({how})"
+
+
+def _reevaluate(
+    context: dg.AssetExecutionContext, client, champion, snapshot: records.Snapshot, judge_record: records.Judge, yardstick: dict[str, Any], metric: str
+) -> tuple[Optional[float], str]:
     """The champion's `metric` on this run's yardstick (its data split, judge, backbone, sample count),
     recorded on the champion's version; or None and why it cannot be measured so."""
     before = champion.tags.get("yardstick_id", "none recorded")
-    train_split, holdout = load_split(upstream(context, "real_images")["snapshot"])
-    judge = Judge.load(upstream(context, "judge_classifier")["judge_path"])
+    train_split, holdout = load_split(snapshot.path)
+    judge = Judge.load(judge_record.path)
     generator = load_registered_generator(champion.name, str(champion.version))
     with tempfile.TemporaryDirectory() as scratch:
         try:

@@ -11,14 +11,13 @@ import numpy as np
 
 from gan_core.data import ImageData
 from gan_core.export import annotate_export, read_export, read_manifest
-from gan_core.metrics import UPLIFT_SHARES, augmentation_uplift, share_arm, uplift_classifier
+from gan_core.metrics import UPLIFT_SHARES, augmentation_uplift, uplift_classifier
 
+from .. import records
 from ..registry import model_name, tag_metrics
 from ..resources import MLflowResource, SpecsResource
 from ..specs import Spec
-from .common import COMPUTE_TAG, STAGE, load_split, upstream
-from .export import synthetic_dataset
-from .ingest import real_images
+from .common import COMPUTE_TAG, STAGE, load_split, spec_of
 
 RECOMMENDED = "recommended"  # the MLflow alias of the version whose export passed the uplift gate
 
@@ -28,38 +27,34 @@ class AugmentationReportConfig(dg.Config):
     seeds: Optional[int] = None  # default: the spec's evaluation.uplift_seeds
 
 
-@dg.asset(**STAGE, deps=[synthetic_dataset, real_images], kinds={"pytorch", "mlflow"}, op_tags=COMPUTE_TAG)
+@dg.asset(**STAGE, kinds={"pytorch", "mlflow"}, op_tags=COMPUTE_TAG)
 def augmentation_report(
-    context: dg.AssetExecutionContext, config: AugmentationReportConfig, specs: SpecsResource, mlflow_store: MLflowResource
-) -> dg.MaterializeResult:
+    context: dg.AssetExecutionContext,
+    config: AugmentationReportConfig,
+    specs: SpecsResource,
+    mlflow_store: MLflowResource,
+    real_images: records.Snapshot,
+    synthetic_dataset: records.Export,
+) -> dg.Output[records.Uplift]:
     """The uplift classifier on real only, on real + synthetic at several shares of each batch, and
     on synthetic only, scored on the real holdout; the best share is recorded as the recommended mix."""
     import mlflow
 
-    spec = specs.get(context.partition_key)
-    export = upstream(context, "synthetic_dataset")
-    train_split, holdout = load_split(upstream(context, "real_images")["snapshot"])
-    table, images = read_export(export["path"], decode=True)
+    spec = spec_of(specs, context, real_images)
+    export = synthetic_dataset
+    train_split, holdout = load_split(real_images.path)
+    table, images = read_export(export.path, decode=True)
     synthetic = ImageData(images, table.column("label").to_numpy().astype(np.int64), train_split.class_names)
     seeds = list(range(config.seeds or spec.evaluation.uplift_seeds))
     uplift = augmentation_uplift(
         train_split, holdout, synthetic, seeds, uplift_classifier(config.classifier_steps), shares=UPLIFT_SHARES, progress=context.log.info
     )
     low, high = uplift.gain_interval()
-    figures = {
-        "uplift_real_only": uplift.real_only[0],
-        "uplift_real_plus_synthetic": uplift.real_plus_synthetic[0],
-        "uplift_synthetic_only": uplift.synthetic_only[0],
-        "uplift_gain": uplift.gain,
-        "uplift_gain_ci_low": low,
-        "uplift_gain_ci_high": high,
-        "uplift_best_share": uplift.best_share,
-        **{f"uplift_gain_{share_arm(share)}": uplift.gain_at(share) for share in uplift.shares},
-    }
-    _, reason = uplift_verdict(spec, figures)  # the uplift gate acts on it; the manifest says it now
+    figures = uplift.figures()
+    passed, reason = uplift_verdict(spec, figures)  # taken once, here: the gate, the manifest and the tags read it
     utility = {**uplift.summary(), "recommended": False, "verdict": reason, "min_uplift": min_uplift(spec), "measured_at": _now()}
-    annotate_export(export["path"], "utility", utility)  # recommended only once the uplift gate has passed
-    name, version = model_name(spec.name), str(export["model_version"])
+    annotate_export(export.path, "utility", utility)  # recommended only once the uplift gate has passed
+    name, version = model_name(spec.name), export.model_version
     client = mlflow_store.client()
     with mlflow.start_run(run_id=client.get_model_version(name, version).run_id):
         mlflow.log_metrics(figures)
@@ -68,16 +63,27 @@ def augmentation_report(
         name, version, "recommended_mix", f"{uplift.best_share:g} synthetic share of each batch: gain {uplift.gain:+.4f} ({low:+.4f} to {high:+.4f})"
     )
     context.log.info(f"uplift: {reason}")
-    return dg.MaterializeResult(
+    record = records.Uplift(
+        model_version=version,
+        export_path=export.path,
+        figures=figures,
+        passed=passed,
+        verdict=reason,
+        min_uplift=min_uplift(spec),
+        seeds=len(seeds),
+        classifier_steps=uplift.classifier_steps,
+    )
+    return dg.Output(
+        record,
         metadata={
             **{k: round(v, 5) for k, v in figures.items()},
             "seeds": len(seeds),
             "classifier_steps": uplift.classifier_steps,
             "model_version": version,
-            "export_path": dg.MetadataValue.path(export["path"]),
+            "export_path": dg.MetadataValue.path(export.path),
             "verdict": reason,
             "summary": dg.MetadataValue.md(uplift.table()),
-        }
+        },
     )
 
 
@@ -98,13 +104,14 @@ def uplift_verdict(spec: Spec, figures: dict[str, Any]) -> tuple[bool, str]:
     return True, f"recommended: {measured} (> {bound:g} and > 0)"
 
 
-@dg.asset(**STAGE, deps=[augmentation_report], kinds={"mlflow"})
-def recommended(context: dg.AssetExecutionContext, specs: SpecsResource, mlflow_store: MLflowResource) -> dg.MaterializeResult:
+@dg.asset(**STAGE, kinds={"mlflow"})
+def recommended(
+    context: dg.AssetExecutionContext, specs: SpecsResource, mlflow_store: MLflowResource, augmentation_report: records.Uplift
+) -> dg.MaterializeResult:
     """Runs only after the uplift gate passed: marks the export recommended in its manifest and
     moves the MLflow alias `recommended` to its model version."""
     spec = specs.get(context.partition_key)
-    report = upstream(context, "augmentation_report")
-    path, version = report["export_path"], str(report["model_version"])
+    path, version = augmentation_report.export_path, augmentation_report.model_version
     utility = {**read_manifest(path)["utility"], "recommended": True, "recommended_at": _now()}
     annotate_export(path, "utility", utility)
     mlflow_store.client().set_registered_model_alias(model_name(spec.name), RECOMMENDED, version)

@@ -5,7 +5,7 @@ import dataclasses
 import json
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import dagster as dg
 import numpy as np
@@ -17,13 +17,12 @@ from gan_core.semi import pseudo_labelled
 from gan_core.sample import class_grid, save_grid
 from gan_core.train import Progress, TrainConfig, TrainResult, train
 
+from .. import records
 from ..lineage import log_data_input
 from ..registry import data_summary, log_generator, model_description, model_name
 from ..resources import ComputeResource, MLflowResource, SpecsResource, StorageResource
 from ..specs import Spec
-from .common import COMPUTE_TAG, K8S_GPU_TAGS, STAGE, load_pool, load_split, picture, upstream
-from .ingest import real_images
-from .judge import judge_classifier
+from .common import COMPUTE_TAG, K8S_GPU_TAGS, STAGE, load_pool, load_split, picture, spec_of
 
 
 class GanModelConfig(dg.Config):
@@ -33,7 +32,7 @@ class GanModelConfig(dg.Config):
     batch_size: Optional[int] = None
 
 
-@dg.asset(**STAGE, deps=[real_images, judge_classifier], pool="gpu", kinds={"pytorch", "mlflow"}, op_tags={**K8S_GPU_TAGS, **COMPUTE_TAG})
+@dg.asset(**STAGE, pool="gpu", kinds={"pytorch", "mlflow"}, op_tags={**K8S_GPU_TAGS, **COMPUTE_TAG})
 def gan_model(
     context: dg.AssetExecutionContext,
     config: GanModelConfig,
@@ -41,26 +40,21 @@ def gan_model(
     storage: StorageResource,
     mlflow_store: MLflowResource,
     compute: ComputeResource,
-) -> dg.MaterializeResult:
+    real_images: records.Snapshot,
+    judge_classifier: Optional[records.Judge],  # needed only for a pool: its pseudo-labels
+) -> dg.Output[records.ModelVersion]:
     """Train the conditional GAN on the labelled train split plus the unlabelled images the judge is
     sure of, under its pseudo-labels (resuming an interrupted run); log it to MLflow and register a version."""
     import mlflow
 
-    spec = specs.get(context.partition_key)
+    spec = spec_of(specs, context, real_images, judge_classifier)
     experiment_id = mlflow_store.writable_experiment(spec.name)  # fail fast, before any training
-    data = upstream(context, "real_images")
-    train_split, _ = load_split(data["snapshot"])
-    gan_data, guesses = train_split, None
-    pool = load_pool(data["snapshot"])
-    if len(pool):
-        guesses = pseudo_labelled(Judge.load(upstream(context, "judge_classifier")["judge_path"]), pool, spec.pseudo_label_confidence)
-        gan_data = train_split.concat(guesses.data)
-        context.log.info(
-            f"{len(guesses.data)} of {len(pool)} unlabelled images pseudo-labelled at ≥{spec.pseudo_label_confidence} join {len(train_split)} labelled ones"
-        )
+    train_split, _ = load_split(real_images.path)
+    pool = load_pool(real_images.path)
+    gan_data, guesses = _with_pseudo_labelled_pool(context, spec, train_split, pool, judge_classifier)
     overrides = {k: v for k, v in {"steps": config.steps, "batch_size": config.batch_size}.items() if v is not None}
     train_config = spec.training.train_config(device=compute.device, precision=compute.precision, **overrides)
-    tags = {"dagster.run_id": context.run.run_id, "dagster.asset": "gan_model", "dagster.partition": spec.name, "data_hash": data["content_hash"]}
+    tags = {"dagster.run_id": context.run.run_id, "dagster.asset": "gan_model", "dagster.partition": spec.name, "data_hash": real_images.content_hash}
     with storage.lock(spec.name, f"Dagster run {context.run.run_id}"):
         pending = storage.runs_dir(spec.name) / "pending"  # the version-to-be; a killed run resumes here
         with mlflow.start_run(experiment_id=experiment_id, tags=tags, log_system_metrics=True) as run:  # CPU, memory, GPU when there is one
@@ -86,8 +80,17 @@ def gan_model(
             version = log_generator(result.generator, spec)
         final_dir = storage.runs_dir(spec.name) / run.info.run_id
         pending.rename(final_dir)
-    _describe_version(mlflow_store, spec, data, train_split.class_names, result, version, run.info.run_id, final_dir, context.run.run_id)
-    return dg.MaterializeResult(
+    record = records.ModelVersion(
+        model_name=model_name(spec.name),
+        model_version=str(version),
+        mlflow_run_id=run.info.run_id,
+        mlflow_run=mlflow_store.run_link(experiment_id, run.info.run_id),
+        generator_path=str(final_dir / "generator.safetensors"),
+        snapshot=real_images.content_hash,
+    )
+    _describe_version(mlflow_store, spec, real_images, train_split.class_names, result, record, context.run.run_id)
+    return dg.Output(
+        record,
         metadata={
             "mlflow_run_id": run.info.run_id,
             "mlflow_run": dg.MetadataValue.url(mlflow_store.run_link(experiment_id, run.info.run_id)),
@@ -103,8 +106,23 @@ def gan_model(
             **({"d_loss": round(result.history[-1].d_loss, 4), "g_loss": round(result.history[-1].g_loss, 4)} if result.history else {}),
             "processes": result.processes,
             "sample_grid": picture(final_dir / "samples.png", rows=train_split.class_names),
-        }
+        },
     )
+
+
+def _with_pseudo_labelled_pool(context: dg.AssetExecutionContext, spec: Spec, train_split: ImageData, pool, judge: Optional[records.Judge]):
+    """The labelled images plus the pool images the judge is sure of, under its labels; and its guesses (None without a pool)."""
+    if not len(pool):
+        return train_split, None
+    if judge is None:
+        raise dg.Failure(
+            f"spec '{spec.name}' has {len(pool)} unlabelled images: gan_model needs judge_classifier's pseudo-labels; materialize judge_classifier first"
+        )
+    guesses = pseudo_labelled(Judge.load(judge.path), pool, spec.pseudo_label_confidence)
+    context.log.info(
+        f"{len(guesses.data)} of {len(pool)} unlabelled images pseudo-labelled at ≥{spec.pseudo_label_confidence} join {len(train_split)} labelled ones"
+    )
+    return train_split.concat(guesses.data), guesses
 
 
 def log_progress(progress: Progress, context: Optional[dg.AssetExecutionContext] = None) -> None:
@@ -172,24 +190,22 @@ def _train_with_pipes(
 def _describe_version(
     mlflow_store: MLflowResource,
     spec: Spec,
-    data: dict[str, Any],
+    snapshot: records.Snapshot,
     class_names: list[str],
     result: TrainResult,
-    version: str,
-    run_id: str,
-    final_dir: Path,
+    model: records.ModelVersion,
     dagster_run_id: str,
 ) -> None:
     client = mlflow_store.client()
-    name = model_name(spec.name)
+    name, version = model.model_name, model.model_version
     client.update_registered_model(name, description=model_description(spec))
-    trained = f"{data_summary(spec, data, class_names)}; {result.steps} steps ({spec.training.profile} profile) in {result.wall_s:.0f} s"
+    trained = f"{data_summary(spec, snapshot.data_counts(), class_names)}; {result.steps} steps ({spec.training.profile} profile) in {result.wall_s:.0f} s"
     client.update_model_version(name, version, description=f"{trained}. Not evaluated yet.")
     tags = {
         "trained": trained,
-        "run_id": run_id,
-        "data_hash": data["content_hash"],
-        "generator_path": str(final_dir / "generator.safetensors"),
+        "run_id": model.mlflow_run_id,
+        "data_hash": snapshot.content_hash,
+        "generator_path": model.generator_path,
         "dagster_run_id": dagster_run_id,
         "class_names": json.dumps(class_names, ensure_ascii=False),  # label index → name
     }

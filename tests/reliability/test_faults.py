@@ -31,11 +31,11 @@ def _client(uri: str) -> mlflow.MlflowClient:
 
 def _materialize(env: dict, selection: list[str] | None = None, tracking_uri: str | None = None, **kwargs) -> dg.ExecuteInProcessResult:
     defs = build_definitions(str(env["specs"]), str(env["home"]), tracking_uri or f"sqlite:///{env['home'] / 'mlflow.db'}")
-    assets = with_checks(defs, selection)
+    assets = with_checks(defs, selection)  # assets and selection
     instance = dg.DagsterInstance.get()
     run_config = {"ops": {"augmentation_report": {"config": {"classifier_steps": 20}}}} if selection is None else {}
     return dg.materialize(
-        assets,
+        **assets,
         partition_key=kwargs.pop("partition_key", "tiny"),
         resources=defs.resources,
         instance=instance,
