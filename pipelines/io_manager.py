@@ -34,7 +34,9 @@ class RecordIOManager(dg.ConfigurableIOManager):
         context.add_output_metadata({"record": dg.MetadataValue.path(str(path))})
 
     def load_input(self, context: dg.InputContext) -> Any:
-        asset, partition = context.asset_key.path[-1], context.asset_partition_key
+        # Every asset is partitioned by spec with the identity mapping: the input's partition is the
+        # run's. (An asset check is no partitioned step: its input would span every spec.)
+        asset, partition = context.asset_key.path[-1], context.partition_key
         run_id = _producing_run(context)
         source = f"run {run_id}"
         if run_id is None:  # the upstream step is not part of this run: the latest materialization Dagster recorded

@@ -28,6 +28,7 @@ def test_a_reexecuted_step_reads_the_inputs_of_its_own_run(ganpipe_env):
     executed again. It evaluates version 1, the model of the run it belongs to, not the newest
     materialization of gan_model (what a look-up of the latest materialization would have read)."""
     write_tiny_spec(ganpipe_env["specs"])
+    write_tiny_spec(ganpipe_env["specs"], name="other")  # more than one partition: a check's input must still be this spec's
     job = dg.reconstructable(nightly_job)
     options = {"run_config": IN_PROCESS_RUN_CONFIG, "tags": {"dagster/partition": "tiny"}}
     with dg.DagsterInstance.get() as instance:
@@ -40,6 +41,7 @@ def test_a_reexecuted_step_reads_the_inputs_of_its_own_run(ganpipe_env):
             return event.materialization.metadata["model_version"].value
 
         assert (evaluated(first), evaluated(second)) == ("1", "2")
+        assert [(e.check_name, e.passed) for e in first.get_asset_check_evaluations()] == [("quality_gate", True)]
         again = dg.execute_job(
             job, instance, reexecution_options=dg.ReexecutionOptions(parent_run_id=first.run_id, step_selection=["gan_evaluation"]), **options
         )
