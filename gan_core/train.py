@@ -164,6 +164,7 @@ class _Loop:
     batch_size: int  # global
     mine: slice  # this rank's share of every batch
     local_groups: int  # generator batch-norm groups on this rank
+    ema_pairs: tuple[list[torch.Tensor], list[torch.Tensor]] = ((), ())  # (EMA, live) generator parameters, listed once
     losses: list[torch.Tensor] = field(default_factory=list)  # per-step (d_loss, g_loss) on the device, read back at each report
     history: list[Progress] = field(default_factory=list)
 
@@ -195,6 +196,7 @@ class _Loop:
             batch_size=batch_size,
             mine=slice(world.rank * local_size, (world.rank + 1) * local_size),
             local_groups=groups // world.size,
+            ema_pairs=(list(state.generator_ema.parameters()), list(state.generator.parameters())),
         )
 
     def next_batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -241,7 +243,7 @@ class _Loop:
         halflife = min(config.ema_halflife_images, step * self.batch_size * 0.1)
         beta = 0.5 ** (self.batch_size / max(halflife, 1e-8))
         with torch.no_grad():
-            torch._foreach_lerp_(list(state.generator_ema.parameters()), list(state.generator.parameters()), 1.0 - beta)
+            torch._foreach_lerp_(*self.ema_pairs, 1.0 - beta)
             for ema_buffer, buffer in zip(state.generator_ema.buffers(), state.generator.buffers()):
                 ema_buffer.copy_(buffer)
 

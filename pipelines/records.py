@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from .specs import Spec
@@ -114,7 +114,6 @@ class Uplift:
     min_uplift: float
     seeds: int
     classifier_steps: int
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 RECORDS = {cls.__name__: cls for cls in (Snapshot, Judge, ModelVersion, Evaluation, Champion, Export, Uplift)}

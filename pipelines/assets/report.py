@@ -49,8 +49,8 @@ def augmentation_report(
     uplift = augmentation_uplift(
         train_split, holdout, synthetic, seeds, uplift_classifier(config.classifier_steps), shares=UPLIFT_SHARES, progress=context.log.info
     )
-    low, high = uplift.gain_interval()
     figures = uplift.figures()
+    low, high = figures["uplift_gain_ci_low"], figures["uplift_gain_ci_high"]
     passed, reason = uplift_verdict(spec, figures)  # taken once, here: the gate, the manifest and the tags read it
     utility = {**uplift.summary(), "recommended": False, "verdict": reason, "min_uplift": min_uplift(spec), "measured_at": _now()}
     annotate_export(export.path, "utility", utility)  # recommended only once the uplift gate has passed
