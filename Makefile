@@ -76,7 +76,7 @@ ui: setup instance
 	$(DAGSTER_ENV) $(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(HOME_DIR)/mlflow.db \
 		--default-artifact-root $(HOME_DIR)/mlartifacts --host 127.0.0.1 --port $(MLFLOW_PORT) & \
 	trap "kill $$!" EXIT INT TERM; \
-	$(DAGSTER_ENV) $(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p $(UI_PORT)
+	$(DAGSTER_ENV) $(VENV)/bin/dg dev -h 127.0.0.1 -p $(UI_PORT)
 
 clean:
 	rm -rf $(VENV) var

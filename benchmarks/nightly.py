@@ -71,12 +71,14 @@ def run_one(partition: str, tags: dict[str, str], threads: int) -> tuple[str, bo
 
     torch.set_num_threads(threads)  # runs side by side share the cores: oversubscribed OpenMP threads spin
 
-    from pipelines.checks import run_completed
-    from pipelines.definitions import JOB_NAME, build_definitions
+    from pipelines.definitions import JOB_NAME, build_definitions, run_completed
+    from pipelines.partitions import register_specs
+    from pipelines.settings import Settings
 
     started = time.perf_counter()
     job = build_definitions().resolve_job_def(JOB_NAME)
     with dg.DagsterInstance.get() as instance:
+        register_specs(instance, Settings.from_env().specs)
         result = job.execute_in_process(instance=instance, partition_key=partition, tags=tags, run_config=RUN_CONFIG, raise_on_error=False)
     return partition, run_completed(result), time.perf_counter() - started
 

@@ -1,4 +1,5 @@
-"""Dagster code location for ganpipe (`workspace.yaml` loads this module)."""
+"""Dagster code location for ganpipe: `dg` ([tool.dg] in pyproject.toml), workspace.yaml and
+`dagster -m pipelines` all load `defs`, the `@dg.definitions` function in `definitions.py`."""
 
 from .definitions import defs
 

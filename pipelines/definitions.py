@@ -1,28 +1,44 @@
-"""The Dagster code location, assembled: the assets of every stage and their checks, partitioned by
-spec, the nightly job, schedules, the folder sensor, the resources and the executor."""
+"""The Dagster code location: the definitions in `pipelines/defs/` (the assets of every stage, their
+checks, the nightly job and the sensors), found by `dg.load_from_defs_folder` and bound to this
+environment's settings: the resources, the executor and each spec's schedule. Nothing is read or
+computed at import: `defs` is a `@dg.definitions` function that `dg`, `dagster` and workspace.yaml
+call when they load the code location."""
 
 from __future__ import annotations
 
 import dataclasses
 import sys
+from pathlib import Path
 
 import dagster as dg
 
-from .assets import ALL_ASSETS
-from .assets.common import COMPUTE_TAG
-from .checks import ALL_CHECKS
-from .partitions import SPEC_PARTITIONS, spec_partitions
+from .defs.assets.common import COMPUTE_TAG
+from .defs.jobs import JOB_NAME
 from .io_manager import RecordIOManager
+from .partitions import register_specs, spec_partition_keys
 from .resources import ComputeResource, MLflowResource, SpecsResource, StorageResource
 from .schedules import build_schedules
-from .sensors import build_folder_sensor
 from .settings import Settings
 
-JOB_NAME = "ganpipe_nightly"
+__all__ = ["IN_PROCESS_RUN_CONFIG", "JOB_NAME", "build_definitions", "defs", "run_completed", "with_checks"]
+
 IN_PROCESS_RUN_CONFIG = {"execution": {"config": {"in_process": {}}}}  # every step in one process: less start-up time
 
 
+@dg.definitions
+def defs() -> dg.Definitions:
+    settings = Settings.from_env()
+    _register_with_instance(settings)
+    loaded = build_definitions()
+    # Which stores this code location uses, wherever it was started from: on stderr of the command or
+    # server that loads it (`dagster dev`'s code server shows its warnings only, and this is none), and
+    # as the code location's metadata `ganpipe/stores`.
+    print(loaded.metadata["ganpipe/stores"].value, file=sys.stderr, flush=True)
+    return loaded
+
+
 def build_definitions(specs_dir: str | None = None, storage_root: str | None = None, tracking_uri: str | None = None) -> dg.Definitions:
+    """The code location under this environment's settings, or the folders and store given here."""
     settings = Settings.from_env()
     settings = dataclasses.replace(
         settings,
@@ -30,34 +46,19 @@ def build_definitions(specs_dir: str | None = None, storage_root: str | None = N
         home=str(storage_root or settings.home),
         mlflow_tracking_uri=tracking_uri or settings.mlflow_tracking_uri,
     )
-    specs_dir, storage_root = settings.specs, settings.home
-    partitions, specs, errors = spec_partitions(specs_dir)
+    _, specs, errors = spec_partition_keys(settings.specs)
     for message in errors.values():  # bad specs are reported and left out; the good ones still load
         dg.get_dagster_logger().error(f"spec not loaded: {message}")
     mlflow_store = MLflowResource(
-        tracking_uri=settings.mlflow_tracking_uri, storage_root=storage_root, ui_url=settings.mlflow_ui, artifacts=settings.mlflow_artifacts
+        tracking_uri=settings.mlflow_tracking_uri, storage_root=settings.home, ui_url=settings.mlflow_ui, artifacts=settings.mlflow_artifacts
     )
-    # `dagster dev` from any directory: say which stores this code location uses. On stderr: the code
-    # server that `dagster dev` starts shows warnings only, and this is no warning.
-    print(settings.stores(mlflow_store.uri), file=sys.stderr, flush=True)
-    # The assets carry the default spec folder's partitions; another folder's rebinds them.
-    assets = ALL_ASSETS
-    if partitions.get_partition_keys() != SPEC_PARTITIONS.get_partition_keys():
-        assets = [asset.map_asset_specs(lambda spec: spec.replace_attributes(partitions_def=partitions)) for asset in ALL_ASSETS]
-    job = dg.define_asset_job(
-        JOB_NAME, selection=dg.AssetSelection.assets(*assets), description="ingest, train, evaluate, promote, export, measure the uplift, recommend"
-    )
-    return dg.Definitions(
+    bound = dg.Definitions(
         executor=_executor(settings.executor),
-        assets=assets,
-        asset_checks=ALL_CHECKS,
-        jobs=[job],
-        schedules=build_schedules(specs, job),
-        sensors=[build_folder_sensor(job, specs_dir)],
+        schedules=build_schedules(specs, JOB_NAME),
         resources={
-            "specs": SpecsResource(directory=specs_dir),
-            "storage": StorageResource(root=storage_root, export_uri=settings.export_uri),
-            "io_manager": RecordIOManager(root=storage_root),  # each asset's record, per run
+            "specs": SpecsResource(directory=settings.specs),
+            "storage": StorageResource(root=settings.home, export_uri=settings.export_uri),
+            "io_manager": RecordIOManager(root=settings.home),  # each asset's record, per run
             "mlflow_store": mlflow_store,
             "compute": ComputeResource(
                 device=settings.device,
@@ -65,7 +66,23 @@ def build_definitions(specs_dir: str | None = None, storage_root: str | None = N
                 export_processes=settings.export_processes,
             ),
         },
+        metadata={"ganpipe/stores": settings.stores(mlflow_store.uri)},
     )
+    return dg.Definitions.merge(dg.load_from_defs_folder(path_within_project=Path(__file__).parent), bound)
+
+
+def _register_with_instance(settings: Settings) -> None:
+    """Every spec file a partition of the Dagster instance before a command looks its partition up:
+    `dg launch --partition <spec>` and `dagster asset materialize --partition <spec>` on a fresh
+    instance, where the `spec_files` sensor has not run. Only where the instance exists already (the
+    command made it, or it is configured): two processes creating one SQLite store race, and a
+    webserver starting on a fresh DAGSTER_HOME creates it itself; its `spec_files` sensor adds them
+    a tick later."""
+    home = Path(settings.dagster_home) if settings.dagster_home else None
+    if home is None or not ((home / "history").is_dir() or (home / "dagster.yaml").is_file()):
+        return
+    with dg.DagsterInstance.get() as instance:
+        register_specs(instance, settings.specs)
 
 
 def with_checks(defs: dg.Definitions, names: list[str] | None = None) -> dict:
@@ -74,6 +91,17 @@ def with_checks(defs: dg.Definitions, names: list[str] | None = None) -> dict:
     the graph comes along unselected, so that a selected asset's inputs load from their records."""
     assets = [*defs.assets, *defs.asset_checks]
     return {"assets": assets, "selection": None if names is None else dg.AssetSelection.assets(*names)}
+
+
+def run_completed(result: dg.ExecuteInProcessResult) -> bool:
+    """Whether a run did its work: it succeeded, or only the uplift gate failed it (the export
+    exists and was measured, and stays marked not recommended: a finding, not a breakage)."""
+    if result.success:
+        return True
+    failed_checks = {e.check_name for e in result.get_asset_check_evaluations() if not e.passed}
+    measured = any(e.asset_key.path[-1] == "augmentation_report" for e in result.get_asset_materialization_events())
+    failed_steps = {e.step_key for e in result.all_events if e.event_type_value == "STEP_FAILURE"}
+    return measured and failed_checks == {"uplift_gate"} and all("uplift_gate" in step or step == "augmentation_report" for step in failed_steps)
 
 
 def _executor(choice: str):
@@ -107,6 +135,3 @@ def _one_heavy_step_at_a_time(executor: dg.ExecutorDefinition) -> dg.ExecutorDef
         return {"multiprocess": multiprocess}
 
     return executor.configured(with_limit, name=executor.name, config_schema=executor.config_schema.as_field())
-
-
-defs = build_definitions()

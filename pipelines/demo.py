@@ -10,8 +10,8 @@ import time
 
 import dagster as dg
 
-from .checks import run_completed
-from .definitions import JOB_NAME, build_definitions
+from .definitions import JOB_NAME, build_definitions, run_completed
+from .partitions import register_specs
 from .registry import model_name
 from .settings import Settings
 
@@ -39,6 +39,7 @@ def main(argv=None) -> int:
     job = defs.resolve_job_def(JOB_NAME)
     run_config = demo_run_config(args.samples_per_class, args.steps)
     with dg.DagsterInstance.get() as instance:
+        register_specs(instance, Settings.from_env().specs)
         result = job.execute_in_process(instance=instance, partition_key=args.spec, run_config=run_config, raise_on_error=False)
     metadata = {}
     for event in result.get_asset_materialization_events():

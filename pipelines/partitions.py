@@ -1,5 +1,7 @@
-"""One partition per spec. SPEC_PARTITIONS: those of the default spec folder (GANPIPE_SPECS, default
-./specs), which the assets are defined with; `spec_partitions` reads any folder."""
+"""One partition per spec, a dynamic partition named after the spec file. The `spec_files` sensor
+adds a new file's partition while the webserver and daemon run; `register_specs` adds them at once
+where a command starts from the instance (a fresh one included). A removed spec keeps its partition
+and its data: nothing here deletes."""
 
 from __future__ import annotations
 
@@ -8,17 +10,30 @@ from pathlib import Path
 
 import dagster as dg
 
-from .specs import Spec, default_specs_dir, load_specs
+from .specs import Spec, load_specs
 
 PARTITION_KEY = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+SPECS_PARTITIONS = dg.DynamicPartitionsDefinition(name="specs")
 
 
-def spec_partitions(specs_dir: str | Path) -> tuple[dg.StaticPartitionsDefinition, dict[str, Spec], dict[str, str]]:
-    """(partitions, the specs that loaded, file → error for those that did not). A bad spec keeps its
-    partition: a run of it fails with the spec's error, naming file and field."""
+def spec_partition_keys(specs_dir: str | Path) -> tuple[list[str], dict[str, Spec], dict[str, str]]:
+    """(partition keys, the specs that loaded, file → error for those that did not). A bad spec keeps
+    its partition: a run of it fails with the spec's error, naming file and field."""
     specs, errors = load_specs(specs_dir)
     broken = {Path(file).stem for file in errors if PARTITION_KEY.match(Path(file).stem)}
-    return dg.StaticPartitionsDefinition(sorted(set(specs) | broken)), specs, errors
+    return sorted(set(specs) | broken), specs, errors
 
 
-SPEC_PARTITIONS, _, _ = spec_partitions(default_specs_dir())
+def new_spec_keys(instance: dg.DagsterInstance, specs_dir: str | Path) -> list[str]:
+    """The spec folder's partition keys the instance does not hold yet."""
+    keys, _, _ = spec_partition_keys(specs_dir)
+    known = set(instance.get_dynamic_partitions(SPECS_PARTITIONS.name))
+    return [key for key in keys if key not in known]
+
+
+def register_specs(instance: dg.DagsterInstance, specs_dir: str | Path) -> list[str]:
+    """Adds the folder's new specs as partitions of `instance`; returns their keys."""
+    new = new_spec_keys(instance, specs_dir)
+    if new:
+        instance.add_dynamic_partitions(SPECS_PARTITIONS.name, new)
+    return new

@@ -9,7 +9,7 @@ def schedule_name(spec: str) -> str:
     return f"nightly_{spec.replace('-', '_')}"
 
 
-def build_schedules(specs: dict[str, Spec], job) -> list[dg.ScheduleDefinition]:
+def build_schedules(specs: dict[str, Spec], job_name: str) -> list[dg.ScheduleDefinition]:
     schedules = []
     for spec in specs.values():
         if not spec.schedule:
@@ -23,7 +23,7 @@ def build_schedules(specs: dict[str, Spec], job) -> list[dg.ScheduleDefinition]:
             dg.ScheduleDefinition(
                 name=schedule_name(spec.name),
                 cron_schedule=spec.schedule,
-                job=job,
+                job_name=job_name,
                 execution_fn=evaluate,
                 description=f"nightly run of spec {spec.name} ({spec.path})",
             )

@@ -79,7 +79,7 @@ class Settings:
 
     def stores(self, mlflow_uri: str) -> str:
         """The one-line summary of where this code location reads and writes."""
-        instance = self.dagster_home or "temporary (DAGSTER_HOME not set)"
+        instance = self.dagster_home or "temporary (DAGSTER_HOME not set: it keeps no runs, and a --partition finds no spec partition in it)"
         return (
             f"ganpipe: specs {Path(self.specs).absolute()}, storage root {self.root}, MLflow store {mlflow_uri} "
             f"(UI links {self.mlflow_ui}), Dagster instance {instance}"

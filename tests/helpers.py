@@ -13,12 +13,14 @@ import pytest
 from gan_core.export import ExportError, read_export
 from pipelines.definitions import build_definitions, with_checks
 from pipelines.layout import find_export
+from pipelines.partitions import register_specs
 from pipelines.records import from_json
 
 
 def materialize_tiny(env, tracking_uri: str | None = None, selection: tuple[str, ...] | None = None, ops: dict | None = None, **kwargs):
     defs = build_definitions(str(env["specs"]), str(env["home"]), tracking_uri or f"sqlite:///{env['home'] / 'mlflow.db'}")
     instance = kwargs.pop("instance")
+    register_specs(instance, env["specs"])  # what the spec_files sensor does in a deployment
     ops = {**({"augmentation_report": {"config": {"classifier_steps": 20}}} if selection is None else {}), **(ops or {})}
     return dg.materialize(**with_checks(defs, selection), partition_key="tiny", resources=defs.resources, instance=instance, run_config={"ops": ops}, **kwargs)
 

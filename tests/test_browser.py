@@ -16,10 +16,12 @@ import time
 import urllib.request
 from pathlib import Path
 
+import dagster as dg
 import pytest
 from pipelines.tiny import write_tiny_spec
 
 BIN = Path(sys.executable).parent  # this environment's console scripts
+REPO = Path(__file__).resolve().parents[1]
 
 
 pytestmark = pytest.mark.browser
@@ -73,7 +75,7 @@ def _stop(process: subprocess.Popen) -> None:
 
 @pytest.fixture
 def servers(ganpipe_env, free_port):
-    """`dagster dev` (webserver + daemon, so launched runs leave the queue) and the MLflow UI, both on
+    """`dg dev` (webserver + daemon, so launched runs leave the queue) and the MLflow UI, both on
     127.0.0.1 and free ports, the way `make ui` starts them."""
     env = ganpipe_env
     write_tiny_spec(env["specs"])
@@ -106,7 +108,8 @@ def servers(ganpipe_env, free_port):
         )
         started.append(
             subprocess.Popen(
-                [str(BIN / "dagster"), "dev", "-m", "pipelines", "-h", "127.0.0.1", "-p", str(dagster_port)],
+                [str(BIN / "dg"), "dev", "-h", "127.0.0.1", "-p", str(dagster_port)],  # the project's [tool.dg], from its root
+                cwd=REPO,
                 stdout=open(logs / "dagster.log", "w"),
                 stderr=subprocess.STDOUT,
                 env=environment,
@@ -142,10 +145,20 @@ def test_materialize_from_the_ui_and_find_the_champion(servers):
             expect(page.get_by_text("gan_evaluation").first).to_be_visible()
             page.screenshot(path=ARTIFACTS / "asset-graph.png")
 
-            # Materialize all, for the spec's partition.
+            # A new team's spec file, dropped in while the servers run, becomes a partition with no
+            # restart: the `spec_files` sensor adds it at the daemon's next tick.
+            write_tiny_spec(Path(os.environ["GANPIPE_SPECS"]), name="newteam")
+            deadline = time.monotonic() + 120
+            with dg.DagsterInstance.get() as instance:
+                while "newteam" not in instance.get_dynamic_partitions("specs"):
+                    assert time.monotonic() < deadline, "the new spec did not become a partition within 120 s"
+                    time.sleep(3)
+
+            # Materialize all, for the spec's partition; the new one is offered beside it.
             page.get_by_role("button", name="Materialize all…").click()
             dialog = page.get_by_role("dialog")
             dialog.get_by_text("Select a partition or create one").click()
+            expect(page.locator("span", has_text=re.compile(r"^newteam$"))).to_be_visible(timeout=30_000)
             page.locator("span", has_text=re.compile(r"^tiny$")).click()
             dialog.get_by_role("button", name="Launch 1 run").click()
             page.get_by_role("link", name="View", exact=True).or_(page.get_by_role("button", name="View", exact=True)).first.click()
@@ -206,7 +219,7 @@ def test_materialize_from_the_ui_and_find_the_champion(servers):
             expect(page.get_by_text("trained by ganpipe on spec 'tiny'", exact=False).first).to_be_visible(timeout=60_000)
             expect(page.get_by_text(re.compile(r"^@?\s*champion$")).first).to_be_visible()
             page.screenshot(path=ARTIFACTS / "mlflow-model.png")
-            # `dagster dev` said at start which stores the code location uses.
+            # `dg dev` said at start which stores the code location uses.
             started = (servers["logs"] / "dagster.log").read_text()
             assert f"storage root {os.environ['GANPIPE_HOME']}, MLflow store {os.environ['MLFLOW_TRACKING_URI']} (UI links {mlflow_ui})" in started
         except Exception:

@@ -63,3 +63,25 @@ def test_settings_are_read_from_the_environment_in_one_place(ganpipe_env, monkey
     assert readers == {"pipelines/settings.py"}
     named = {str(path.relative_to(ROOT)) for path in (ROOT / "gan_core").rglob("*.py") if any(name in path.read_text() for name in ENVIRONMENT.values())}
     assert named == set()
+
+
+def test_the_code_location_does_nothing_at_import_and_says_its_stores_at_load(ganpipe_env, tmp_path):
+    """Importing the code location prints, reads and writes nothing: Dagster loads `defs` when it
+    needs it. Loading it registers the spec files as partitions of an existing instance and says
+    which stores it uses."""
+    import subprocess
+    import sys
+
+    from pipelines.tiny import write_tiny_spec
+
+    write_tiny_spec(ganpipe_env["specs"])
+    before = sorted(ganpipe_env["home"].rglob("*"))
+    probe = "import pipelines, pipelines.definitions, pipelines.defs.checks, pipelines.defs.sensors, pipelines.demo"
+    imported = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, check=True)
+    assert (imported.stdout, imported.stderr) == ("", "")
+    assert not (ganpipe_env["dagster_home"] / "history").exists() and sorted(ganpipe_env["home"].rglob("*")) == before
+    (ganpipe_env["dagster_home"] / "history").mkdir(parents=True)  # an instance a command already made
+    load = "import dagster as dg; from pipelines import defs; defs(); print(dg.DagsterInstance.get().get_dynamic_partitions('specs'))"
+    loaded = subprocess.run([sys.executable, "-c", load], cwd=tmp_path, capture_output=True, text=True, check=True)
+    assert loaded.stdout.strip() == "['tiny']"
+    assert f"ganpipe: specs {ganpipe_env['specs']}, storage root {ganpipe_env['home']}" in loaded.stderr

@@ -129,8 +129,9 @@ def test_gan_model_trains_on_two_processes_through_dagster_pipes(ganpipe_env, mo
     import dagster as dg
     import mlflow
 
-    from pipelines.assets.common import K8S_GPU_TAGS
+    from pipelines.defs.assets.common import K8S_GPU_TAGS
     from pipelines.definitions import build_definitions, with_checks
+    from pipelines.partitions import register_specs
 
     env = ganpipe_env
     write_tiny_spec(env["specs"])
@@ -142,6 +143,7 @@ def test_gan_model_trains_on_two_processes_through_dagster_pipes(ganpipe_env, mo
     assets = {a.key.path[-1]: a for a in defs.assets}
     assert json.loads(assets["gan_model"].op.tags["dagster-k8s/config"]) == K8S_GPU_TAGS["dagster-k8s/config"]  # what dagster-k8s reads
     with dg.instance_for_test() as instance:
+        register_specs(instance, env["specs"])
         result = dg.materialize(**with_checks(defs, ["real_images", "gan_model"]), partition_key="tiny", resources=defs.resources, instance=instance)
         assert result.success
         logs = [entry.user_message for entry in instance.all_logs(result.run_id)]
@@ -160,6 +162,7 @@ def test_synthetic_dataset_writes_two_shards_in_two_processes_and_commits_once(g
 
     from gan_core.export import read_export
     from pipelines.definitions import build_definitions, with_checks
+    from pipelines.partitions import register_specs
 
     env = ganpipe_env
     write_tiny_spec(env["specs"])  # 3 classes × 10 samples, 12 rows per part: 3 parts
@@ -167,6 +170,7 @@ def test_synthetic_dataset_writes_two_shards_in_two_processes_and_commits_once(g
     defs = build_definitions(str(env["specs"]), str(env["home"]))
     selection = with_checks(defs, [a.key.path[-1] for a in defs.assets if a.key.path[-1] not in ("augmentation_report", "recommended")])
     with dg.instance_for_test() as instance:
+        register_specs(instance, env["specs"])
         result = dg.materialize(**selection, partition_key="tiny", resources=defs.resources, instance=instance)
     assert result.success
     metadata = {k: v.value for k, v in result.asset_materializations_for_node("synthetic_dataset")[0].metadata.items()}

@@ -10,6 +10,7 @@ import pytest
 
 from gan_core.export import read_export
 from pipelines.definitions import build_definitions
+from pipelines.partitions import register_specs
 from pipelines.specs import SpecError, load_spec, load_specs
 from pipelines.tiny import write_tiny_spec
 
@@ -153,11 +154,10 @@ def test_bad_spec_is_named_and_the_good_ones_still_load(ganpipe_env):
     assert "colour" in errors[str(env["specs"] / "typo.yaml")]
     assert "field 'name'" in errors[str(env["specs"] / "escape.yaml")]
     defs = build_definitions(str(env["specs"]), str(env["home"]))
-    job = defs.resolve_job_def("ganpipe_nightly")
-    # Bad specs keep their partition so that a click on one shows the spec's error; no schedule runs them.
-    assert job.partitions_def.get_partition_keys() == ["bad", "escape", "good", "typo"]
     assets = {a.key.path[-1]: a for a in defs.assets}
     with dg.instance_for_test() as instance:
+        # Bad specs keep their partition so that a click on one shows the spec's error; no schedule runs them.
+        assert register_specs(instance, env["specs"]) == ["bad", "escape", "good", "typo"]
         result = dg.materialize([assets["real_images"]], partition_key="typo", resources=defs.resources, instance=instance, raise_on_error=False)
     assert not result.success
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
@@ -217,10 +217,14 @@ def test_schedule_requests_the_spec_partition(ganpipe_env):
     assert schedule.cron_schedule == "0 2 * * *"
     import datetime
 
-    context = dg.build_schedule_context(
-        scheduled_execution_time=datetime.datetime(2026, 11, 23, 2, 0, tzinfo=datetime.timezone.utc), repository_def=defs.get_repository_def()
-    )
-    requests = schedule.evaluate_tick(context).run_requests
+    with dg.instance_for_test() as instance:
+        register_specs(instance, env["specs"])
+        context = dg.build_schedule_context(
+            instance=instance,
+            scheduled_execution_time=datetime.datetime(2026, 11, 23, 2, 0, tzinfo=datetime.timezone.utc),
+            repository_def=defs.get_repository_def(),
+        )
+        requests = schedule.evaluate_tick(context).run_requests
     assert len(requests) == 1 and requests[0].partition_key == "tiny"
     assert requests[0].run_key == "tiny-2026-11-23T02:00:00+00:00"
 
@@ -236,25 +240,65 @@ def test_folder_sensor_fires_once_per_state(ganpipe_env):
     write_tiny_spec(env["specs"], name="pics", source="{kind: image_folder, path: pics}")
     write_tiny_spec(env["specs"])  # an npz spec: never the sensor's business
     defs = build_definitions(str(env["specs"]), str(env["home"]))
-    sensor, repository = defs.sensors[0], defs.get_repository_def()
-    first = sensor.evaluate_tick(dg.build_sensor_context(cursor=None, repository_def=repository))
-    assert [r.partition_key for r in first.run_requests] == ["pics"]
-    again = sensor.evaluate_tick(dg.build_sensor_context(cursor=first.cursor, repository_def=repository))
-    assert again.run_requests == [] and again.skip_message
-    Image.fromarray(np.full((8, 8), 255, np.uint8)).save(folder / "b" / "2.png")
-    changed = sensor.evaluate_tick(dg.build_sensor_context(cursor=first.cursor, repository_def=repository))
-    assert [r.partition_key for r in changed.run_requests] == ["pics"]
-    assert changed.run_requests[0].run_key != first.run_requests[0].run_key
-    # A spec's unlabelled folder is watched too: new unlabelled images start a run.
-    (env["specs"] / "pool").mkdir()
-    write_tiny_spec(env["specs"], name="pooled", extra="unlabelled: {kind: image_folder, path: pool}\n")
-    defs = build_definitions(str(env["specs"]), str(env["home"]))  # the new spec's partition
-    sensor, repository = defs.sensors[0], defs.get_repository_def()
-    pooled = sensor.evaluate_tick(dg.build_sensor_context(cursor=changed.cursor, repository_def=repository))
-    assert [r.partition_key for r in pooled.run_requests] == ["pooled"]
-    Image.fromarray(np.zeros((8, 8), np.uint8)).save(env["specs"] / "pool" / "new.png")
-    grown = sensor.evaluate_tick(dg.build_sensor_context(cursor=pooled.cursor, repository_def=repository))
-    assert [r.partition_key for r in grown.run_requests] == ["pooled"]
+    sensor, repository = defs.resolve_sensor_def("image_folder_changes"), defs.get_repository_def()
+    with dg.instance_for_test() as instance:
+
+        def tick(cursor):
+            return sensor.evaluate_tick(
+                dg.build_sensor_context(cursor=cursor, repository_def=repository, instance=instance, instance_ref=instance.get_ref(), resources=defs.resources)
+            )
+
+        first = tick(None)
+        assert [r.partition_key for r in first.run_requests] == ["pics"]
+        # The run's partition comes with it when no `spec_files` tick has added it yet.
+        assert [request.partition_keys for request in first.dynamic_partitions_requests] == [["pics"]]
+        again = tick(first.cursor)
+        assert again.run_requests == [] and again.skip_message
+        Image.fromarray(np.full((8, 8), 255, np.uint8)).save(folder / "b" / "2.png")
+        changed = tick(first.cursor)
+        assert [r.partition_key for r in changed.run_requests] == ["pics"]
+        assert changed.run_requests[0].run_key != first.run_requests[0].run_key
+        # A spec's unlabelled folder is watched too: new unlabelled images start a run. The sensor
+        # reads the spec folder at each tick: the new spec needs no new definitions.
+        (env["specs"] / "pool").mkdir()
+        write_tiny_spec(env["specs"], name="pooled", extra="unlabelled: {kind: image_folder, path: pool}\n")
+        register_specs(instance, env["specs"])
+        pooled = tick(changed.cursor)
+        assert [r.partition_key for r in pooled.run_requests] == ["pooled"] and pooled.dynamic_partitions_requests == []
+        Image.fromarray(np.zeros((8, 8), np.uint8)).save(env["specs"] / "pool" / "new.png")
+        grown = tick(pooled.cursor)
+        assert [r.partition_key for r in grown.run_requests] == ["pooled"]
+
+
+def test_a_new_spec_file_becomes_a_partition_and_a_removed_one_keeps_its_data(ganpipe_env, materialize_tiny):
+    """The `spec_files` sensor, ticked as the daemon ticks it, on the definitions loaded before the
+    file came: the new spec's partition appears; a removed spec keeps its partition and its data."""
+    env = ganpipe_env
+    write_tiny_spec(env["specs"])
+    defs = build_definitions(str(env["specs"]), str(env["home"]))
+    sensor, repository = defs.resolve_sensor_def("spec_files"), defs.get_repository_def()
+    assert sensor.default_status == dg.DefaultSensorStatus.RUNNING  # `dg dev` ticks it with no click
+    with dg.instance_for_test() as instance:
+
+        def tick():
+            result = sensor.evaluate_tick(
+                dg.build_sensor_context(repository_def=repository, instance=instance, instance_ref=instance.get_ref(), resources=defs.resources)
+            )
+            for request in result.dynamic_partitions_requests:  # what the daemon does with the tick's result
+                instance.add_dynamic_partitions(request.partitions_def_name, request.partition_keys)
+            return result
+
+        assert [request.partition_keys for request in tick().dynamic_partitions_requests] == [["tiny"]]
+        assert tick().skip_message and instance.get_dynamic_partitions("specs") == ["tiny"]
+        write_tiny_spec(env["specs"], name="newteam")
+        assert [request.partition_keys for request in tick().dynamic_partitions_requests] == [["newteam"]]
+        assert instance.get_dynamic_partitions("specs") == ["tiny", "newteam"]
+        assert materialize_tiny(env, selection=("real_images",), instance=instance).success
+        (env["specs"] / "tiny.yaml").unlink()
+        assert tick().skip_message  # nothing to add, and nothing removed
+        assert instance.get_dynamic_partitions("specs") == ["tiny", "newteam"]
+        assert list((env["home"] / "data" / "tiny").glob("*/train.npz"))
+        assert instance.get_latest_materialization_event(dg.AssetKey("real_images")) is not None
 
 
 def test_exports_to_an_object_store_uri(ganpipe_env, monkeypatch, materialize_tiny):

@@ -8,9 +8,10 @@ import json
 import dagster as dg
 import pytest
 
-from pipelines.assets.promote import decide_promotion
-from pipelines.assets.report import uplift_verdict
+from pipelines.defs.assets.promote import decide_promotion
+from pipelines.defs.assets.report import uplift_verdict
 from pipelines.definitions import IN_PROCESS_RUN_CONFIG, JOB_NAME, build_definitions
+from pipelines.partitions import register_specs
 from pipelines.records import Uplift, from_json, to_json
 from pipelines.specs import load_spec
 from pipelines.tiny import write_tiny_spec
@@ -32,6 +33,7 @@ def test_a_reexecuted_step_reads_the_inputs_of_its_own_run(ganpipe_env):
     job = dg.reconstructable(nightly_job)
     options = {"run_config": IN_PROCESS_RUN_CONFIG, "tags": {"dagster/partition": "tiny"}}
     with dg.DagsterInstance.get() as instance:
+        register_specs(instance, ganpipe_env["specs"])
         first = dg.execute_job(job, instance, asset_selection=UP_TO_EVALUATION, **options)
         second = dg.execute_job(job, instance, asset_selection=UP_TO_EVALUATION, **options)
         assert first.success and second.success

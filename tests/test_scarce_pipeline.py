@@ -11,6 +11,7 @@ from PIL import Image
 
 from gan_core.data import load_source
 from pipelines.definitions import build_definitions, with_checks
+from pipelines.partitions import register_specs
 from pipelines.specs import SpecError, load_spec
 from pipelines.tiny import write_tiny_npz, write_tiny_spec
 
@@ -98,6 +99,7 @@ def test_the_recommended_alias_moves_only_when_the_uplift_gate_passes(ganpipe_en
     env = ganpipe_env
     (env["specs"] / "scarce.yaml").write_text(SCARCE_SPEC)
     instance = dg.DagsterInstance.local_temp(str(env["dagster_home"]))
+    register_specs(instance, env["specs"])
     client = mlflow_client(env)
 
     def run(steps: int, selection=None):

@@ -1,5 +1,6 @@
-"""The users' own door: `dagster asset materialize` from a fresh working directory, with Dagster's
-default (multiprocess) executor and nothing set but DAGSTER_HOME."""
+"""The users' own door: `dg launch` of the whole graph from a fresh working directory, with Dagster's
+default (multiprocess) executor, a fresh instance where no sensor has run, and nothing set but
+DAGSTER_HOME."""
 
 from __future__ import annotations
 
@@ -41,7 +42,7 @@ def _step_spans(instance: dg.DagsterInstance, run_id: str) -> dict[str, tuple[fl
     return spans
 
 
-def test_whole_graph_through_the_cli_with_the_default_executor(tmp_path):
+def test_whole_graph_through_dg_launch_with_the_default_executor(tmp_path):
     workdir, dagster_home = tmp_path / "team", tmp_path / "dagster-home"
     workdir.mkdir()
     dagster_home.mkdir()
@@ -50,7 +51,7 @@ def test_whole_graph_through_the_cli_with_the_default_executor(tmp_path):
     write_tiny_spec(workdir / "specs")
 
     completed = subprocess.run(
-        [str(BIN / "dagster"), "asset", "materialize", "-m", "pipelines", "--select", "*", "--partition", "tiny"],
+        [str(BIN / "dg"), "launch", "--assets", "*", "--partition", "tiny", "-m", "pipelines"],
         cwd=workdir,
         env=_users_environment(dagster_home),
         capture_output=True,

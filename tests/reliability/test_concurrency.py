@@ -16,6 +16,7 @@ import pytest
 
 from gan_core.checkpoint import load_generator
 from pipelines.definitions import build_definitions
+from pipelines.partitions import register_specs
 from pipelines.tiny import write_tiny_spec
 
 BIN = Path(sys.executable).parent  # this environment's console scripts
@@ -102,6 +103,7 @@ def test_same_spec_twice_with_two_gpu_slots_the_second_fails_clearly(ganpipe_env
     _longer_training(write_tiny_spec(env["specs"]), steps=600)
     _deployed_instance(env, initialise_instance, gpu_slots=2)
     with dg.DagsterInstance.get() as instance:
+        register_specs(instance, env["specs"])
         defs = build_definitions()
         real_images = next(a for a in defs.assets if a.key.path[-1] == "real_images")
         assert dg.materialize([real_images], partition_key="tiny", resources=defs.resources, instance=instance).success

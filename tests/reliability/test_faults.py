@@ -18,8 +18,8 @@ import pytest
 
 from gan_core.checkpoint import load_checkpoint
 from gan_core.export import ExportError, ExportPlan, export_samples, read_export
-from pipelines.checks import run_completed
-from pipelines.definitions import build_definitions, with_checks
+from pipelines.definitions import build_definitions, run_completed, with_checks
+from pipelines.partitions import register_specs
 from pipelines.tiny import write_tiny_spec
 
 BIN = Path(sys.executable).parent  # this environment's console scripts
@@ -33,6 +33,7 @@ def _materialize(env: dict, selection: list[str] | None = None, tracking_uri: st
     defs = build_definitions(str(env["specs"]), str(env["home"]), tracking_uri or f"sqlite:///{env['home'] / 'mlflow.db'}")
     assets = with_checks(defs, selection)  # assets and selection
     instance = dg.DagsterInstance.get()
+    register_specs(instance, env["specs"])
     run_config = {"ops": {"augmentation_report": {"config": {"classifier_steps": 20}}}} if selection is None else {}
     return dg.materialize(
         **assets,

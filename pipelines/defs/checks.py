@@ -7,16 +7,14 @@ import dagster as dg
 from gan_core.export import EXPORT_SCHEMA, export_schemas, read_export, verify_export
 from gan_core.metrics import metric_info, resolve_metric, too_small
 
-from . import records
-from .assets.evaluate import gan_evaluation
-from .assets.export import synthetic_dataset
-from .assets.report import augmentation_report
-from .registry import evaluated_description, model_name
-from .resources import MLflowResource, SpecsResource
-from .specs import Spec
+from .. import records
+from .assets import evaluate, export, report
+from ..registry import evaluated_description, model_name
+from ..resources import MLflowResource, SpecsResource
+from ..specs import Spec
 
 
-@dg.asset_check(asset=gan_evaluation, blocking=True, description="the spec's evaluation.gates")
+@dg.asset_check(asset=evaluate.gan_evaluation, blocking=True, description="the spec's evaluation.gates")
 def quality_gate(
     context: dg.AssetCheckExecutionContext, specs: SpecsResource, mlflow_store: MLflowResource, gan_evaluation: records.Evaluation
 ) -> dg.AssetCheckResult:
@@ -62,7 +60,7 @@ def gate_results(spec: Spec, metrics: dict[str, float], backbone: str, n_compare
     return results
 
 
-@dg.asset_check(asset=synthetic_dataset, description="row count, schema and readability against the manifest")
+@dg.asset_check(asset=export.synthetic_dataset, description="row count, schema and readability against the manifest")
 def export_valid(context: dg.AssetCheckExecutionContext, synthetic_dataset: records.Export) -> dg.AssetCheckResult:
     destination, expected_rows = synthetic_dataset.path, synthetic_dataset.planned_rows
     problems = []
@@ -82,7 +80,7 @@ def export_valid(context: dg.AssetCheckExecutionContext, synthetic_dataset: reco
     return dg.AssetCheckResult(passed=not problems, metadata={"problems": "; ".join(problems) or "none", "rows": expected_rows})
 
 
-@dg.asset_check(asset=augmentation_report, blocking=True, description="do no harm: gates.min_uplift, and a 95% interval of the gain above 0")
+@dg.asset_check(asset=report.augmentation_report, blocking=True, description="do no harm: gates.min_uplift, and a 95% interval of the gain above 0")
 def uplift_gate(
     context: dg.AssetCheckExecutionContext, specs: SpecsResource, mlflow_store: MLflowResource, augmentation_report: records.Uplift
 ) -> dg.AssetCheckResult:
@@ -105,17 +103,3 @@ def uplift_gate(
             "export_path": dg.MetadataValue.path(report.export_path),
         },
     )
-
-
-ALL_CHECKS = [quality_gate, export_valid, uplift_gate]
-
-
-def run_completed(result: dg.ExecuteInProcessResult) -> bool:
-    """Whether a run did its work: it succeeded, or only the uplift gate failed it (the export
-    exists and was measured, and stays marked not recommended: a finding, not a breakage)."""
-    if result.success:
-        return True
-    failed_checks = {e.check_name for e in result.get_asset_check_evaluations() if not e.passed}
-    measured = any(e.asset_key.path[-1] == "augmentation_report" for e in result.get_asset_materialization_events())
-    failed_steps = {e.step_key for e in result.all_events if e.event_type_value == "STEP_FAILURE"}
-    return measured and failed_checks == {"uplift_gate"} and all("uplift_gate" in step or step == "augmentation_report" for step in failed_steps)

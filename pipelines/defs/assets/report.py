@@ -13,10 +13,10 @@ from gan_core.data import ImageData
 from gan_core.export import annotate_export, read_export, read_manifest
 from gan_core.metrics import UPLIFT_SHARES, augmentation_uplift, uplift_classifier
 
-from .. import records
-from ..registry import model_name, tag_metrics
-from ..resources import MLflowResource, SpecsResource
-from ..specs import Spec
+from ... import records
+from ...registry import model_name, tag_metrics
+from ...resources import MLflowResource, SpecsResource
+from ...specs import Spec
 from .common import COMPUTE_TAG, STAGE, load_split, spec_of
 
 RECOMMENDED = "recommended"  # the MLflow alias of the version whose export passed the uplift gate

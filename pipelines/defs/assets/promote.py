@@ -9,9 +9,9 @@ import dagster as dg
 from gan_core.classifier import Judge
 from gan_core.metrics import EvaluationConfig, MetricsError, evaluate
 
-from ..registry import load_registered_generator, tag_metrics, tag_yardstick
-from .. import records
-from ..resources import MLflowResource, SpecsResource
+from ...registry import load_registered_generator, tag_metrics, tag_yardstick
+from ... import records
+from ...resources import MLflowResource, SpecsResource
 from .common import COMPUTE_TAG, STAGE, load_split, spec_of
 
 

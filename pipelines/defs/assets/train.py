@@ -17,11 +17,11 @@ from gan_core.semi import pseudo_labelled
 from gan_core.sample import class_grid, save_grid
 from gan_core.train import Progress, TrainConfig, TrainResult, train
 
-from .. import records
-from ..lineage import log_data_input
-from ..registry import data_summary, log_generator, model_description, model_name
-from ..resources import ComputeResource, MLflowResource, SpecsResource, StorageResource
-from ..specs import Spec
+from ... import records
+from ...lineage import log_data_input
+from ...registry import data_summary, log_generator, model_description, model_name
+from ...resources import ComputeResource, MLflowResource, SpecsResource, StorageResource
+from ...specs import Spec
 from .common import COMPUTE_TAG, K8S_GPU_TAGS, STAGE, load_pool, load_split, picture, spec_of
 
 

@@ -8,9 +8,9 @@ import dagster as dg
 from gan_core.classifier import Judge
 from gan_core.export import ConfidenceFilter, CopyScreen, ExportPlan, export_exists, export_in_processes, export_samples, verify_export
 
-from .. import records
-from ..registry import load_registered_generator, version_metrics
-from ..resources import ComputeResource, MLflowResource, SpecsResource, StorageResource
+from ... import records
+from ...registry import load_registered_generator, version_metrics
+from ...resources import ComputeResource, MLflowResource, SpecsResource, StorageResource
 from .common import COMPUTE_TAG, STAGE, load_split, spec_of
 
 

@@ -11,10 +11,10 @@ import numpy as np
 
 from gan_core.data import ImageData, load_source
 
-from .. import records
-from ..partitions import SPEC_PARTITIONS
-from ..resources import SpecsResource
-from ..specs import Spec
+from ... import records
+from ...partitions import SPECS_PARTITIONS
+from ...resources import SpecsResource
+from ...specs import Spec
 
 GROUP = "ganpipe"
 # Steps that keep every core busy with torch; the default executor runs one of them at a time.
@@ -29,7 +29,7 @@ K8S_GPU_TAGS = {
         "pod_spec_config": {"tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]},
     }
 }
-STAGE = {"partitions_def": SPEC_PARTITIONS, "group_name": GROUP}  # every asset: one partition per spec
+STAGE = {"partitions_def": SPECS_PARTITIONS, "group_name": GROUP}  # every asset: one partition per spec
 
 
 def spec_of(

@@ -9,9 +9,9 @@ import numpy as np
 from gan_core.data import UNLABELLED, ImageData, load_source, load_unlabelled, save_npz
 from gan_core.sample import save_grid
 
-from .. import records
-from ..resources import SpecsResource, StorageResource
-from ..specs import Spec
+from ... import records
+from ...resources import SpecsResource, StorageResource
+from ...specs import Spec
 from .common import STAGE, picture
 
 

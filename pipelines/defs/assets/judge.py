@@ -9,8 +9,8 @@ import dagster as dg
 from gan_core.classifier import ClassifierConfig, classifier_steps
 from gan_core.semi import self_train
 
-from ..resources import ComputeResource, SpecsResource
-from .. import records
+from ...resources import ComputeResource, SpecsResource
+from ... import records
 from .common import COMPUTE_TAG, STAGE, load_pool, load_split, spec_of
 
 

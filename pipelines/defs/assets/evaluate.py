@@ -11,11 +11,11 @@ from gan_core.checkpoint import load_generator
 from gan_core.classifier import Judge
 from gan_core.metrics import EvaluationConfig, evaluate, too_small
 
-from .. import records
-from ..lineage import log_data_input
-from ..registry import tag_metrics, tag_yardstick
-from ..resources import MLflowResource, SpecsResource
-from ..specs import primary_metric
+from ... import records
+from ...lineage import log_data_input
+from ...registry import tag_metrics, tag_yardstick
+from ...resources import MLflowResource, SpecsResource
+from ...specs import primary_metric
 from .common import COMPUTE_TAG, STAGE, load_split, picture, spec_of
 
 
