@@ -1,4 +1,4 @@
-"""A person's path through the UIs, in a real browser: `dagster dev` and the MLflow UI on free ports
+"""A person's path through the UIs, in a real browser: `dg dev` and the MLflow UI on free ports
 against a temporary storage root; open the asset graph, pick the partition, click Materialize and
 launch, wait for the run to succeed, look at the evaluation's sample grid, find the champion alias
 in the MLflow UI. Playwright drives Debian's chromium (no browser download); screenshots are kept
