@@ -15,10 +15,11 @@ import dagster as dg
 from .defs.assets.common import COMPUTE_TAG
 from .defs.jobs import JOB_NAME
 from .io_manager import RecordIOManager
-from .partitions import register_specs, spec_partition_keys
+from .partitions import register_specs
 from .resources import ComputeResource, MLflowResource, SpecsResource, StorageResource
 from .schedules import build_schedules
 from .settings import Settings
+from .specs import load_specs
 
 __all__ = ["IN_PROCESS_RUN_CONFIG", "JOB_NAME", "build_definitions", "defs", "run_completed", "with_checks"]
 
@@ -46,7 +47,7 @@ def build_definitions(specs_dir: str | None = None, storage_root: str | None = N
         home=str(storage_root or settings.home),
         mlflow_tracking_uri=tracking_uri or settings.mlflow_tracking_uri,
     )
-    _, specs, errors = spec_partition_keys(settings.specs)
+    specs, errors = load_specs(settings.specs)
     for message in errors.values():  # bad specs are reported and left out; the good ones still load
         dg.get_dagster_logger().error(f"spec not loaded: {message}")
     mlflow_store = MLflowResource(

@@ -10,23 +10,23 @@ from pathlib import Path
 
 import dagster as dg
 
-from .specs import Spec, load_specs
+from .specs import load_specs
 
 PARTITION_KEY = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 SPECS_PARTITIONS = dg.DynamicPartitionsDefinition(name="specs")
 
 
-def spec_partition_keys(specs_dir: str | Path) -> tuple[list[str], dict[str, Spec], dict[str, str]]:
-    """(partition keys, the specs that loaded, file → error for those that did not). A bad spec keeps
-    its partition: a run of it fails with the spec's error, naming file and field."""
+def spec_partition_keys(specs_dir: str | Path) -> list[str]:
+    """One key per spec file. A bad spec keeps its partition: a run of it fails with the spec's
+    error, naming file and field."""
     specs, errors = load_specs(specs_dir)
     broken = {Path(file).stem for file in errors if PARTITION_KEY.match(Path(file).stem)}
-    return sorted(set(specs) | broken), specs, errors
+    return sorted(set(specs) | broken)
 
 
 def new_spec_keys(instance: dg.DagsterInstance, specs_dir: str | Path) -> list[str]:
     """The spec folder's partition keys the instance does not hold yet."""
-    keys, _, _ = spec_partition_keys(specs_dir)
+    keys = spec_partition_keys(specs_dir)
     known = set(instance.get_dynamic_partitions(SPECS_PARTITIONS.name))
     return [key for key in keys if key not in known]
 
