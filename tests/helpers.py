@@ -17,6 +17,18 @@ from pipelines.partitions import register_specs
 from pipelines.records import from_json
 
 
+def bars_judge(classes: tuple[str, ...] = ("zero", "one", "two")):
+    """A small judge of the tiny spec's bars, named as the `tiny_plan` fixture's classes."""
+    import tempfile
+
+    from gan_core.classifier import ClassifierConfig, train_classifier
+    from gan_core.data import ImageData, load_source
+    from pipelines.tiny import write_tiny_npz
+
+    data = load_source({"kind": "npz", "path": str(write_tiny_npz(Path(tempfile.mkdtemp()) / "bars.npz"))})
+    return train_classifier(ImageData(data.images, data.labels, list(classes)), ClassifierConfig(steps=30, width=4, feature_dim=8, batch_size=16))
+
+
 def materialize_tiny(env, tracking_uri: str | None = None, selection: tuple[str, ...] | None = None, ops: dict | None = None, **kwargs):
     defs = build_definitions(str(env["specs"]), str(env["home"]), tracking_uri or f"sqlite:///{env['home'] / 'mlflow.db'}")
     instance = kwargs.pop("instance")

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import tempfile
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -13,8 +11,8 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from gan_core.classifier import ClassifierConfig, Judge, train_classifier
-from gan_core.data import ImageData, load_source
+from gan_core.classifier import Judge
+from gan_core.data import load_source
 from gan_core.export import (
     EXPORT_SCHEMA,
     ConfidenceFilter,
@@ -28,7 +26,7 @@ from gan_core.export import (
     verify_export,
 )
 from gan_core.sample import generate
-from pipelines.tiny import write_tiny_npz
+from helpers import bars_judge
 
 CLASSES = ("zero", "one", "two")  # the classes of the `tiny_plan` fixture
 
@@ -229,12 +227,6 @@ def test_png_encoder_round_trips_through_pillow(channels):
             np.testing.assert_array_equal(array[None] if channels == 1 else array.transpose(2, 0, 1), image)
 
 
-def _judge(classes: tuple[str, ...] = CLASSES) -> Judge:
-    """A small judge of the tiny spec's bars, named as the tiny plan's classes."""
-    data = load_source({"kind": "npz", "path": str(write_tiny_npz(Path(tempfile.mkdtemp()) / "bars.npz"))})
-    return train_classifier(ImageData(data.images, data.labels, list(classes)), ClassifierConfig(steps=30, width=4, feature_dim=8, batch_size=16))
-
-
 def _median_confidence(judge: Judge, generator, plan: ExportPlan) -> float:
     """A threshold every class passes about half the time with the unfiltered draws."""
     labels = plan.labels_for(0, plan.total)
@@ -244,7 +236,7 @@ def _median_confidence(judge: Judge, generator, plan: ExportPlan) -> float:
 
 
 def test_confidence_filter_keeps_only_accepted_rows_each_regenerable_from_its_seed(tmp_path, tiny_generator, tiny_plan, lineage):
-    judge, generator, plan = _judge(), tiny_generator(), tiny_plan(rows_per_part=25)
+    judge, generator, plan = bars_judge(), tiny_generator(), tiny_plan(rows_per_part=25)
     threshold = _median_confidence(judge, generator, plan)
     destination = tmp_path / "exports" / "filtered"
     export_samples(generator, plan, destination, lineage=lineage, root=tmp_path, confidence=ConfidenceFilter(judge, threshold))
@@ -266,7 +258,7 @@ def test_confidence_filter_keeps_only_accepted_rows_each_regenerable_from_its_se
 
 
 def test_confidence_filter_refuses_a_class_it_rejects_too_often(tmp_path, tiny_generator, tiny_plan):
-    judge, generator, plan = _judge(), tiny_generator(), tiny_plan()
+    judge, generator, plan = bars_judge(), tiny_generator(), tiny_plan()
     threshold = _median_confidence(judge, generator, plan)
     destination = tmp_path / "exports" / "refused"
     with pytest.raises(ExportError, match=r"class '(zero|one|two)': acceptance 0\.\d+ at min_confidence .* below export.min_acceptance 0.95"):
@@ -277,4 +269,4 @@ def test_confidence_filter_refuses_a_class_it_rejects_too_often(tmp_path, tiny_g
     with pytest.raises(PlanError, match="min_confidence: expected a probability"):
         ConfidenceFilter(judge, 1.5)
     with pytest.raises(PlanError, match="the judge's classes"):
-        export_samples(generator, plan, tmp_path / "exports" / "other", root=tmp_path, confidence=ConfidenceFilter(_judge(("a", "b", "c")), 0.5))
+        export_samples(generator, plan, tmp_path / "exports" / "other", root=tmp_path, confidence=ConfidenceFilter(bars_judge(("a", "b", "c")), 0.5))

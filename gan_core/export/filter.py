@@ -1,10 +1,15 @@
-"""The confidence filter: an exported row is kept only if the judge gives its conditioning label at
+"""The judge at export: the confidence filter and the soft labels.
+
+The confidence filter: an exported row is kept only if the judge gives its conditioning label at
 least `min_confidence`. Rejected draws are replaced by fresh ones, and each row records the seed of
 the draw that was kept, so `generate(generator, [label], seeds=[seed])` gives that row again.
 
 Draw k of sample_id i has the seed `seeds_at(plan.seed, i + k * plan.total)`: draw 0
 is the unfiltered export's seed, and every draw depends only on the plan, never on which part,
-batch or shard process made it."""
+batch or shard process made it.
+
+Soft labels: every row's `label_probs` is the teacher's class probabilities of that row's image,
+the very image its seed regenerates."""
 
 from __future__ import annotations
 
@@ -17,7 +22,7 @@ from ..checkpoint import weights_digest
 from ..classifier import Judge
 from ..data import ImageData
 from ..sample import generate, seeds_at
-from .plan import ExportError, ExportPlan, PlanError
+from .plan import SOFT_LABELS, ExportError, ExportPlan, PlanError
 
 
 @dataclass
@@ -78,6 +83,26 @@ class ConfidenceFilter:
             f"class '{stuck}': {len(pending)} row(s) still below min_confidence {self.min_confidence} after {self.max_draws} draws each "
             f"(acceptance {kept}/{draws}); lower export.min_confidence or train the generator longer"
         )
+
+
+@dataclass
+class SoftLabels:
+    """The teacher whose class probabilities of each exported image become its row's `label_probs`."""
+
+    teacher: Judge
+    holdout_accuracy: float | None = None  # the teacher's, recorded beside the column it underlies
+
+    def identity(self) -> dict[str, Any]:
+        return {
+            "column": SOFT_LABELS,
+            "teacher_sha256": weights_digest(self.teacher.net),
+            "teacher_classes": list(self.teacher.class_names),
+            "teacher_holdout_accuracy": self.holdout_accuracy,
+        }
+
+    def of(self, images: np.ndarray) -> np.ndarray:
+        """float32 probabilities, one row per image and one column per class."""
+        return self.teacher.probabilities(images).astype(np.float32)
 
 
 def filter_verdict(parts: Sequence[Mapping[str, Any]], recorded: Mapping[str, Any]) -> tuple[dict[str, Any], str | None]:

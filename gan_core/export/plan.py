@@ -12,7 +12,7 @@ import pyarrow as pa
 from ..sample import sample_seeds
 
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the optional `label_probs` column (soft labels); version 1 exports read the same
 
 
 IMAGE_FORMATS = ("png", "raw")
@@ -43,6 +43,14 @@ EXPORT_SCHEMA = pa.schema(
         ("model_version", DICT_STRING),
     ]
 )
+SOFT_LABELS = "label_probs"  # the teacher's class probabilities of a row's image, one float32 per class
+
+
+def export_schema(num_classes: int | None = None) -> pa.Schema:
+    """The parts' columns; with `num_classes` (an export with soft labels), `label_probs` after `image`."""
+    if num_classes is None:
+        return EXPORT_SCHEMA
+    return EXPORT_SCHEMA.insert(EXPORT_SCHEMA.get_field_index("image") + 1, pa.field(SOFT_LABELS, pa.list_(pa.float32(), num_classes)))
 
 
 @dataclass(frozen=True)
@@ -152,31 +160,31 @@ class ExportResult:
     bytes_written: int = 0
 
 
-def hf_features(class_names: Sequence[str], image_format: str) -> dict[str, Any]:
-    """The `huggingface` schema metadata: `datasets` then decodes `image` and `label` itself."""
+def hf_features(class_names: Sequence[str], image_format: str, soft_labels: bool = False) -> dict[str, Any]:
+    """The `huggingface` schema metadata: `datasets` then decodes `image` and `label` itself, and
+    `label_probs` (with `soft_labels`) as a Sequence of float32 of one per class."""
     value = lambda dtype: {"dtype": dtype, "_type": "Value"}  # noqa: E731
     image = {"_type": "Image"} if image_format == "png" else {"bytes": value("binary"), "path": value("string")}
-    return {
-        "info": {
-            "features": {
-                "sample_id": value("int64"),
-                "label": {"names": list(class_names), "_type": "ClassLabel"},
-                "label_name": value("string"),
-                "image": image,
-                "seed": value("int64"),
-                "model_name": value("string"),
-                "model_version": value("string"),
-            }
-        }
+    probs = {SOFT_LABELS: {"feature": value("float32"), "length": len(class_names), "_type": "Sequence"}} if soft_labels else {}
+    features = {
+        "sample_id": value("int64"),
+        "label": {"names": list(class_names), "_type": "ClassLabel"},
+        "label_name": value("string"),
+        "image": image,
+        **probs,
+        "seed": value("int64"),
+        "model_name": value("string"),
+        "model_version": value("string"),
     }
+    return {"info": {"features": features}}
 
 
-def schema_for(plan: ExportPlan, lineage: Mapping[str, Any], image_shape: Sequence[int]) -> pa.Schema:
+def schema_for(plan: ExportPlan, lineage: Mapping[str, Any], image_shape: Sequence[int], soft_labels: bool = False) -> pa.Schema:
     metadata = {
-        "huggingface": json.dumps(hf_features(plan.class_names, plan.image_format)),
+        "huggingface": json.dumps(hf_features(plan.class_names, plan.image_format, soft_labels)),
         "ganpipe.schema_version": str(SCHEMA_VERSION),
         "ganpipe.image_format": plan.image_format,
         "ganpipe.image_shape": json.dumps(list(image_shape)),
         "ganpipe.lineage": json.dumps(dict(lineage), sort_keys=True, default=str),
     }
-    return EXPORT_SCHEMA.with_metadata(metadata)
+    return export_schema(len(plan.class_names) if soft_labels else None).with_metadata(metadata)

@@ -21,7 +21,7 @@ import torch
 
 from ..checkpoint import load_generator, save_generator
 from ..classifier import Judge
-from .filter import ConfidenceFilter
+from .filter import ConfidenceFilter, SoftLabels
 from .plan import ExportError, ExportPlan
 from .screen import CopyScreen
 from .store import commit_export
@@ -38,6 +38,7 @@ def export_in_processes(
     root: str | Path,
     screen: CopyScreen | None = None,
     confidence: ConfidenceFilter | None = None,
+    soft_labels: SoftLabels | None = None,
     threads: int | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Write `plan` with `processes` workers sharing the machine's cores (`threads` each), then commit.
@@ -72,6 +73,10 @@ def export_in_processes(
                 "min_acceptance": confidence.min_acceptance,
                 "max_draws": confidence.max_draws,
             }
+        job["soft_labels"] = None
+        if soft_labels is not None:
+            teacher = str(soft_labels.teacher.save(Path(scratch) / "teacher.safetensors"))
+            job["soft_labels"] = {"teacher": teacher, "holdout_accuracy": soft_labels.holdout_accuracy}
         (Path(scratch) / "job.json").write_text(json.dumps(job))
         command = [sys.executable, "-m", "gan_core.export.shards", "--job", str(Path(scratch) / "job.json")]
         workers = [subprocess.Popen([*command, "--shard", str(shard)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for shard in range(processes)]
@@ -101,6 +106,9 @@ def main(argv: list[str] | None = None) -> int:
     if job["filter"]:
         settings = {key: value for key, value in job["filter"].items() if key != "judge"}
         confidence = ConfidenceFilter(Judge.load(job["filter"]["judge"], device="cpu"), **settings)
+    soft_labels = None
+    if job["soft_labels"]:
+        soft_labels = SoftLabels(Judge.load(job["soft_labels"]["teacher"], device="cpu"), job["soft_labels"]["holdout_accuracy"])
     export_samples(
         generator,
         plan,
@@ -112,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         workers=job["threads"],
         screen=screen,
         confidence=confidence,
+        soft_labels=soft_labels,
     )
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"shard": args.shard, "pid": os.getpid(), "parts": plan.shards(job["shards"])[args.shard], "peak_rss_mb": peak}), flush=True)

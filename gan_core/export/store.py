@@ -101,6 +101,7 @@ def commit_export(plan: ExportPlan, destination: str | Path, *, root: str | Path
         "generator": {**recorded["generator"], "plan": plan.to_dict()},
         "memorization": verdicts["screen"],
         "filter": verdicts["filter"],
+        "soft_labels": recorded.get("soft_labels"),  # the label_probs column and its teacher, or None
     }
     for sidecar in staging.glob("part-*.json"):
         sidecar.unlink()

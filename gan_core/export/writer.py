@@ -9,7 +9,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping, NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -22,7 +22,7 @@ from ..models import FoldedGenerator
 from ..sample import generate
 from .layout import PLAN_FILE, part_name, staging_dir
 from .plan import IMAGE_TYPE, ExportError, ExportPlan, ExportResult, PlanError, schema_for
-from .filter import ConfidenceFilter
+from .filter import ConfidenceFilter, SoftLabels
 from .png import encode_batch
 from .screen import CopyScreen
 from .store import check_destination, commit_export, export_exists, finished_parts, write_json_atomic
@@ -41,6 +41,7 @@ class _PartJob:
     workers: int
     screen: CopyScreen | None
     confidence: ConfidenceFilter | None
+    soft_labels: SoftLabels | None
     depth: int = 2  # batches in flight in the pool
 
 
@@ -52,12 +53,21 @@ class _Tally:
     acceptance: dict[str, list[int]] = field(default_factory=dict)
 
 
-def _encoded_batches(job: _PartJob, start: int, stop: int, tally: _Tally) -> Iterator[tuple[int, int, np.ndarray, list[bytes]]]:
+class _Batch(NamedTuple):
+    start: int
+    stop: int
+    seeds: np.ndarray
+    probs: np.ndarray | None  # the teacher's label_probs of the batch's images, with soft labels
+    payloads: Any  # futures of encoded chunks while in flight, then the encoded images
+
+
+def _encoded_batches(job: _PartJob, start: int, stop: int, tally: _Tally) -> Iterator[_Batch]:
     """Generate on the device in the calling thread while the pool encodes earlier batches; yields
-    (start, stop, seeds, payloads). With a screen, its counts for each batch are added to the tally;
-    with a confidence filter, rejected draws are replaced and counted in it."""
+    each batch with its payloads. With a screen, its counts for each batch are added to the tally;
+    with a confidence filter, rejected draws are replaced and counted in it; with soft labels, the
+    teacher's probabilities of the kept images come along."""
     plan = job.plan
-    pending: list[tuple[int, int, np.ndarray, Any]] = []
+    pending: list[_Batch] = []
     for batch_start in range(start, stop, plan.batch_size):
         batch_stop = min(batch_start + plan.batch_size, stop)
         if job.confidence is None:
@@ -68,17 +78,21 @@ def _encoded_batches(job: _PartJob, start: int, stop: int, tally: _Tally) -> Ite
         if job.screen is not None:
             for key, value in job.screen.count(images).items():
                 tally.copies[key] = tally.copies.get(key, 0) + value
+        probs = job.soft_labels.of(images) if job.soft_labels is not None else None
         # Split the batch so every worker gets a share even when one batch is in flight.
         chunks = np.array_split(images, job.workers)
-        pending.append((batch_start, batch_stop, seeds, [job.pool.submit(encode_batch, chunk, plan.image_format) for chunk in chunks]))
+        pending.append(_Batch(batch_start, batch_stop, seeds, probs, [job.pool.submit(encode_batch, chunk, plan.image_format) for chunk in chunks]))
         while len(pending) > job.depth:
-            first, last, batch_seeds, futures = pending.pop(0)
-            yield first, last, batch_seeds, [payload for future in futures for payload in future.result()]
-    for first, last, batch_seeds, futures in pending:
-        yield first, last, batch_seeds, [payload for future in futures for payload in future.result()]
+            yield _encoded(pending.pop(0))
+    for batch in pending:
+        yield _encoded(batch)
 
 
-def _batch_table(job: _PartJob, start: int, stop: int, seeds: np.ndarray, payloads: list[bytes]) -> pa.Table:
+def _encoded(batch: _Batch) -> _Batch:
+    return batch._replace(payloads=[payload for future in batch.payloads for payload in future.result()])
+
+
+def _batch_table(job: _PartJob, start: int, stop: int, seeds: np.ndarray, probs: np.ndarray | None, payloads: list[bytes]) -> pa.Table:
     plan = job.plan
     labels = plan.labels_for(start, stop)
     sample_ids = np.arange(start, stop, dtype=np.int64)
@@ -91,10 +105,11 @@ def _batch_table(job: _PartJob, start: int, stop: int, seeds: np.ndarray, payloa
         [pa.array(payloads, pa.binary()), pa.array([f"{i}{suffix}" for i in range(start, stop)], pa.string())],
         fields=list(IMAGE_TYPE),
     )
-    return pa.Table.from_arrays(
-        [pa.array(sample_ids), pa.array(labels), names, image, pa.array(seeds), constant(model_name), constant(model_version)],
-        schema=job.schema,
-    )
+    columns = [pa.array(sample_ids), pa.array(labels), names, image]
+    if probs is not None:
+        columns.append(pa.FixedSizeListArray.from_arrays(pa.array(probs.reshape(-1), pa.float32()), probs.shape[1]))
+    columns += [pa.array(seeds), constant(model_name), constant(model_version)]
+    return pa.Table.from_arrays(columns, schema=job.schema)
 
 
 def _prepare_staging(job: _PartJob, generator_settings: Mapping[str, Any]) -> None:
@@ -106,6 +121,7 @@ def _prepare_staging(job: _PartJob, generator_settings: Mapping[str, Any]) -> No
         "generator": dict(generator_settings),
         "screen": job.screen.identity() if job.screen else None,
         "filter": job.confidence.identity() if job.confidence else None,
+        "soft_labels": job.soft_labels.identity() if job.soft_labels else None,
     }
     wanted = json.loads(json.dumps(wanted, default=str))
     plan_path = job.staging / PLAN_FILE
@@ -131,14 +147,16 @@ def _write_part(job: _PartJob, part: int) -> dict[str, Any]:
         with pq.ParquetWriter(temp, job.schema, compression="zstd", write_statistics=["sample_id", "label", "seed"]) as writer:
             # Payloads are collected as plain bytes and become one Arrow table per row group: many
             # small per-batch tables cost far more memory than the payloads themselves.
-            group_start, group, group_seeds = start, [], []
-            for _, batch_stop, seeds, payloads in _encoded_batches(job, start, stop, tally):
-                group.extend(payloads)
-                group_seeds.append(seeds)
-                if len(group) >= plan.row_group_size or batch_stop == stop:
-                    table = _batch_table(job, group_start, batch_stop, np.concatenate(group_seeds), group)
+            group_start, group, group_seeds, group_probs = start, [], [], []
+            for batch in _encoded_batches(job, start, stop, tally):
+                group.extend(batch.payloads)
+                group_seeds.append(batch.seeds)
+                group_probs.append(batch.probs)
+                if len(group) >= plan.row_group_size or batch.stop == stop:
+                    probs = np.concatenate(group_probs) if job.soft_labels is not None else None
+                    table = _batch_table(job, group_start, batch.stop, np.concatenate(group_seeds), probs, group)
                     writer.write_table(table, row_group_size=plan.row_group_size)
-                    group_start, group, group_seeds = batch_stop, [], []
+                    group_start, group, group_seeds, group_probs = batch.stop, [], [], []
         with open(temp, "rb+") as handle:
             os.fsync(handle.fileno())
         checksum = file_sha256(temp)
@@ -178,6 +196,7 @@ def export_samples(
     workers: int | None = None,
     screen: CopyScreen | None = None,
     confidence: ConfidenceFilter | None = None,
+    soft_labels: SoftLabels | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> ExportResult:
     """Generate `plan` with `generator` and write it to `destination` (a path under `root`, or a
@@ -185,6 +204,7 @@ def export_samples(
     `commit=True` and it is the last writer, leaves them in staging for `commit_export`.
     `screen` checks every image against the training images before anything is published;
     `confidence` keeps only images the judge gives their label with at least its min_confidence;
+    `soft_labels` gives every row its teacher's class probabilities (`label_probs`);
     `progress` gets one line per part written (rows, rows/s, time left)."""
     started = time.perf_counter()
     root = Path(root)
@@ -198,14 +218,16 @@ def export_samples(
     if config.num_classes != len(plan.class_names):
         raise PlanError(f"class_names: the plan has {len(plan.class_names)} classes but the generator was trained on {config.num_classes}")
     settings = {"model": config.to_dict(), "weights_sha256": weights_digest(generator), "seed": plan.seed, "image_shape": list(image_shape)}
-    if confidence is not None and list(confidence.judge.class_names) != list(plan.class_names):
-        raise PlanError(f"confidence filter: the judge's classes {confidence.judge.class_names} are not the plan's {list(plan.class_names)}")
+    for role, judge in (("confidence filter", confidence and confidence.judge), ("soft labels", soft_labels and soft_labels.teacher)):
+        if judge is not None and list(judge.class_names) != list(plan.class_names):
+            raise PlanError(f"{role}: the judge's classes {judge.class_names} are not the plan's {list(plan.class_names)}")
 
     parts = plan.shards(shard[1])[shard[0]] if shard else list(range(plan.num_parts))
     workers = workers or max(1, os.cpu_count() or 1)
     written = rows = 0
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        job = _PartJob(FoldedGenerator(generator), plan, staging, lineage, schema_for(plan, lineage, image_shape), pool, workers, screen, confidence)
+        schema = schema_for(plan, lineage, image_shape, soft_labels=soft_labels is not None)
+        job = _PartJob(FoldedGenerator(generator), plan, staging, lineage, schema, pool, workers, screen, confidence, soft_labels)
         _prepare_staging(job, settings)
         finished = finished_parts(staging)
         todo = [part for part in parts if part not in finished]
