@@ -4,7 +4,10 @@ join training, under the judge's own guess of their class (pseudo-labels).
 `self_train` is the classic recipe: train on the labelled images, pseudo-label the pool, train again
 with the confident part of the pool in every batch. The GAN then learns from the labelled images
 plus the pool under the final judge's pseudo-labels (`pseudo_labelled`). No holdout image is ever
-passed here: callers hand in the labelled train split and the pool only."""
+passed here: callers hand in the labelled train split and the pool only.
+
+`check_teacher` is the one use of the holdout: it decides nothing about training, only whether the
+finished teacher may be used at all (pseudo-labels, the export's filter, soft labels)."""
 
 from __future__ import annotations
 
@@ -19,6 +22,44 @@ from .data import DataError, ImageData
 # benchmarks/uplift.py (see the README's figures).
 PSEUDO_LABEL_CONFIDENCE = 0.9
 POOL_SHARE = 0.5  # of each self-training batch, drawn from the confident pool
+TEACHER_ALPHA = 0.05  # a teacher is used only if it beats the majority class at this significance
+
+
+@dataclass(frozen=True)
+class TeacherCheck:
+    """Is the teacher shown better than chance and than always answering the holdout's majority class?"""
+
+    accuracy: float
+    holdout_images: int
+    majority_share: float  # the accuracy of always answering the most common holdout class (at least 1/classes)
+    p_value: float  # one-sided binomial test of the correct answers against majority_share
+    alpha: float = TEACHER_ALPHA
+
+    @property
+    def useful(self) -> bool:
+        return self.p_value < self.alpha
+
+    def reason(self) -> str:
+        measured = (
+            f"holdout accuracy {self.accuracy:.4f} on {self.holdout_images} images against {self.majority_share:.4f} "
+            f"for always answering the majority class (one-sided binomial p = {self.p_value:.3g})"
+        )
+        if self.useful:
+            return f"teacher used: {measured}"
+        return f"teacher not used (not shown better than chance or the majority class at p < {self.alpha:g}): {measured}"
+
+
+def check_teacher(judge: Judge, holdout: ImageData, alpha: float = TEACHER_ALPHA) -> TeacherCheck:
+    """The teacher's holdout accuracy tested against the better of chance and the majority class."""
+    from scipy import stats
+
+    if not len(holdout):
+        raise DataError("check_teacher: the holdout is empty; a teacher cannot be shown useful without one")
+    correct = int((judge.predict(holdout.images) == holdout.labels).sum())
+    shares = np.bincount(holdout.labels, minlength=holdout.num_classes) / len(holdout)
+    baseline = float(max(shares.max(), 1.0 / holdout.num_classes))
+    p_value = float(stats.binomtest(correct, len(holdout), baseline, alternative="greater").pvalue)
+    return TeacherCheck(correct / len(holdout), len(holdout), baseline, p_value, alpha)
 
 
 @dataclass

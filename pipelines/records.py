@@ -46,12 +46,15 @@ class Snapshot:
 
 @dataclass(frozen=True)
 class Judge:
-    """judge_classifier: its weights and its accuracy on the snapshot's holdout."""
+    """judge_classifier: its weights, its accuracy on the snapshot's holdout, and whether that shows
+    it better than chance and the majority class (else it pseudo-labels, filters and soft-labels nothing)."""
 
     path: str
     snapshot: str  # the content hash of the snapshot it was trained on
     holdout_accuracy: float
     holdout_images: int
+    useful: bool
+    usefulness: str  # why it is used or not, with the figures of the test
 
 
 @dataclass(frozen=True)

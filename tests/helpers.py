@@ -93,8 +93,18 @@ def assert_first_night(env, result, tracking_uri: str | None = None) -> None:
 
     exports = list((env["home"] / "exports" / "tiny").glob("v*/*"))
     assert [p.parent.name for p in exports] == ["v1"]
-    table = read_export(exports[0])
+    table, images = read_export(exports[0], decode=True)
     assert table.num_rows == 30
+    # Soft labels: the judge's probabilities of every exported image, beside its holdout accuracy.
+    import numpy as np
+
+    from gan_core.classifier import Judge
+
+    judge = {k: v.value for k, v in result.asset_materializations_for_node("judge_classifier")[0].metadata.items()}
+    probs = np.stack(table.column("label_probs").to_numpy(zero_copy_only=False))
+    np.testing.assert_allclose(probs, Judge.load(judge["judge_path"]).probabilities(images), atol=1e-6)
+    soft = json.loads((exports[0] / "_manifest.json").read_text())["soft_labels"]
+    assert judge["teacher_used"] is True and soft["teacher_holdout_accuracy"] == judge["holdout_accuracy"] and exports[0].name.endswith("-soft")
     assert set(table.column("model_version").to_pylist()) == {"1"}
     manifest = json.loads((exports[0] / "_manifest.json").read_text())
     assert manifest["model"]["run_id"] == champion.run_id and "fid_domain" in manifest["metrics"]

@@ -318,7 +318,7 @@ def test_exports_to_an_object_store_uri(ganpipe_env, monkeypatch, materialize_ti
     assert names == ["README.md", "_manifest.json", "data/part-00000.parquet", "data/part-00001.parquet", "data/part-00002.parquet", "samples.png"]
     assert read_export(path).num_rows == 30
     metadata = result.asset_materializations_for_node("synthetic_dataset")[0].metadata
-    assert metadata["min_confidence"].value == 0.05 and path.endswith("-c0.05")
+    assert metadata["min_confidence"].value == 0.05 and path.endswith("-c0.05-soft") and metadata["soft_labels"].value is True
     assert set(metadata["acceptance_per_class"].value) == {"top", "middle", "bottom"} and all(
         0 < r <= 1 for r in metadata["acceptance_per_class"].value.values()
     )

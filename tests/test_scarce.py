@@ -13,7 +13,7 @@ from gan_core.classifier import ClassifierConfig, classifier_steps, random_affin
 from gan_core.data import UNLABELLED, DataError, ImageData, load_unlabelled
 from gan_core.export import filtered_samples
 from gan_core.sample import generate
-from gan_core.semi import pseudo_labelled, self_train
+from gan_core.semi import check_teacher, pseudo_labelled, self_train
 
 BARS = ["top", "middle", "bottom"]
 
@@ -98,6 +98,29 @@ def test_pseudo_labels_and_self_training():
     assert not np.allclose(trained.logits(pool), judge.logits(pool))
     alone = self_train(labelled, pool[:0], SMALL)
     assert np.array_equal(alone.logits(pool), judge.logits(pool))
+
+
+def test_a_teacher_is_used_only_when_its_holdout_shows_it_beats_chance_and_the_majority_class():
+    holdout = bars(4, seed=3)  # 12 images, 4 per class
+    good = check_teacher(train_classifier(bars(10), SMALL), holdout)
+    assert good.accuracy == 1.0 and good.majority_share == pytest.approx(1 / 3) and good.useful
+    assert good.p_value == pytest.approx((1 / 3) ** 12) and good.reason().startswith("teacher used: holdout accuracy 1.0000 on 12 images")
+
+    class Constant:  # always answers class 0, as a teacher that learnt nothing but the prior would
+        def predict(self, images):
+            return np.zeros(len(images), np.int64)
+
+    skewed = ImageData(holdout.images[:6], np.array([0, 0, 0, 0, 0, 1]), BARS)
+    majority = check_teacher(Constant(), skewed)  # 5 of 6 right, which is what the majority class gets
+    assert majority.accuracy == pytest.approx(5 / 6) and majority.majority_share == pytest.approx(5 / 6) and not majority.useful
+    assert "teacher not used (not shown better than chance or the majority class at p < 0.05)" in majority.reason()
+    two_classes = ImageData(np.zeros((20, 1, 8, 8), np.uint8), np.repeat([0, 1], 10), ["a", "b"])
+    coin = check_teacher(Constant(), two_classes)  # the new user's two-class folder: 0.50 on 20 images
+    assert coin.accuracy == 0.5 and coin.p_value > 0.5 and not coin.useful
+    fourteen = ImageData(two_classes.images, np.array([0] * 14 + [1] * 6), ["a", "b"])
+    assert not check_teacher(Constant(), fourteen).useful  # 0.70 is only the majority share
+    with pytest.raises(DataError, match="holdout is empty"):
+        check_teacher(Constant(), ImageData(np.zeros((0, 1, 8, 8), np.uint8), np.zeros(0, np.int64), ["a", "b"]))
 
 
 def test_filtered_samples_are_accepted_and_regenerate_from_their_seeds(tiny_generator):

@@ -55,6 +55,36 @@ def test_unlabelled_images_train_the_judge_and_the_gan_never_the_holdout(ganpipe
     assert model["training_images"] == 9 + model["pseudo_labelled_images"]
 
 
+def test_a_teacher_no_better_than_chance_labels_filters_and_soft_labels_nothing(ganpipe_env, materialize_tiny, mlflow_client):
+    """Two classes whose labels say nothing about the images (noise, labelled at random): the judge
+    cannot be shown better than a coin on its holdout, so the pool stays out of the GAN's training,
+    the export is neither filtered (though the spec asks for it) nor soft-labelled, and the run says why."""
+    from gan_core.export import EXPORT_SCHEMA, export_schemas, read_manifest
+
+    env = ganpipe_env
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 256, (40, 1, 8, 8)).astype(np.uint8)
+    np.savez(env["specs"] / "noise.npz", images=images, labels=rng.permutation(np.repeat([0, 1], 20)), class_names=np.array(["heads", "tails"]))
+    pool = env["specs"] / "pool"
+    pool.mkdir()
+    for i in range(30):
+        Image.fromarray(rng.integers(0, 256, (8, 8)).astype(np.uint8)).save(pool / f"u{i}.png")
+    write_tiny_spec(env["specs"], source="{kind: npz, path: noise.npz}", extra="unlabelled: {kind: image_folder, path: pool}\n", export=", min_confidence: 0.6")
+    upto_export = (*UP_TO_GAN, "gan_evaluation", "champion_model", "synthetic_dataset")
+    result = materialize_tiny(env, selection=upto_export, instance=dg.DagsterInstance.local_temp(str(env["dagster_home"])))
+    meta = lambda node: {k: v.value for k, v in result.asset_materializations_for_node(node)[0].metadata.items()}  # noqa: E731
+    judge, model, export = meta("judge_classifier"), meta("gan_model"), meta("synthetic_dataset")
+    assert judge["teacher_used"] is False and judge["teacher_p_value"] >= 0.05 and judge["majority_class_share"] == 0.5
+    assert judge["teacher"].startswith("teacher not used") and judge["holdout_images"] == 8
+    assert model["pseudo_labelled_images"] == 0 and model["training_images"] == 32 and model["teacher"] == judge["teacher"]
+    description = mlflow_client(env).get_model_version("gan-tiny", "1").description
+    assert judge["teacher"] in description and "Quality gate passed" in description
+    manifest = read_manifest(export["path"])
+    assert manifest["soft_labels"] is None and manifest["filter"] is None and export["soft_labels"] is False and "min_confidence" not in export
+    assert all(schema.remove_metadata().equals(EXPORT_SCHEMA) for _, schema in export_schemas(export["path"]))
+    assert {e.check_name: e.passed for e in result.get_asset_check_evaluations()} == {"quality_gate": True, "export_valid": True}
+
+
 def test_unlabelled_spec_fields_and_bad_sources(ganpipe_env, materialize_tiny, tmp_path):
     env = ganpipe_env
     spec = write_tiny_spec(env["specs"], extra="unlabelled: {kind: mnist_idx, images: pool-images.idx}\n")

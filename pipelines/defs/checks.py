@@ -4,7 +4,7 @@ keeps an export that does not help a classifier from being recommended."""
 
 import dagster as dg
 
-from gan_core.export import EXPORT_SCHEMA, export_schemas, read_export, verify_export
+from gan_core.export import export_schema, export_schemas, read_export, verify_export
 from gan_core.metrics import metric_info, resolve_metric, too_small
 
 from .. import records
@@ -70,8 +70,9 @@ def export_valid(context: dg.AssetCheckExecutionContext, synthetic_dataset: reco
             problems.append("the manifest has no copy screening (memorization) figure")
         if manifest["total_rows"] != expected_rows:
             problems.append(f"manifest has {manifest['total_rows']} rows, plan has {expected_rows}")
+        expected = export_schema(len(manifest["class_names"]) if manifest.get("soft_labels") else None)
         for file, schema in export_schemas(destination):
-            if not schema.remove_metadata().equals(EXPORT_SCHEMA):
+            if not schema.remove_metadata().equals(expected):
                 problems.append(f"{file}: schema differs from the export schema")
         if read_export(destination, verify=False).slice(0, 1).num_rows != 1:
             problems.append("no readable rows")

@@ -1,12 +1,13 @@
 """Export: a labelled synthetic dataset from the champion to Parquet, screened for copies of
-training images. Its validity is a check (`checks.py`)."""
+training images, filtered and soft-labelled by the teacher when it was shown useful. Its validity
+is a check (`checks.py`)."""
 
 from typing import Optional
 
 import dagster as dg
 
 from gan_core.classifier import Judge
-from gan_core.export import ConfidenceFilter, CopyScreen, ExportPlan, export_exists, export_in_processes, export_samples, verify_export
+from gan_core.export import ConfidenceFilter, CopyScreen, ExportPlan, SoftLabels, export_exists, export_in_processes, export_samples, verify_export
 
 from ... import records
 from ...registry import load_registered_generator, version_metrics
@@ -29,6 +30,17 @@ def _lineage(spec, champion, mlflow_store: MLflowResource, snapshot: records.Sna
     }
 
 
+def _teacher_at_export(context, spec, judge: records.Judge) -> tuple[Optional[ConfidenceFilter], Optional[SoftLabels]]:
+    """The judge's filter (with `export.min_confidence`) and soft labels, or neither when it was not
+    shown a useful teacher."""
+    if not judge.useful:
+        context.log.warning(f"export neither filtered nor soft-labelled: {judge.usefulness}")
+        return None, None
+    teacher = Judge.load(judge.path)
+    confidence = ConfidenceFilter(teacher, spec.export.min_confidence, spec.export.min_acceptance) if spec.export.min_confidence > 0 else None
+    return confidence, SoftLabels(teacher, judge.holdout_accuracy)
+
+
 class ExportConfig(dg.Config):
     samples_per_class: Optional[int] = None
 
@@ -46,7 +58,8 @@ def synthetic_dataset(
     champion_model: records.Champion,
 ) -> dg.Output[records.Export]:
     """Export a labelled synthetic dataset from the champion to Parquet, screened for copies of
-    training images and, with `export.min_confidence`, filtered by the judge."""
+    training images; when the judge was shown a useful teacher, every row carries its class
+    probabilities (`label_probs`) and, with `export.min_confidence`, only rows it accepts are kept."""
     spec = spec_of(specs, context, real_images, judge_classifier)
     name = champion_model.model_name
     # The version this run's promotion left as champion, resolved once: its rows, tags and weights all come from it.
@@ -57,11 +70,9 @@ def synthetic_dataset(
     plan = ExportPlan.per_class(
         train_split.class_names, per_class, seed=spec.export.seed, image_format=spec.export.image_format, rows_per_part=spec.export.rows_per_part
     )
-    confidence = None
-    if spec.export.min_confidence > 0:
-        judge = Judge.load(judge_classifier.path)
-        confidence = ConfidenceFilter(judge, spec.export.min_confidence, spec.export.min_acceptance)
+    confidence, soft_labels = _teacher_at_export(context, spec, judge_classifier)
     export_id = f"n{per_class}-s{spec.export.seed}-{spec.export.image_format}" + (f"-c{spec.export.min_confidence:g}" if confidence else "")
+    export_id += "-soft" if soft_labels else ""  # an export of the same version made before soft labels keeps its own folder
     destination = storage.export_destination(spec.name, str(champion.version), export_id)
     shard_pids: list[int] = []
     with storage.lock(spec.name, f"Dagster run {context.run.run_id}"):
@@ -73,14 +84,30 @@ def synthetic_dataset(
             screen = CopyScreen.from_split(train_split, holdout, max_near_copy_fraction=spec.export.max_near_copy_fraction)
             if compute.export_processes > 1:
                 manifest, shards = export_in_processes(
-                    generator, plan, destination, processes=compute.export_processes, lineage=lineage, root=storage.path, screen=screen, confidence=confidence
+                    generator,
+                    plan,
+                    destination,
+                    processes=compute.export_processes,
+                    lineage=lineage,
+                    root=storage.path,
+                    screen=screen,
+                    confidence=confidence,
+                    soft_labels=soft_labels,
                 )
                 for shard in shards:
                     context.log.info(f"shard {shard['shard']} (pid {shard['pid']}) wrote parts {shard['parts']}")
                 shard_pids = [shard["pid"] for shard in shards]
             else:
                 result = export_samples(
-                    generator, plan, destination, lineage=lineage, root=storage.path, screen=screen, confidence=confidence, progress=context.log.info
+                    generator,
+                    plan,
+                    destination,
+                    lineage=lineage,
+                    root=storage.path,
+                    screen=screen,
+                    confidence=confidence,
+                    soft_labels=soft_labels,
+                    progress=context.log.info,
                 )
                 manifest = result.manifest
                 context.log.info(f"exported {result.rows} rows in {result.wall_s:.1f} s to {destination}")
@@ -97,6 +124,8 @@ def synthetic_dataset(
             "export_processes": len(shard_pids) or 1,
             **({"shard_pids": dg.MetadataValue.json(shard_pids)} if shard_pids else {}),
             "model_version": str(champion.version),
+            "teacher": judge_classifier.usefulness,
+            "soft_labels": bool(manifest.get("soft_labels")),
             "counts_per_class": dg.MetadataValue.json(manifest["counts_per_class"]),
             **({"near_copy_fraction": copies["near_copy_fraction"], "exact_copies": copies["exact_copies"]} if copies else {}),
             **(

@@ -1,13 +1,14 @@
 """The judge: a small CNN on the real train split, self-trained on the unlabelled pool when there
-is one. It judges label fidelity, pseudo-labels the pool for the GAN, filters the export and is the
-domain feature extractor. It never sees the holdout, which only scores it."""
+is one. It judges label fidelity, pseudo-labels the pool for the GAN, filters and soft-labels the
+export and is the domain feature extractor. It never sees the holdout, which only scores it and
+says whether it may teach at all (`check_teacher`)."""
 
 from pathlib import Path
 
 import dagster as dg
 
 from gan_core.classifier import ClassifierConfig, classifier_steps
-from gan_core.semi import self_train
+from gan_core.semi import check_teacher, self_train
 
 from ...resources import ComputeResource, SpecsResource
 from ... import records
@@ -27,17 +28,32 @@ def judge_classifier(
     config = ClassifierConfig(device=compute.device)
     judge = self_train(train_split, pool, config, spec.pseudo_label_confidence)
     path = judge.save(Path(snapshot) / "judge.safetensors")
-    accuracy = judge.accuracy(holdout)
-    context.log.info(
-        f"judge holdout accuracy {accuracy:.4f} on {len(holdout)} images" + (f" (self-trained on {len(pool)} unlabelled images)" if len(pool) else "")
+    teacher = check_teacher(judge, holdout)
+    trained_on = f" (self-trained on {len(pool)} unlabelled images)" if len(pool) else ""
+    if teacher.useful:
+        context.log.info(f"judge{trained_on}: {teacher.reason()}")
+    else:
+        context.log.warning(
+            f"judge{trained_on}: {teacher.reason()}; the GAN learns from the labelled images alone, the export is neither filtered nor soft-labelled"
+        )
+    record = records.Judge(
+        path=str(path),
+        snapshot=real_images.content_hash,
+        holdout_accuracy=teacher.accuracy,
+        holdout_images=len(holdout),
+        useful=teacher.useful,
+        usefulness=teacher.reason(),
     )
-    record = records.Judge(path=str(path), snapshot=real_images.content_hash, holdout_accuracy=accuracy, holdout_images=len(holdout))
     return dg.Output(
         record,
         metadata={
             "judge_path": dg.MetadataValue.path(str(path)),
-            "holdout_accuracy": accuracy,
+            "holdout_accuracy": teacher.accuracy,
             "holdout_images": len(holdout),
+            "majority_class_share": teacher.majority_share,
+            "teacher_p_value": teacher.p_value,
+            "teacher_used": teacher.useful,
+            "teacher": teacher.reason(),
             "optimizer_steps": classifier_steps(config, len(train_split)),
             "self_trained_on_unlabelled": len(pool),
         },

@@ -88,7 +88,7 @@ def gan_model(
         generator_path=str(final_dir / "generator.safetensors"),
         snapshot=real_images.content_hash,
     )
-    _describe_version(mlflow_store, spec, real_images, train_split.class_names, result, record, context.run.run_id)
+    _describe_version(mlflow_store, spec, real_images, judge_classifier, train_split.class_names, result, record, context.run.run_id)
     return dg.Output(
         record,
         metadata={
@@ -100,6 +100,7 @@ def gan_model(
             "steps": result.steps,
             "training_images": len(gan_data),
             "pseudo_labelled_images": len(guesses.data) if guesses is not None else 0,
+            **({"teacher": judge_classifier.usefulness} if judge_classifier is not None else {}),
             "resumed_from_step": result.resumed_from,
             "images_per_s": round(result.images_per_s, 1),
             "wall_s": round(result.wall_s, 1),
@@ -118,6 +119,9 @@ def _with_pseudo_labelled_pool(context: dg.AssetExecutionContext, spec: Spec, tr
         raise dg.Failure(
             f"spec '{spec.name}' has {len(pool)} unlabelled images: gan_model needs judge_classifier's pseudo-labels; materialize judge_classifier first"
         )
+    if not judge.useful:
+        context.log.warning(f"the {len(pool)} unlabelled images are not used: {judge.usefulness}")
+        return train_split, None
     guesses = pseudo_labelled(Judge.load(judge.path), pool, spec.pseudo_label_confidence)
     context.log.info(
         f"{len(guesses.data)} of {len(pool)} unlabelled images pseudo-labelled at ≥{spec.pseudo_label_confidence} join {len(train_split)} labelled ones"
@@ -191,6 +195,7 @@ def _describe_version(
     mlflow_store: MLflowResource,
     spec: Spec,
     snapshot: records.Snapshot,
+    judge: Optional[records.Judge],
     class_names: list[str],
     result: TrainResult,
     model: records.ModelVersion,
@@ -200,6 +205,8 @@ def _describe_version(
     name, version = model.model_name, model.model_version
     client.update_registered_model(name, description=model_description(spec))
     trained = f"{data_summary(spec, snapshot.data_counts(), class_names)}; {result.steps} steps ({spec.training.profile} profile) in {result.wall_s:.0f} s"
+    if judge is not None and not judge.useful:  # said wherever the version is described: its pool, filter and soft labels went unused
+        trained += f"; {judge.usefulness}"
     client.update_model_version(name, version, description=f"{trained}. Not evaluated yet.")
     tags = {
         "trained": trained,
