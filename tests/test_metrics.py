@@ -208,37 +208,54 @@ def test_uplift_runs_on_tiny_data_with_several_seeds():
     gains = {share: np.mean(result.per_seed[f"share_{share:g}"]) - np.mean(result.per_seed["real"]) for share in (0.25, 0.5)}
     assert result.best_share == max(gains, key=gains.get) and result.gain == pytest.approx(max(gains.values()))
     low, high = result.gain_interval()
-    assert low <= result.gain <= high
-    # Against scipy's own t interval of the paired differences; wider at 99%, undefined for one seed.
-    from scipy import stats
-
-    differences = np.subtract(result.per_seed[f"share_{result.best_share:g}"], result.per_seed["real"])
-    expected = stats.t.interval(0.95, 2, loc=differences.mean(), scale=stats.sem(differences)) if differences.std() > 0 else (differences.mean(),) * 2
-    assert (low, high) == pytest.approx(expected)
+    assert low <= result.gain <= high and result.holdout_images == 20
     summary = result.summary()
     assert summary["share"] == result.best_share and summary["gain_ci95"] == [low, high] and summary["seeds"] == 3 and summary["classifier_steps"] == 15
-    assert "| real + synthetic, 0.25 of each batch" in result.table() and "(best)" in result.table()
-    planted = Uplift(
-        {
-            "real": [0.90, 0.91, 0.89, 0.90, 0.92],
-            "share_0.1": [0.90, 0.90, 0.90, 0.90, 0.90],
-            "share_0.5": [0.93, 0.92, 0.92, 0.94, 0.93],
-            "synthetic": [0.8] * 5,
-        },
-        [0.1, 0.5],
-        [0, 1, 2, 3, 4],
-        10,
-        10,
-        600,
-    )
-    low, high = planted.gain_interval()
-    assert planted.best_share == 0.5 and planted.gain == pytest.approx(0.024)
-    assert 0 < low < 0.024 < high and planted.gain_interval(0.99)[0] < low and planted.gain_interval(share=0.1)[0] < 0
-    single = Uplift({"real": [0.9], "share_0.5": [0.92], "synthetic": [0.8]}, [0.5], [0], 10, 10, 600)
-    assert all(np.isnan(single.gain_interval()))
+    assert summary["holdout_images"] == 20 and summary["min_detectable_gain"] == pytest.approx((high - low) / 2)
+    assert "| real + synthetic, 0.25 of each batch" in result.table() and "(best)" in result.table() and "20 holdout images" in result.table()
+
+
+def _planted(n_images: int, better_images: int, seeds: int = 5, noise: float = 0.0) -> Uplift:
+    """An arm right on `better_images` more of `n_images` holdout images than real only, with every seed;
+    with `noise`, that share of images flips in either arm at random, per seed."""
+    rng = np.random.default_rng(1)
+    real = np.zeros((seeds, n_images), np.uint8)
+    real[:, : n_images * 9 // 10] = 1  # real only gets 90% right
+    better = real.copy()
+    better[:, n_images * 9 // 10 : n_images * 9 // 10 + better_images] = 1
+    for arm in (real, better):
+        flips = rng.random(arm.shape) < noise
+        arm[flips] = 1 - arm[flips]
+    return Uplift({"real": real, "share_0.5": better, "synthetic": real}, [0.5], list(range(seeds)), 10, 10, 600)
+
+
+def test_the_gains_interval_covers_the_holdouts_sampling_not_only_the_seeds():
+    """One image more right with every seed is +2.5 points on 40 images: identical over seeds, so a
+    seeds-only interval would be +0.025 to +0.025. Resampling the holdout images shows it cannot be
+    told from 0; 30 more of 1,000 can."""
+    small = _planted(40, 1)
+    low, high = small.gain_interval()
+    assert small.gain == pytest.approx(0.025) and low <= 0 < 0.025 <= high
+    assert small.min_detectable_gain >= 0.025 and small.figures()["uplift_holdout_images"] == 40
+    large = _planted(1000, 30)
+    low, high = large.gain_interval()
+    assert 0 < low < 0.03 < high and large.min_detectable_gain < 0.03
+    # With one seed it is the bootstrap of the holdout alone: close to the normal interval of the paired differences.
+    single = _planted(1000, 30, seeds=1, noise=0.05)
+    differences = single.correct["share_0.5"].astype(float)[0] - single.correct["real"][0]
+    half = 1.96 * differences.std(ddof=1) / np.sqrt(len(differences))
+    assert single.gain_interval() == pytest.approx((differences.mean() - half, differences.mean() + half), abs=0.004)
+    assert single.gain_interval(0.99)[0] < single.gain_interval()[0]
+    # Noise from seed to seed widens it further than the holdout alone.
+    noisy = _planted(1000, 30, noise=0.05)
+    assert noisy.min_detectable_gain > large.min_detectable_gain
+
+
+def test_uplift_needs_a_fixed_step_count():
+    data = ImageData(np.zeros((4, 1, 8, 8), np.uint8), np.array([0, 0, 1, 1]), ["a", "b"])
     # Epochs would give real+synthetic (the larger set) more optimizer steps than real only.
     with pytest.raises(MetricsError, match="fixed number of optimizer steps"):
-        augmentation_uplift(blobs(20), blobs(10), blobs(20), seeds=(0,), classifier=ClassifierConfig(epochs=3, width=4, feature_dim=8, batch_size=8))
+        augmentation_uplift(data, data, data, seeds=(0,), classifier=ClassifierConfig(epochs=3, width=4, feature_dim=8, batch_size=8))
 
 
 def test_evaluate_writes_a_report(tmp_path, digits):

@@ -97,6 +97,18 @@ def test_the_gate_and_the_manifest_agree_within_a_millionth_of_the_threshold(tmp
     assert again == record and again.figures["uplift_gain"] - threshold == pytest.approx(offset, abs=1e-12)
 
 
+def test_a_gain_the_holdout_cannot_show_gets_no_verdict_either_way(tmp_path):
+    """+2 points on 40 holdout images, with an interval reaching below 0: not "not recommended"
+    (nothing shows the gain absent) and not recommended (nothing shows it real)."""
+    write_tiny_spec(tmp_path)
+    spec = load_spec(tmp_path / "tiny.yaml")
+    figures = {"uplift_gain": 0.02, "uplift_gain_ci_low": -0.04, "uplift_best_share": 0.5, "uplift_holdout_images": 40.0, "uplift_min_detectable_gain": 0.06}
+    passed, verdict = uplift_verdict(spec, figures)
+    assert passed is False and verdict.startswith("cannot be shown with 40 holdout images: best share 0.5: gain +0.0200")
+    assert "the smallest gain this holdout and these seeds can show is about +0.0600" in verdict
+    assert uplift_verdict(spec, {**figures, "uplift_gain": -0.01})[1].startswith("not recommended: best share 0.5: gain -0.0100")
+
+
 def test_a_file_that_is_no_record_is_named(tmp_path):
     path = tmp_path / "x.json"
     path.write_text(json.dumps({"record": "Pickle", "path": "/"}))

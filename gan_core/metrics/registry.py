@@ -212,4 +212,4 @@ _uplift_metric("uplift_real_only", "Holdout accuracy of the uplift classifier tr
 _uplift_metric("uplift_real_plus_synthetic", "Holdout accuracy of the uplift classifier trained on real + synthetic.")
 _uplift_metric("uplift_synthetic_only", "Holdout accuracy of the uplift classifier trained on synthetic only.")
 _uplift_metric("uplift_gain", "real + synthetic minus real only.")
-_uplift_metric("uplift_gain_ci_low", "Lower bound of the gain's 95% interval over seeds (paired by seed).")
+_uplift_metric("uplift_gain_ci_low", "Lower bound of the gain's 95% interval, a paired bootstrap over holdout images and seeds.")

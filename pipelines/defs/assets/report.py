@@ -94,13 +94,19 @@ def min_uplift(spec: Spec) -> float:
 
 def uplift_verdict(spec: Spec, figures: dict[str, Any]) -> tuple[bool, str]:
     """Do no harm: recommended only when the best share's gain exceeds `gates.min_uplift` (default 0)
-    and the lower bound of its 95% interval is above 0. Returns (passed, why)."""
+    and the lower bound of its 95% interval (over holdout images and seeds) is above 0. A gain above
+    the bound whose interval still reaches 0 is no verdict either way: the holdout is too small to
+    show it, and the verdict says so. Returns (passed, why)."""
     gain, low, share, bound = figures["uplift_gain"], figures["uplift_gain_ci_low"], figures["uplift_best_share"], min_uplift(spec)
     measured = f"best share {share:g}: gain {gain:+.4f}, 95% interval lower bound {low:+.4f}"
     if not gain > bound:
         return False, f"not recommended: {measured}; the gain does not exceed gates.min_uplift {bound:g}"
     if not low > 0:
-        return False, f"not recommended: {measured}; the interval reaches 0 or below, so the gain is not shown to be real"
+        images, smallest = int(figures["uplift_holdout_images"]), figures["uplift_min_detectable_gain"]
+        return False, (
+            f"cannot be shown with {images} holdout images: {measured}; the smallest gain this holdout and these seeds can show is "
+            f"about {smallest:+.4f}, so neither a gain nor its absence is shown (a larger holdout, e.g. a spec's `holdout:` source, can tell)"
+        )
     return True, f"recommended: {measured} (> {bound:g} and > 0)"
 
 
