@@ -72,6 +72,17 @@ class UnlabelledSpec(SourceSpec):
         return {**super().loader_args(), "unlabelled": True}
 
 
+class HoldoutSpec(SourceSpec):
+    """A separate labelled test set (any source kind): it scores the judge and the uplift study and
+    never trains anything; the spec's whole `source` then trains, and `holdout_fraction` is unused."""
+
+    @model_validator(mode="after")
+    def _whole_holdout(self) -> HoldoutSpec:
+        if self.labels_per_class is not None:
+            raise ValueError("labels_per_class applies to the labelled source only; a holdout is used whole")
+        return self
+
+
 class ImageSpec(_Strict):
     size: int = 32
     channels: Literal[1, 3] = 1
@@ -185,6 +196,7 @@ class Spec(_Strict):
     pseudo_label_confidence: float = Field(default=PSEUDO_LABEL_CONFIDENCE, ge=0, lt=1)
     image: ImageSpec = ImageSpec()
     holdout_fraction: float = Field(default=0.2, gt=0, lt=1)
+    holdout: Optional[HoldoutSpec] = None  # a team's own labelled test set instead of a split of `source`
     seed: int = Field(default=0, ge=0)
     training: TrainingSpec = TrainingSpec()
     evaluation: EvaluationSpec = EvaluationSpec()

@@ -107,6 +107,35 @@ def test_unlabelled_spec_fields_and_bad_sources(ganpipe_env, materialize_tiny, t
     assert not list(env["home"].glob("data/*/*/holdout.npz"))
 
 
+def test_a_spec_brings_its_own_holdout_which_never_trains_anything(ganpipe_env, materialize_tiny):
+    """`holdout:` names a separate labelled test set: the whole source trains, the holdout only
+    scores, and a source image identical to a holdout image is dropped from training."""
+    from pipelines.tiny import write_tiny_npz
+
+    env = ganpipe_env
+    source = load_source({"kind": "npz", "path": str(write_tiny_npz(env["specs"] / "tiny.npz"))})
+    rng = np.random.default_rng(9)
+    test_images = np.concatenate([rng.integers(0, 256, (13, 1, 8, 8)).astype(np.uint8), source.images[:2]])  # two copies of training images
+    np.savez(env["specs"] / "test.npz", images=test_images, labels=np.array([i % 3 for i in range(13)] + [0, 0]), class_names=np.array(source.class_names))
+    write_tiny_spec(env["specs"], source="{kind: npz, path: tiny.npz}", extra="holdout: {kind: npz, path: test.npz}\n")
+    instance = dg.DagsterInstance.local_temp(str(env["dagster_home"]))
+    result = materialize_tiny(env, selection=("real_images",), instance=instance)
+    ingest = {k: v.value for k, v in result.asset_materializations_for_node("real_images")[0].metadata.items()}
+    assert ingest["holdout_images"] == 15 and ingest["train_images"] == 60 - 2 and ingest["train_dropped_as_holdout_copies"] == 2
+    assert ingest["holdout_source"] == "the spec's holdout"
+    held = _images(f"{ingest['snapshot']}/holdout.npz")
+    assert held == {image.tobytes() for image in test_images} and not held & _images(f"{ingest['snapshot']}/train.npz")
+
+    np.savez(env["specs"] / "test.npz", images=test_images, labels=np.zeros(15, np.int64), class_names=np.array(["a", "b", "c"]))
+    failed = materialize_tiny(env, selection=("real_images",), instance=instance, raise_on_error=False)
+    error = next(str(e.step_failure_data.error) for e in failed.all_events if e.event_type_value == "STEP_FAILURE")
+    assert "field 'holdout': its classes ['a', 'b', 'c'] are not the source's ['top', 'middle', 'bottom']" in error
+    bad = env["root"] / "bad.yaml"
+    bad.write_text("name: bad\nsource: {kind: builtin, name: mnist-5k}\nholdout: {kind: npz, path: t.npz, labels_per_class: 2}\n")
+    with pytest.raises(SpecError, match="a holdout is used whole"):
+        load_spec(bad)
+
+
 SCARCE_SPEC = """\
 name: scarce
 source: {kind: builtin, name: mnist-5k, labels_per_class: 1}

@@ -6,7 +6,7 @@ import hashlib
 import dagster as dg
 import numpy as np
 
-from gan_core.data import UNLABELLED, ImageData, load_source, load_unlabelled, save_npz
+from gan_core.data import UNLABELLED, DataError, ImageData, load_source, load_unlabelled, save_npz
 from gan_core.sample import save_grid
 
 from ... import records
@@ -22,15 +22,16 @@ def real_images(context: dg.AssetExecutionContext, specs: SpecsResource, storage
     spec = specs.get(context.partition_key)
     fitting = {"size": spec.image.size, "channels": spec.image.channels, "fit": spec.image.fit, "base_dir": spec.base_dir}
     data = load_source(spec.source.loader_args(), skip_bad=spec.source.skip_bad, **fitting)
-    train_split, holdout = data.split(spec.holdout_fraction, seed=spec.seed)  # labelled images only, before anything else
-    pool, skipped = np.zeros((0, *data.images.shape[1:]), np.uint8), list(data.skipped)
+    train_split, holdout, skipped = _split_off_holdout(spec, data, fitting)  # labelled images only, before anything else
+    train_split, train_copies = _without_holdout_copies(train_split, holdout)
+    pool = np.zeros((0, *data.images.shape[1:]), np.uint8)
     if spec.source.labels_per_class:
         train_split, pool = train_split.keep_labels_per_class(spec.source.labels_per_class, seed=spec.seed)
     if spec.unlabelled is not None:
         unlabelled = load_unlabelled(spec.unlabelled.loader_args(), skip_bad=spec.unlabelled.skip_bad, **fitting)
         pool, skipped = np.concatenate([pool, unlabelled.images]), skipped + unlabelled.skipped
     pool, holdout_copies = without_copies_of(pool, holdout)
-    digest = snapshot_hash(data, spec, pool)
+    digest = snapshot_hash(data, spec, pool, holdout)
     snapshot = storage.data_dir(spec.name) / digest[:16]
     if not (snapshot / "holdout.npz").exists():
         if len(pool):
@@ -48,6 +49,8 @@ def real_images(context: dg.AssetExecutionContext, specs: SpecsResource, storage
         context.log.warning(f"skipped {path}: {reason}")
     if holdout_copies:
         context.log.warning(f"dropped {holdout_copies} unlabelled image(s) identical to holdout images: the holdout never trains anything")
+    if train_copies:
+        context.log.warning(f"dropped {train_copies} labelled image(s) identical to images of the spec's holdout: the holdout never trains anything")
     record = records.Snapshot(
         spec=spec.name,
         spec_digest=records.spec_digest(spec),
@@ -68,6 +71,8 @@ def real_images(context: dg.AssetExecutionContext, specs: SpecsResource, storage
             "holdout_images": len(holdout),
             "unlabelled_images": len(pool),
             "unlabelled_dropped_as_holdout_copies": holdout_copies,
+            "train_dropped_as_holdout_copies": train_copies,
+            "holdout_source": "the spec's holdout" if spec.holdout is not None else f"{spec.holdout_fraction:g} of the source, split off",
             "image_size": f"{spec.image.size}x{spec.image.size}x{spec.image.channels}",
             "class_counts": dg.MetadataValue.json(data.class_counts()),
             "train_class_counts": dg.MetadataValue.json(train_split.class_counts()),
@@ -76,6 +81,29 @@ def real_images(context: dg.AssetExecutionContext, specs: SpecsResource, storage
             **pool_grid,
         },
     )
+
+
+def _split_off_holdout(spec: Spec, data: ImageData, fitting: dict) -> tuple[ImageData, ImageData, list]:
+    """(train, holdout, skipped files): the spec's own `holdout:` source, or a stratified split of the source."""
+    if spec.holdout is None:
+        train_split, holdout = data.split(spec.holdout_fraction, seed=spec.seed)
+        return train_split, holdout, list(data.skipped)
+    holdout = load_source(spec.holdout.loader_args(), skip_bad=spec.holdout.skip_bad, **fitting)
+    if holdout.class_names != data.class_names:
+        raise DataError(
+            f"spec '{spec.name}' field 'holdout': its classes {holdout.class_names[:10]} are not the source's {data.class_names[:10]}; "
+            "a holdout must name the same classes in the same order"
+        )
+    return data, holdout, list(data.skipped) + list(holdout.skipped)
+
+
+def _without_holdout_copies(train_split: ImageData, holdout: ImageData) -> tuple[ImageData, int]:
+    """A labelled set without images identical to a holdout image (only a separate holdout can share any)."""
+    held = set(_image_digests(holdout.images))
+    keep = np.array([digest not in held for digest in _image_digests(train_split.images)], bool)
+    if keep.all():
+        return train_split, 0
+    return ImageData(train_split.images[keep], train_split.labels[keep], train_split.class_names), int((~keep).sum())
 
 
 def _image_digests(images: np.ndarray) -> list[bytes]:
@@ -89,10 +117,12 @@ def without_copies_of(pool: np.ndarray, holdout: ImageData) -> tuple[np.ndarray,
     return pool[keep] if len(pool) else pool, int((~keep).sum()) if len(pool) else 0
 
 
-def snapshot_hash(data: ImageData, spec: Spec, pool: np.ndarray) -> str:
+def snapshot_hash(data: ImageData, spec: Spec, pool: np.ndarray, holdout: ImageData) -> str:
     """The labelled data, how it was split and the pool: equal inputs give an equal snapshot."""
     digest = hashlib.sha256(data.content_hash().encode())
-    if spec.source.labels_per_class or len(pool):
+    if spec.holdout is not None:
+        digest.update(f"holdout={holdout.content_hash()}".encode())
+    if spec.source.labels_per_class or len(pool) or spec.holdout is not None:
         digest.update(f"holdout={spec.holdout_fraction} seed={spec.seed} labels_per_class={spec.source.labels_per_class}".encode())
         digest.update(np.ascontiguousarray(pool).tobytes())
         return digest.hexdigest()
