@@ -151,40 +151,79 @@ def classifier_steps(config: ClassifierConfig, n_images: int) -> int:
     return max(config.epochs * max(1, n_images // min(config.batch_size, n_images)), config.min_steps)
 
 
-def train_classifier(data: ImageData, config: ClassifierConfig | None = None, extra: ImageData | None = None, extra_share: float = 0.0) -> Judge:
+@dataclass(frozen=True)
+class BatchSource:
+    """A set that makes up `share` of every training batch, with its hard labels or, with `probs`
+    (N × classes, rows summing to 1), soft ones: the loss on its rows is then the cross-entropy
+    against `probs` (KL divergence up to a constant) instead of against `labels`."""
+
+    data: ImageData
+    share: float
+    probs: np.ndarray | None = None
+
+
+class _Part:
+    """One source's images, targets and batch indices on the device."""
+
+    def __init__(self, source: BatchSource, count: int, device: torch.device, generator: torch.Generator):
+        self.count, self.batches = count, _Batches(len(source.data), generator)
+        self.images = _to_input(source.data.images, device)
+        self.labels = torch.from_numpy(source.data.labels).to(device)
+        self.probs = None if source.probs is None else torch.as_tensor(np.asarray(source.probs, np.float32)).to(device)
+
+    def loss_sum(self, logits: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        if self.probs is None:
+            return F.cross_entropy(logits, self.labels[index], reduction="sum")
+        return -(self.probs[index] * F.log_softmax(logits, dim=1)).sum()
+
+
+def _check_sources(data: ImageData, sources: list[BatchSource]) -> None:
+    for source in sources:
+        if source.data.class_names != data.class_names:
+            raise ValueError(f"extra: class names {source.data.class_names[:5]} differ from the data's {data.class_names[:5]}")
+        if source.probs is not None and np.shape(source.probs) != (len(source.data), data.num_classes):
+            raise ValueError(f"probs: expected {len(source.data)} × {data.num_classes} class probabilities, got {np.shape(source.probs)}")
+    if not all(0.0 <= source.share < 1.0 for source in sources) or sum(source.share for source in sources) >= 1.0:
+        raise ValueError(f"extra_share: expected fractions in [0, 1) that leave part of each batch to the data, got {[s.share for s in sources]}")
+
+
+def train_classifier(
+    data: ImageData,
+    config: ClassifierConfig | None = None,
+    extra: ImageData | None = None,
+    extra_share: float = 0.0,
+    sources: tuple[BatchSource, ...] = (),
+) -> Judge:
     """Train on `data` for `classifier_steps(config, len(data))` optimizer steps, with the config's
     classical augmentation. With `extra` (synthetic or pseudo-labelled images), `extra_share` of
-    every batch comes from it and the rest from `data`, so the step count and batch size stay those
-    of `data` alone and only the batch's make-up changes."""
+    every batch comes from it; each of `sources` adds its own share (hard or soft labels); the rest
+    comes from `data`. The step count and batch size stay those of `data` alone: only the batch's
+    make-up changes."""
     config = config or ClassifierConfig()
-    if extra is not None and extra.class_names != data.class_names:
-        raise ValueError(f"extra: class names {extra.class_names[:5]} differ from the data's {data.class_names[:5]}")
-    if not 0.0 <= extra_share < 1.0:
-        raise ValueError(f"extra_share: expected a fraction in [0, 1), got {extra_share}")
+    sources = [*([BatchSource(extra, extra_share)] if extra is not None else []), *sources]
+    _check_sources(data, sources)
     device = choose_device(config.device)
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     net = JudgeNet(data.channels, data.size, data.num_classes, config.width, config.feature_dim).to(device)
     batch_size = min(config.batch_size, len(data))
-    n_extra = int(round(extra_share * batch_size)) if extra is not None and len(extra) else 0
+    counts = {i: int(round(s.share * batch_size)) for i, s in enumerate(sources) if len(s.data) and int(round(s.share * batch_size))}
+    real = _Part(BatchSource(data, 1.0), batch_size - sum(counts.values()), device, generator)  # drawn first, as without extras
+    extras = [_Part(sources[i], count, device, generator) for i, count in counts.items()]
     total_steps = classifier_steps(config, len(data))
     optimizer = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, config.lr, total_steps=total_steps)
-    images, labels = _to_input(data.images, device), torch.from_numpy(data.labels).to(device)
-    real_batches = _Batches(len(data), generator)
-    if n_extra:
-        extra_images, extra_labels = _to_input(extra.images, device), torch.from_numpy(extra.labels).to(device)
-        extra_batches = _Batches(len(extra), generator)
     net.train()
     for _ in range(total_steps):
-        index = real_batches.take(batch_size - n_extra).to(device)
-        batch, target = images[index], labels[index]
-        if n_extra:
-            index = extra_batches.take(n_extra).to(device)
-            batch, target = torch.cat([batch, extra_images[index]]), torch.cat([target, extra_labels[index]])
-        loss = F.cross_entropy(net(random_affine(batch, config, generator)), target)
+        indices = [part.batches.take(part.count).to(device) for part in (real, *extras)]
+        batch = torch.cat([part.images[index] for part, index in zip((real, *extras), indices)])
+        logits = net(random_affine(batch, config, generator))
+        loss, start = logits.new_zeros(()), 0
+        for part, index in zip((real, *extras), indices):  # every row weighs the same, hard label or soft
+            loss = loss + part.loss_sum(logits[start : start + len(index)], index)
+            start += len(index)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss / len(batch)).backward()
         optimizer.step()
         schedule.step()
     return Judge(net, data.class_names, device)

@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from gan_core.classifier import ClassifierConfig, classifier_steps, random_affine, train_classifier
+from gan_core.classifier import BatchSource, ClassifierConfig, classifier_steps, random_affine, train_classifier
 from gan_core.data import UNLABELLED, DataError, ImageData, load_unlabelled
 from gan_core.export import filtered_samples
 from gan_core.sample import generate
@@ -65,6 +65,26 @@ def test_a_synthetic_share_changes_the_batches_not_the_step_count():
     assert np.array_equal(mixed.logits(real.images), same.logits(real.images))  # seeded
     # A share larger than the extra set is drawn with replacement.
     assert train_classifier(real, SMALL, extra=other.subset(np.arange(2)), extra_share=0.5).accuracy(real) >= 0
+
+
+def test_a_soft_labelled_source_trains_on_its_probabilities_not_its_labels():
+    """Images of every class whose hard labels all say 'bottom' but whose soft labels put 0.9 on the
+    true class: at 0.9 of every batch, the hard labels teach 'bottom', the soft ones the truth."""
+    real, other = bars(2), bars(30, seed=1)
+    mislabelled = ImageData(other.images, np.full(len(other), 2), BARS)
+    probs = np.full((len(other), 3), 0.05, np.float32)
+    probs[np.arange(len(other)), other.labels] = 0.9
+    config = ClassifierConfig(steps=80, width=4, feature_dim=8, batch_size=20, max_translate=0, max_rotation=0, max_scale=0)
+    test = bars(10, seed=2)
+    hard = train_classifier(real, config, sources=(BatchSource(mislabelled, 0.9),))
+    soft = train_classifier(real, config, sources=(BatchSource(mislabelled, 0.9, probs),))
+    assert (hard.predict(test.images) == 2).mean() > 0.9 and soft.accuracy(test) > 0.9
+    both = train_classifier(real, config, sources=(BatchSource(mislabelled, 0.3, probs), BatchSource(other, 0.3)))  # two sources in one batch
+    assert both.accuracy(test) > 0.9
+    with pytest.raises(ValueError, match=r"probs: expected 90 × 3 class probabilities, got \(90, 2\)"):
+        train_classifier(real, config, sources=(BatchSource(mislabelled, 0.5, probs[:, :2]),))
+    with pytest.raises(ValueError, match="leave part of each batch to the data"):
+        train_classifier(real, config, sources=(BatchSource(other, 0.5), BatchSource(other, 0.5)))
 
 
 def test_keep_labels_per_class_pools_the_rest():

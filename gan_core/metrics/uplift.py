@@ -45,9 +45,7 @@ def paired_interval(differences: Sequence[float], confidence: float = 0.95) -> t
     return float(differences.mean() - half), float(differences.mean() + half)
 
 
-def paired_bootstrap_interval(
-    differences: np.ndarray, confidence: float = 0.95, draws: int = BOOTSTRAP_DRAWS, seed: int = 0
-) -> tuple[float, float]:
+def paired_bootstrap_interval(differences: np.ndarray, confidence: float = 0.95, draws: int = BOOTSTRAP_DRAWS, seed: int = 0) -> tuple[float, float]:
     """A `confidence` percentile interval of the mean of `differences` (seeds × holdout images, one
     arm's correctness minus the baseline's on the same image with the same seed), resampling seeds
     and images together, so that the finite holdout widens it as much as the seeds do."""
