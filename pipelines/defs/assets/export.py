@@ -41,6 +41,18 @@ def _teacher_at_export(context, spec, judge: records.Judge) -> tuple[Optional[Co
     return confidence, SoftLabels(teacher, judge.holdout_accuracy)
 
 
+def _write(context, processes: int, generator, plan: ExportPlan, destination, options: dict) -> tuple[dict, list[int]]:
+    """Write and commit the export, in this process or in `processes` shard processes; (manifest, shard pids)."""
+    if processes > 1:
+        manifest, shards = export_in_processes(generator, plan, destination, processes=processes, **options)
+        for shard in shards:
+            context.log.info(f"shard {shard['shard']} (pid {shard['pid']}) wrote parts {shard['parts']}")
+        return manifest, [shard["pid"] for shard in shards]
+    result = export_samples(generator, plan, destination, progress=context.log.info, **options)
+    context.log.info(f"exported {result.rows} rows in {result.wall_s:.1f} s to {destination}")
+    return result.manifest, []
+
+
 class ExportConfig(dg.Config):
     samples_per_class: Optional[int] = None
 
@@ -82,35 +94,8 @@ def synthetic_dataset(
         else:
             lineage = _lineage(spec, champion, mlflow_store, real_images)
             screen = CopyScreen.from_split(train_split, holdout, max_near_copy_fraction=spec.export.max_near_copy_fraction)
-            if compute.export_processes > 1:
-                manifest, shards = export_in_processes(
-                    generator,
-                    plan,
-                    destination,
-                    processes=compute.export_processes,
-                    lineage=lineage,
-                    root=storage.path,
-                    screen=screen,
-                    confidence=confidence,
-                    soft_labels=soft_labels,
-                )
-                for shard in shards:
-                    context.log.info(f"shard {shard['shard']} (pid {shard['pid']}) wrote parts {shard['parts']}")
-                shard_pids = [shard["pid"] for shard in shards]
-            else:
-                result = export_samples(
-                    generator,
-                    plan,
-                    destination,
-                    lineage=lineage,
-                    root=storage.path,
-                    screen=screen,
-                    confidence=confidence,
-                    soft_labels=soft_labels,
-                    progress=context.log.info,
-                )
-                manifest = result.manifest
-                context.log.info(f"exported {result.rows} rows in {result.wall_s:.1f} s to {destination}")
+            options = {"lineage": lineage, "root": storage.path, "screen": screen, "confidence": confidence, "soft_labels": soft_labels}
+            manifest, shard_pids = _write(context, compute.export_processes, generator, plan, destination, options)
     copies = manifest.get("memorization") or {}
     accepted = manifest.get("filter") or {}
     record = records.Export(path=str(destination), model_version=str(champion.version), rows=manifest["total_rows"], planned_rows=plan.total)
