@@ -136,6 +136,58 @@ def test_a_spec_brings_its_own_holdout_which_never_trains_anything(ganpipe_env, 
         load_spec(bad)
 
 
+NOISY_BARS_SPEC = """\
+name: tiny
+source: {kind: npz, path: bars.npz, labels_per_class: 3}
+holdout: {kind: npz, path: test.npz}
+image: {size: 8, channels: 1}
+training: {profile: quick, batch_size: 32, z_dim: 8, g_width: 8, d_width: 8, checkpoint_every: 400, log_every: 100}
+evaluation: {backbone: domain, n_samples: 150, uplift_seeds: 3, gates: {min_label_accuracy: 0.0, min_uplift: 0.0}}
+export: {samples_per_class: 100, rows_per_part: 1000, min_confidence: 0.0}
+"""
+
+
+def test_the_uplift_gate_passes_a_generator_that_helps_and_moves_the_recommended_alias(ganpipe_env, materialize_tiny, mlflow_client):
+    """The gate's pass path at 8×8: noisy short bars, 3 labels per class and 741 unlabelled, scored on
+    a separate holdout of 900 (40 images could show nothing). A generator trained for 20 steps does
+    not help a classifier and gets no alias; one trained for 400 on the pool's pseudo-labels adds
+    about 5 points with its interval above 0, and its export becomes the spec's recommended one."""
+    from gan_core.export import ExportError, read_manifest
+    from pipelines.layout import find_export
+    from pipelines.tiny import write_noisy_bars_npz
+
+    env = ganpipe_env
+    write_noisy_bars_npz(env["specs"] / "bars.npz", per_class=250)
+    write_noisy_bars_npz(env["specs"] / "test.npz", per_class=300, seed=7)
+    (env["specs"] / "tiny.yaml").write_text(NOISY_BARS_SPEC)
+    instance = dg.DagsterInstance.local_temp(str(env["dagster_home"]))
+    client = mlflow_client(env)
+
+    def run(steps: int, selection=None):
+        ops = {"gan_model": {"config": {"steps": steps}}, "augmentation_report": {"config": {"classifier_steps": 100}}}
+        return materialize_tiny(env, selection=selection, ops=ops, instance=instance, raise_on_error=False)
+
+    useless = run(20)
+    report = {k: v.value for k, v in useless.asset_materializations_for_node("augmentation_report")[0].metadata.items()}
+    assert {e.check_name: e.passed for e in useless.get_asset_check_evaluations()}["uplift_gate"] is False, report["summary"]
+    assert report["uplift_holdout_images"] == 900 and "recommended" not in client.get_registered_model("gan-tiny").aliases
+    with pytest.raises(ExportError, match="no recommended export of spec 'tiny'"):
+        find_export("tiny", root=env["home"])
+
+    good = run(400, selection=("gan_model", "gan_evaluation", "champion_model", "synthetic_dataset", "augmentation_report", "recommended"))
+    report = {k: v.value for k, v in good.asset_materializations_for_node("augmentation_report")[0].metadata.items()}
+    assert good.success, report["summary"]
+    assert report["verdict"].startswith("recommended: best share") and report["uplift_gain_ci_low"] > 0
+    assert str(client.get_registered_model("gan-tiny").aliases["recommended"]) == "2"
+    assert client.get_model_version("gan-tiny", "2").tags["uplift_gate"] == "passed"
+    path = find_export("tiny", root=env["home"])
+    utility = read_manifest(path)["utility"]
+    assert path.parent.name == "v2" and utility["recommended"] is True and utility["verdict"] == report["verdict"]
+    assert utility["gain_ci95"][0] > 0 and utility["share"] == report["uplift_best_share"] and utility["holdout_images"] == 900
+    assert "**Recommended**. recommended: best share" in (path / "README.md").read_text()
+    assert read_manifest(next((env["home"] / "exports" / "tiny" / "v1").iterdir()))["utility"]["recommended"] is False
+
+
 SCARCE_SPEC = """\
 name: scarce
 source: {kind: builtin, name: mnist-5k, labels_per_class: 1}
