@@ -211,7 +211,7 @@ def test_uplift_runs_on_tiny_data_with_several_seeds():
     assert low <= result.gain <= high and result.holdout_images == 20
     summary = result.summary()
     assert summary["share"] == result.best_share and summary["gain_ci95"] == [low, high] and summary["seeds"] == 3 and summary["classifier_steps"] == 15
-    assert summary["holdout_images"] == 20 and summary["min_detectable_gain"] == pytest.approx((high - low) / 2)
+    assert summary["holdout_images"] == 20 and summary["min_detectable_gain"] == pytest.approx(max((high - low) / 2, 4 / 20))
     assert "| real + synthetic, 0.25 of each batch" in result.table() and "(best)" in result.table() and "20 holdout images" in result.table()
 
 
@@ -236,7 +236,9 @@ def test_the_gains_interval_covers_the_holdouts_sampling_not_only_the_seeds():
     small = _planted(40, 1)
     low, high = small.gain_interval()
     assert small.gain == pytest.approx(0.025) and low <= 0 < 0.025 <= high
-    assert small.min_detectable_gain >= 0.025 and small.figures()["uplift_holdout_images"] == 40
+    assert small.min_detectable_gain >= 4 / 40 and small.figures()["uplift_holdout_images"] == 40
+    same = _planted(40, 0)  # every arm right on the same images: no spread at all, yet 40 images still cannot show under 4 of them
+    assert same.gain_interval() == (0.0, 0.0) and same.min_detectable_gain == pytest.approx(0.1)
     large = _planted(1000, 30)
     low, high = large.gain_interval()
     assert 0 < low < 0.03 < high and large.min_detectable_gain < 0.03

@@ -27,6 +27,7 @@ UPLIFT_CLASSIFIER = ClassifierConfig(steps=600, width=16)
 UPLIFT_SHARES = (0.1, 0.25, 0.5)  # synthetic images per batch
 UPLIFT_SEEDS = 5
 BOOTSTRAP_DRAWS = 2000
+MIN_DETECTABLE_IMAGES = 4  # d images more right, all else equal: the interval clears 0 once d/N > 1.96·√d/N
 
 
 def uplift_classifier(steps: int | None = None) -> ClassifierConfig:
@@ -122,10 +123,11 @@ class Uplift:
 
     @property
     def min_detectable_gain(self) -> float:
-        """The half-width of the best share's interval: a smaller gain cannot be shown above 0 with
-        this holdout and these seeds."""
+        """The half-width of the best share's interval, and at least 4 images' worth of the holdout
+        (even with every other image and seed agreeing, fewer than 4 more right never lift a 95%
+        interval above 0): a smaller gain cannot be shown with this holdout and these seeds."""
         low, high = self.gain_interval()
-        return (high - low) / 2
+        return max((high - low) / 2, MIN_DETECTABLE_IMAGES / self.holdout_images)
 
     def figures(self) -> dict[str, float]:
         """Every figure of the study by its metric name, at full precision: what the registry's
