@@ -94,9 +94,9 @@ def test_five_readers_read_label_probs(tmp_path, monkeypatch, tiny_generator, ti
     np.testing.assert_array_equal(np.stack(arrow.column(SOFT_LABELS).to_numpy(zero_copy_only=False)), expected)
     rows = duckdb.sql(f"SELECT {SOFT_LABELS} FROM read_parquet('{destination}/data/*.parquet') ORDER BY sample_id").fetchall()  # noqa: S608 - our own temp path
     np.testing.assert_allclose(np.array([row[0] for row in rows], np.float32), expected)
-    lazy = polars.read_parquet(f"{destination}/data/*.parquet").sort("sample_id")
-    assert lazy.schema[SOFT_LABELS] == polars.Array(polars.Float32, 3)
-    np.testing.assert_array_equal(lazy[SOFT_LABELS].to_numpy(), expected)
+    polar = polars.read_parquet(f"{destination}/data/*.parquet").sort("sample_id")
+    assert polar.schema[SOFT_LABELS] == polars.Array(polars.Float32, 3)
+    np.testing.assert_array_equal(polar[SOFT_LABELS].to_numpy(), expected)
 
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))

@@ -68,13 +68,15 @@ def hub_features(class_names: Sequence[str], image_format: str, soft_labels: boo
             return {"class_label": {"names": {str(i): name for i, name in enumerate(feature["names"])}}}
         if kind == "Image":
             return "image"
-        if kind == "Sequence":  # the card spells a fixed-size list as `sequence` and `length` beside the name
-            return {"sequence": feature["feature"]["dtype"], "length": feature["length"]}
         return [{"name": name, "dtype": dtype(inner)} for name, inner in feature.items()]  # a struct
 
+    def entry(name: str, feature: Mapping[str, Any]) -> dict[str, Any]:
+        if feature.get("_type") == "Sequence":  # the card spells a fixed-size list as `sequence` and `length` beside the name
+            return {"name": name, "sequence": feature["feature"]["dtype"], "length": feature["length"]}
+        return {"name": name, "dtype": dtype(feature)}
+
     features = hf_features(class_names, image_format, soft_labels)["info"]["features"]
-    listed = [{"name": name, "dtype": dtype(feature)} for name, feature in features.items()]
-    return [{"name": item["name"], **item["dtype"]} if isinstance(item["dtype"], dict) and "sequence" in item["dtype"] else item for item in listed]
+    return [entry(name, feature) for name, feature in features.items()]
 
 
 def _size_category(rows: int) -> str:

@@ -22,8 +22,7 @@ def real_images(context: dg.AssetExecutionContext, specs: SpecsResource, storage
     spec = specs.get(context.partition_key)
     fitting = {"size": spec.image.size, "channels": spec.image.channels, "fit": spec.image.fit, "base_dir": spec.base_dir}
     data = load_source(spec.source.loader_args(), skip_bad=spec.source.skip_bad, **fitting)
-    train_split, holdout, skipped = _split_off_holdout(spec, data, fitting)  # labelled images only, before anything else
-    train_split, train_copies = _without_holdout_copies(train_split, holdout)
+    train_split, holdout, train_copies, skipped = _split_off_holdout(spec, data, fitting)  # labelled images only, before anything else
     pool = np.zeros((0, *data.images.shape[1:]), np.uint8)
     if spec.source.labels_per_class:
         train_split, pool = train_split.keep_labels_per_class(spec.source.labels_per_class, seed=spec.seed)
@@ -83,38 +82,40 @@ def real_images(context: dg.AssetExecutionContext, specs: SpecsResource, storage
     )
 
 
-def _split_off_holdout(spec: Spec, data: ImageData, fitting: dict) -> tuple[ImageData, ImageData, list]:
-    """(train, holdout, skipped files): the spec's own `holdout:` source, or a stratified split of the source."""
+def _split_off_holdout(spec: Spec, data: ImageData, fitting: dict) -> tuple[ImageData, ImageData, int, list]:
+    """(train, holdout, source images dropped as copies of holdout ones, skipped files): a stratified
+    split of the source, or the spec's own `holdout:` source with the source's copies of its images
+    left out of training."""
     if spec.holdout is None:
         train_split, holdout = data.split(spec.holdout_fraction, seed=spec.seed)
-        return train_split, holdout, list(data.skipped)
+        return train_split, holdout, 0, list(data.skipped)
     holdout = load_source(spec.holdout.loader_args(), skip_bad=spec.holdout.skip_bad, **fitting)
     if holdout.class_names != data.class_names:
         raise DataError(
             f"spec '{spec.name}' field 'holdout': its classes {holdout.class_names[:10]} are not the source's {data.class_names[:10]}; "
             "a holdout must name the same classes in the same order"
         )
-    return data, holdout, list(data.skipped) + list(holdout.skipped)
-
-
-def _without_holdout_copies(train_split: ImageData, holdout: ImageData) -> tuple[ImageData, int]:
-    """A labelled set without images identical to a holdout image (only a separate holdout can share any)."""
-    held = set(_image_digests(holdout.images))
-    keep = np.array([digest not in held for digest in _image_digests(train_split.images)], bool)
-    if keep.all():
-        return train_split, 0
-    return ImageData(train_split.images[keep], train_split.labels[keep], train_split.class_names), int((~keep).sum())
+    keep = _not_in(data.images, holdout)
+    train_split = ImageData(data.images[keep], data.labels[keep], data.class_names)
+    return train_split, holdout, int((~keep).sum()), list(data.skipped) + list(holdout.skipped)
 
 
 def _image_digests(images: np.ndarray) -> list[bytes]:
     return [hashlib.sha256(np.ascontiguousarray(image).tobytes()).digest() for image in images]
 
 
+def _not_in(images: np.ndarray, holdout: ImageData) -> np.ndarray:
+    """True for each image not identical to a holdout image."""
+    held = set(_image_digests(holdout.images))
+    return np.array([digest not in held for digest in _image_digests(images)], bool)
+
+
 def without_copies_of(pool: np.ndarray, holdout: ImageData) -> tuple[np.ndarray, int]:
     """The pool without images identical to a holdout image, and how many were dropped."""
-    held = set(_image_digests(holdout.images))
-    keep = np.array([digest not in held for digest in _image_digests(pool)], bool)
-    return pool[keep] if len(pool) else pool, int((~keep).sum()) if len(pool) else 0
+    if not len(pool):
+        return pool, 0
+    keep = _not_in(pool, holdout)
+    return pool[keep], int((~keep).sum())
 
 
 def snapshot_hash(data: ImageData, spec: Spec, pool: np.ndarray, holdout: ImageData) -> str:
