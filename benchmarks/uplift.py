@@ -58,7 +58,8 @@ from gan_core.data import ImageData, load_source
 from gan_core.device import choose_device
 from gan_core.export import filtered_samples
 from gan_core.files import atomic_write
-from gan_core.metrics import Uplift, augmentation_uplift, paired_interval, share_arm, uplift_classifier
+from gan_core.metrics import Uplift, augmentation_uplift, paired_interval, uplift_classifier
+from gan_core.metrics.uplift import selection_mask
 from gan_core.semi import PSEUDO_LABEL_CONFIDENCE, pseudo_labelled, self_train
 from gan_core.train import TrainConfig, train
 
@@ -74,9 +75,10 @@ ARMS = {
 
 
 def best_share(arm: str, uplift: Uplift) -> dict[str, list[float]]:
-    """Per-seed accuracies of an arm's best share, the share itself, its synthetic-only arm and real only."""
+    """Per-seed accuracies of an arm's recommended recipe (the best with synthetic data, chosen by the
+    holdout's selection half and scored on the other), its share, its synthetic-only arm and real only."""
     return {
-        arm: uplift.per_seed[share_arm(uplift.best_share)],
+        arm: uplift.per_seed[uplift.recommended],
         f"{arm}_share": [uplift.best_share],
         f"{arm}_synthetic_only": uplift.per_seed["synthetic"],
         "real": uplift.per_seed["real"],
@@ -89,6 +91,8 @@ def one_draw(args, gan_config: TrainConfig, train_split: ImageData, holdout: Ima
     pool = pool_true.images  # its labels discarded: only the ceiling arm sees them
     classifier = uplift_classifier(args.classifier_steps)
     seeds = list(range(args.seeds))
+    # The arms without a study are scored on the images the studies score with (the other half of the holdout chooses their recipes).
+    scoring = holdout.subset(np.flatnonzero(~selection_mask(len(holdout))))
     results: dict[str, list[float]] = {}
     timings: dict[str, float] = {}
 
@@ -128,8 +132,8 @@ def one_draw(args, gan_config: TrainConfig, train_split: ImageData, holdout: Ima
         print(f"  k={k} draw {draw} ceiling, the {len(pool_true)} pool images with their true labels:", flush=True)
         print("    " + uplift.table().replace("\n", "\n    "), flush=True)
     if "real" not in results:  # every arm that trains it left out
-        results["real"] = [train_classifier(labelled, replace(classifier, seed=seed)).accuracy(holdout) for seed in seeds]
-    results["self_training"] = [self_train(labelled, pool, replace(classifier, seed=seed), args.pseudo_confidence).accuracy(holdout) for seed in seeds]
+        results["real"] = [train_classifier(labelled, replace(classifier, seed=seed)).accuracy(scoring) for seed in seeds]
+    results["self_training"] = [self_train(labelled, pool, replace(classifier, seed=seed), args.pseudo_confidence).accuracy(scoring) for seed in seeds]
     print(f"  k={k} draw {draw} self-training: {np.mean(results['self_training']):.4f} ± {np.std(results['self_training']):.4f}", flush=True)
     atomic_write(saved_result(args, k, draw), lambda temp: temp.write_text(json.dumps(results)))
     return results

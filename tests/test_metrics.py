@@ -18,6 +18,7 @@ from gan_core.metrics import (
     EvaluationConfig,
     InceptionBackbone,
     MetricsError,
+    TeacherPool,
     Uplift,
     augmentation_uplift,
     default_metrics,
@@ -187,32 +188,75 @@ def test_inception_offline_without_weights_names_the_setting(tmp_path, monkeypat
     assert net.name == "domain" and INCEPTION_ENV in reason
 
 
+def _blobs(n, rng):
+    labels = np.repeat([0, 1], n)
+    images = np.zeros((2 * n, 1, 8, 8), np.uint8)
+    images[labels == 0, :, :4] = 200
+    images[labels == 1, :, 4:] = 200
+    images = np.clip(images + rng.integers(0, 40, images.shape), 0, 255).astype(np.uint8)
+    return ImageData(images, labels, ["top", "bottom"])
+
+
 def test_uplift_runs_on_tiny_data_with_several_seeds():
     rng = np.random.default_rng(0)
-
-    def blobs(n):
-        labels = np.repeat([0, 1], n)
-        images = np.zeros((2 * n, 1, 8, 8), np.uint8)
-        images[labels == 0, :, :4] = 200
-        images[labels == 1, :, 4:] = 200
-        images = np.clip(images + rng.integers(0, 40, images.shape), 0, 255).astype(np.uint8)
-        return ImageData(images, labels, ["top", "bottom"])
-
     tiny = ClassifierConfig(steps=15, width=4, feature_dim=8, batch_size=8)
-    result = augmentation_uplift(blobs(20), blobs(10), blobs(20), seeds=(0, 1, 2), classifier=tiny, shares=(0.25, 0.5))
+    result = augmentation_uplift(_blobs(20, rng), _blobs(10, rng), _blobs(20, rng), seeds=(0, 1, 2), classifier=tiny, shares=(0.25, 0.5))
     assert result.seeds == [0, 1, 2] and result.n_real == 40 and result.classifier_steps == 15
     assert list(result.per_seed) == ["real", "share_0.25", "share_0.5", "synthetic"] and all(len(v) == 3 for v in result.per_seed.values())
     for mean, std in (result.real_only, result.real_plus_synthetic, result.synthetic_only):
         assert 0.5 <= mean <= 1.0 and std >= 0
-    # The best share is the one with the highest mean gain; the headline figures are its.
-    gains = {share: np.mean(result.per_seed[f"share_{share:g}"]) - np.mean(result.per_seed["real"]) for share in (0.25, 0.5)}
-    assert result.best_share == max(gains, key=gains.get) and result.gain == pytest.approx(max(gains.values()))
+    # Half the holdout chooses the recipe, the other half scores it; without a pool the baseline is real only.
+    assert result.selection_images == 10 and result.holdout_images == 10 and result.ssl is None and result.without_synthetic == "real"
+    chooses = {arm: result.correct[arm][:, result.selection].mean() for arm in ("share_0.25", "share_0.5", "synthetic")}
+    assert result.recommended == max(chooses, key=chooses.get)
+    assert result.gain == pytest.approx(np.mean(result.per_seed[result.recommended]) - np.mean(result.per_seed["real"]))
     low, high = result.gain_interval()
-    assert low <= result.gain <= high and result.holdout_images == 20
+    assert low <= result.gain <= high
     summary = result.summary()
-    assert summary["share"] == result.best_share and summary["gain_ci95"] == [low, high] and summary["seeds"] == 3 and summary["classifier_steps"] == 15
-    assert summary["holdout_images"] == 20 and summary["min_detectable_gain"] == pytest.approx(max((high - low) / 2, 4 / 20))
-    assert "| real + synthetic, 0.25 of each batch" in result.table() and "(best)" in result.table() and "20 holdout images" in result.table()
+    assert summary["arm"] == result.recommended and summary["gain_ci95"] == [low, high] and summary["seeds"] == 3 and summary["classifier_steps"] == 15
+    assert summary["gain_over_real"] == summary["gain"] and summary["ssl"] is None and summary["baseline"] == "real only"
+    assert summary["holdout_images"] == 10 and summary["min_detectable_gain"] == pytest.approx(max((high - low) / 2, 4 / 10))
+    assert "| real + synthetic, 0.25 of each batch" in result.table() and "**recommended**" in result.table() and "10 holdout images" in result.table()
+
+
+def test_with_a_pool_the_study_measures_ssl_and_ssl_plus_synthetic_with_hard_and_soft_labels():
+    """The competitor is the better of the pool under the teacher's hard and soft labels; every ssl +
+    synthetic arm uses it; the soft arms train on the export's probabilities (which change the result)."""
+    rng = np.random.default_rng(0)
+    tiny = ClassifierConfig(steps=15, width=4, feature_dim=8, batch_size=8)
+    labelled, holdout, synthetic, unlabelled = _blobs(4, rng), _blobs(20, rng), _blobs(20, rng), _blobs(30, rng)
+    probs = np.eye(2)[unlabelled.labels] * 0.9 + 0.05
+    pool = TeacherPool(unlabelled.images, probs, min_confidence=0.9)
+    uniform = np.full((len(synthetic), 2), 0.5)  # soft labels that say nothing: the soft arms cannot learn the classes from them
+    result = augmentation_uplift(labelled, holdout, synthetic, seeds=(0, 1), classifier=tiny, shares=(0.5,), pool=pool, synthetic_probs=uniform)
+    ssl = result.ssl
+    assert ssl in ("ssl_hard", "ssl_soft") and result.n_pool == 60
+    kind = result.recipes[ssl].pool
+    assert set(result.correct) == {"real", "ssl_hard", "ssl_soft", "share_0.5", "ssl+synthetic_hard_share_0.5", "ssl+synthetic_soft_share_0.5", "synthetic"}
+    assert all(result.recipes[arm].pool == kind for arm in result.correct if arm.startswith("ssl+"))
+    figures = result.figures()
+    assert figures["uplift_gain"] == pytest.approx(figures["uplift_recommended"] - figures["uplift_baseline_accuracy"])
+    assert figures["uplift_gain_over_ssl"] == pytest.approx(figures["uplift_recommended"] - figures["uplift_ssl"])
+    assert result.without_synthetic in ("real", ssl) and result.summary()["ssl"].startswith("ssl (pool under the teacher's")
+    assert not np.array_equal(result.correct["ssl+synthetic_hard_share_0.5"], result.correct["ssl+synthetic_soft_share_0.5"])
+    assert "gain over ssl" in result.table() and "**competitor**" in result.table()
+    real_only = Uplift(result.correct, result.shares, result.seeds, 8, 40, 15, recipes=result.recipes, selection=result.selection, baseline="real")
+    assert real_only.without_synthetic == "real" and real_only.gain == pytest.approx(figures["uplift_gain_over_real"])
+
+
+def test_the_holdout_images_that_score_never_choose_the_recipe():
+    """Arm A is better on the images that choose, arm B on those that score: A is recommended, and its
+    gain is measured on the scoring images only (where it is below B's)."""
+    n, seeds = 200, 3
+    selection = np.zeros(n, bool)
+    selection[:100] = True
+    real = np.zeros((seeds, n), np.uint8)
+    a, b = real.copy(), real.copy()
+    a[:, :60] = 1  # right on 60 choosing images, none scoring
+    b[:, 100:180] = 1  # right on 80 scoring images, none choosing
+    uplift = Uplift({"real": real, "share_0.5": a, "share_0.25": b, "synthetic": real}, [0.25, 0.5], list(range(seeds)), 10, 10, 600, selection=selection)
+    assert uplift.recommended == "share_0.5" and uplift.gain == 0.0 and uplift.gain_at(0.25) == pytest.approx(0.8)
+    assert uplift.holdout_images == 100 and uplift.figures()["uplift_selection_images"] == 100
 
 
 def _planted(n_images: int, better_images: int, seeds: int = 5, noise: float = 0.0) -> Uplift:

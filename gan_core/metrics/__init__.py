@@ -41,7 +41,18 @@ from .registry import (
     too_small,
 )
 from .report import METRICS_VERSION, EvaluationConfig, EvaluationReport, evaluate, render_markdown, yardstick
-from .uplift import UPLIFT_CLASSIFIER, UPLIFT_SEEDS, UPLIFT_SHARES, Uplift, augmentation_uplift, paired_interval, share_arm, uplift_classifier
+from .uplift import (
+    BASELINES as UPLIFT_BASELINES,
+    UPLIFT_CLASSIFIER,
+    UPLIFT_SEEDS,
+    UPLIFT_SHARES,
+    TeacherPool,
+    Uplift,
+    augmentation_uplift,
+    paired_interval,
+    share_arm,
+    uplift_classifier,
+)
 
 __all__ = [
     "BACKBONES",
@@ -63,6 +74,8 @@ __all__ = [
     "MetricsError",
     "Uplift",
     "augmentation_uplift",
+    "TeacherPool",
+    "UPLIFT_BASELINES",
     "compute_metrics",
     "default_metrics",
     "evaluate",

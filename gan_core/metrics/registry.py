@@ -209,7 +209,9 @@ def _uplift_metric(key: str, description: str) -> None:
 
 
 _uplift_metric("uplift_real_only", "Holdout accuracy of the uplift classifier trained on real images only.")
-_uplift_metric("uplift_real_plus_synthetic", "Holdout accuracy of the uplift classifier trained on real + synthetic.")
+_uplift_metric("uplift_real_plus_synthetic", "Holdout accuracy of the uplift classifier trained on real + synthetic (the best share).")
+_uplift_metric("uplift_recommended", "Holdout accuracy of the recommended recipe: the best arm with synthetic data.")
 _uplift_metric("uplift_synthetic_only", "Holdout accuracy of the uplift classifier trained on synthetic only.")
-_uplift_metric("uplift_gain", "real + synthetic minus real only.")
+_uplift_metric("uplift_gain", "The recommended recipe minus the best arm without synthetic data (ssl with a pool, else real only).")
+_uplift_metric("uplift_gain_over_real", "The recommended recipe minus real only.")
 _uplift_metric("uplift_gain_ci_low", "Lower bound of the gain's 95% interval, a paired bootstrap over holdout images and seeds.")
