@@ -21,7 +21,7 @@ from .schedules import build_schedules
 from .settings import Settings
 from .specs import load_specs
 
-__all__ = ["IN_PROCESS_RUN_CONFIG", "JOB_NAME", "build_definitions", "defs", "run_completed", "with_checks"]
+__all__ = ["IN_PROCESS_RUN_CONFIG", "JOB_NAME", "build_definitions", "defs", "with_checks"]
 
 IN_PROCESS_RUN_CONFIG = {"execution": {"config": {"in_process": {}}}}  # every step in one process: less start-up time
 
@@ -92,17 +92,6 @@ def with_checks(defs: dg.Definitions, names: list[str] | None = None) -> dict:
     the graph comes along unselected, so that a selected asset's inputs load from their records."""
     assets = [*defs.assets, *defs.asset_checks]
     return {"assets": assets, "selection": None if names is None else dg.AssetSelection.assets(*names)}
-
-
-def run_completed(result: dg.ExecuteInProcessResult) -> bool:
-    """Whether a run did its work: it succeeded, or only the uplift gate failed it (the export
-    exists and was measured, and stays marked not recommended: a finding, not a breakage)."""
-    if result.success:
-        return True
-    failed_checks = {e.check_name for e in result.get_asset_check_evaluations() if not e.passed}
-    measured = any(e.asset_key.path[-1] == "augmentation_report" for e in result.get_asset_materialization_events())
-    failed_steps = {e.step_key for e in result.all_events if e.event_type_value == "STEP_FAILURE"}
-    return measured and failed_checks == {"uplift_gate"} and all("uplift_gate" in step or step == "augmentation_report" for step in failed_steps)
 
 
 def _executor(choice: str):

@@ -117,6 +117,8 @@ class Uplift:
     min_uplift: float
     seeds: int
     classifier_steps: int
+    recipe: str = "real + synthetic"  # the recommended recipe, and what it was compared with
+    baseline: str = "real only"
 
 
 RECORDS = {cls.__name__: cls for cls in (Snapshot, Judge, ModelVersion, Evaluation, Champion, Export, Uplift)}

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Literal, Optional, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, RootModel, ValidationError, field_validator, model_validator
 
-from gan_core.metrics import MetricsError, metric_info, resolve_metric
+from gan_core.metrics import UPLIFT_BASELINES, UPLIFT_SHARES, MetricsError, metric_info, resolve_metric
 from gan_core.models import SUPPORTED_SIZES
 from gan_core.semi import PSEUDO_LABEL_CONFIDENCE
 from gan_core.train import PROFILES, TrainConfig
@@ -122,17 +122,37 @@ class TrainingSpec(BaseModel):
 GATE_ALIASES = {"memorization_fraction": "memorization_fraction_features", "uplift": "uplift_gain"}
 
 
-class GatesSpec(RootModel[dict[str, float]]):
-    """`min_<metric>: value` or `max_<metric>: value` for any registered metric (`gan_core.metrics.known_metrics()`);
-    `fid` and `kid` name the backbone the evaluation used."""
+UPLIFT_BASELINE = "uplift_baseline"  # the one gate key that names an arm, not a bound
 
-    root: dict[str, float] = {}
+
+class GatesSpec(RootModel[dict[str, Union[float, str]]]):
+    """`min_<metric>: value` or `max_<metric>: value` for any registered metric (`gan_core.metrics.known_metrics()`);
+    `fid` and `kid` name the backbone the evaluation used. `uplift_baseline: ssl` (the default) has the
+    uplift gate compare the recommended recipe with the best arm without synthetic data (ssl when
+    there is a pool); `real` relaxes it to real only."""
+
+    root: dict[str, Union[float, str]] = {}
 
     @model_validator(mode="after")
     def _known_metrics(self) -> GatesSpec:
-        for key in self.root:
+        for key, value in self.root.items():
+            if key == UPLIFT_BASELINE:
+                if value not in UPLIFT_BASELINES:
+                    raise ValueError(f"gate {UPLIFT_BASELINE!r}: expected one of {list(UPLIFT_BASELINES)}, got {value!r}")
+                continue
             self.bound(key)
+            if isinstance(value, str):
+                raise ValueError(f"gate {key!r}: expected a number, got {value!r}")
         return self
+
+    @property
+    def thresholds(self) -> dict[str, float]:
+        """Every `min_`/`max_` gate and its threshold."""
+        return {key: float(value) for key, value in self.root.items() if key != UPLIFT_BASELINE}
+
+    @property
+    def uplift_baseline(self) -> str:
+        return str(self.root.get(UPLIFT_BASELINE, "ssl"))
 
     @staticmethod
     def bound(key: str) -> tuple[str, str]:
@@ -149,7 +169,7 @@ class GatesSpec(RootModel[dict[str, float]]):
 
     def limit(self, bound: str, metric: str) -> Optional[float]:
         """The threshold of the gate `<bound>_<metric>`, if the spec sets one."""
-        return next((value for key, value in self.root.items() if self.bound(key) == (bound, metric)), None)
+        return next((value for key, value in self.thresholds.items() if self.bound(key) == (bound, metric)), None)
 
 
 class EvaluationSpec(_Strict):
@@ -158,6 +178,15 @@ class EvaluationSpec(_Strict):
     primary_metric: str = "fid"  # fid/kid (of the backbone used), or any registered metric's full name
     gates: GatesSpec = GatesSpec()
     uplift_seeds: int = Field(default=5, ge=1)
+    # Synthetic shares of each batch in the uplift study (real + synthetic and ssl + synthetic).
+    uplift_shares: list[float] = Field(default=list(UPLIFT_SHARES), min_length=1)
+
+    @field_validator("uplift_shares")
+    @classmethod
+    def _shares(cls, value: list[float]) -> list[float]:
+        if not all(0 < share < 1 for share in value):
+            raise ValueError(f"expected synthetic shares of a batch in (0, 1), got {value}")
+        return value
 
     @field_validator("primary_metric")
     @classmethod

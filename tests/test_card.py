@@ -64,6 +64,26 @@ def test_the_card_follows_the_verdict_and_a_changed_card_fails_verification(tmp_
     assert {e["path"]: e["sha256"] for e in manifest["documents"]} == {CARD: file_sha256(destination / CARD), GRID: picture}
     assert verify_export(destination)["utility"] == utility and "No license" not in text
     assert "Licence: **not set**" in text and card_metadata(destination / CARD)["license"] == "unknown"  # unset, and shown as such
+    recipe = {
+        **utility,
+        "recipe": "ssl + synthetic, 0.5 of each batch, the teacher's soft labels",
+        "label_kind": "soft",
+        "ssl": "ssl (pool under the teacher's hard labels)",
+        "gain_over_real": 0.031,
+        "gain_over_real_ci95": [0.02, 0.04],
+        "gain_over_ssl": 0.006,
+        "gain_over_ssl_ci95": [0.001, 0.011],
+        "holdout_images": 500,
+    }
+    annotate_export(destination, "utility", recipe)
+    with_recipe = (destination / CARD).read_text()
+    assert "Recommended recipe: ssl + synthetic, 0.5 of each batch, the teacher's soft labels." in with_recipe
+    assert (
+        "over real only +0.0310 (95% interval +0.0200 to +0.0400), over ssl (pool under the teacher's hard labels) +0.0060 (95% interval +0.0010 to +0.0110)"
+        in with_recipe
+    )
+    assert "on 500 holdout images" in with_recipe and "`label_probs` column" in with_recipe
+    manifest = annotate_export(destination, "utility", utility)
     with pytest.raises(ExportError, match="describes the parts"):
         annotate_export(destination, "documents", [])
 

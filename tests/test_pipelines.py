@@ -28,7 +28,8 @@ def test_whole_graph_then_a_failing_gate_keeps_the_champion(ganpipe_env, materia
     training = [m for m in messages if m.startswith("step ") and " left" in m]
     assert [m.split()[1] for m in training] == ["10/20", "20/20"] and all("images/s" in m and "d_loss" in m for m in training)
     assert any(m.startswith("export: part 3/3 written, 30 rows") for m in messages)
-    assert [m.split()[2] for m in messages if m.startswith("uplift: seed ")] == ["1/2", "2/2"]
+    arms = [m for m in messages if m.startswith("uplift: ") and " arms × 2 seeds), " in m]
+    assert [m.split("(")[-1].split()[0] for m in arms] == [f"{i}/6" for i in range(1, 7)] and arms[0].startswith("uplift: real only: ")
     assert not [m for m in messages if "\r" in m or any(bar in m for bar in "█▏▎▍▌▋▊▉")]
     model = result.asset_materializations_for_node("gan_model")[0].metadata
     assert model["steps"].value == 20 and {"d_loss", "g_loss", "images_per_s", "wall_s"} <= set(model)

@@ -106,7 +106,7 @@ def test_whole_graph_on_postgresql(ganpipe_env, postgres, monkeypatch, materiali
         assert type(instance.event_log_storage).__name__ == "PostgresEventLogStorage"
         result = materialize_tiny(env, tracking_uri=tracking_uri, instance=instance, raise_on_error=False)
         assert_first_night(env, result, tracking_uri)
-        assert instance.get_run_by_id(result.run_id).status == dg.DagsterRunStatus.FAILURE  # at the uplift gate, as assert_first_night checks
+        assert instance.get_run_by_id(result.run_id).status == dg.DagsterRunStatus.SUCCESS  # a failed uplift gate fails no run, as assert_first_night checks
 
     # The records are in PostgreSQL, not in files under the storage root.
     assert result.run_id in _query(postgres, "dagster", "select run_id from runs")

@@ -87,14 +87,17 @@ def test_the_gate_and_the_manifest_agree_within_a_millionth_of_the_threshold(tmp
     write_tiny_spec(tmp_path, gates="{min_uplift: 0.0123456}")
     spec = load_spec(tmp_path / "tiny.yaml")
     threshold = 0.0123456
-    figures = {"uplift_gain": threshold + offset, "uplift_gain_ci_low": 0.001, "uplift_best_share": 0.25}
-    passed, verdict = uplift_verdict(spec, figures)
+    figures = {"uplift_gain": threshold + offset, "uplift_gain_ci_low": 0.001, "uplift_recommended": 0.9, "uplift_baseline_accuracy": 0.88}
+    passed, verdict = uplift_verdict(spec, figures, SUMMARY)
     assert passed is (offset > 0)
-    rounded = uplift_verdict(spec, {key: round(value, 5) for key, value in figures.items()})[0]
+    rounded = uplift_verdict(spec, {key: round(value, 5) for key, value in figures.items()}, SUMMARY)[0]
     assert rounded is True  # re-deciding on the rounded metadata would have recommended both
     record = Uplift(model_version="1", export_path="x", figures=figures, passed=passed, verdict=verdict, min_uplift=threshold, seeds=2, classifier_steps=20)
     again = from_json(to_json(record), "record.json")
     assert again == record and again.figures["uplift_gain"] - threshold == pytest.approx(offset, abs=1e-12)
+
+
+SUMMARY = {"recipe": "real + synthetic, 0.5 of each batch", "baseline": "real only"}
 
 
 def test_a_gain_the_holdout_cannot_show_gets_no_verdict_either_way(tmp_path):
@@ -102,11 +105,24 @@ def test_a_gain_the_holdout_cannot_show_gets_no_verdict_either_way(tmp_path):
     (nothing shows the gain absent) and not recommended (nothing shows it real)."""
     write_tiny_spec(tmp_path)
     spec = load_spec(tmp_path / "tiny.yaml")
-    figures = {"uplift_gain": 0.02, "uplift_gain_ci_low": -0.04, "uplift_best_share": 0.5, "uplift_holdout_images": 40.0, "uplift_min_detectable_gain": 0.06}
-    passed, verdict = uplift_verdict(spec, figures)
-    assert passed is False and verdict.startswith("cannot be shown with 40 holdout images: best share 0.5: gain +0.0200")
-    assert "the smallest gain this holdout and these seeds can show is about +0.0600" in verdict
-    assert uplift_verdict(spec, {**figures, "uplift_gain": -0.01})[1].startswith("not recommended: best share 0.5: gain -0.0100")
+    figures = {
+        "uplift_gain": 0.02,
+        "uplift_gain_ci_low": -0.04,
+        "uplift_recommended": 0.9,
+        "uplift_baseline_accuracy": 0.88,
+        "uplift_real_only": 0.85,
+        "uplift_gain_over_real": 0.05,
+        "uplift_holdout_images": 40.0,
+        "uplift_min_detectable_gain": 0.06,
+    }
+    against_ssl = {**SUMMARY, "baseline": "ssl (pool under the teacher's hard labels)"}
+    passed, verdict = uplift_verdict(spec, figures, against_ssl)
+    measured = "real + synthetic, 0.5 of each batch (0.9000) against ssl (pool under the teacher's hard labels) (0.8800): gain +0.0200"
+    assert passed is False and verdict.startswith(f"cannot be shown with 40 holdout images: {measured}")
+    assert "over real only (0.8500) +0.0500" in verdict and "the smallest gain this holdout and these seeds can show is about +0.0600" in verdict
+    assert uplift_verdict(spec, {**figures, "uplift_gain": -0.01}, SUMMARY)[1].startswith(
+        "not recommended: real + synthetic, 0.5 of each batch (0.9000) against real only"
+    )
 
 
 def test_a_file_that_is_no_record_is_named(tmp_path):

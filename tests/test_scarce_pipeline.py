@@ -142,16 +142,17 @@ source: {kind: npz, path: bars.npz, labels_per_class: 3}
 holdout: {kind: npz, path: test.npz}
 image: {size: 8, channels: 1}
 training: {profile: quick, batch_size: 32, z_dim: 8, g_width: 8, d_width: 8, checkpoint_every: 400, log_every: 100}
-evaluation: {backbone: domain, n_samples: 150, uplift_seeds: 3, gates: {min_label_accuracy: 0.0, min_uplift: 0.0}}
+evaluation: {backbone: domain, n_samples: 150, uplift_seeds: 3, uplift_shares: [0.25, 0.5], gates: {min_label_accuracy: 0.0, min_uplift: 0.0}}
 export: {samples_per_class: 100, rows_per_part: 1000, min_confidence: 0.0}
 """
 
 
-def test_the_uplift_gate_passes_a_generator_that_helps_and_moves_the_recommended_alias(ganpipe_env, materialize_tiny, mlflow_client):
-    """The gate's pass path at 8×8: noisy short bars, 3 labels per class and 741 unlabelled, scored on
-    a separate holdout of 900 (40 images could show nothing). A generator trained for 20 steps does
-    not help a classifier and gets no alias; one trained for 400 on the pool's pseudo-labels adds
-    about 5 points with its interval above 0, and its export becomes the spec's recommended one."""
+def test_the_uplift_gate_measures_against_ssl_and_passes_a_generator_that_helps(ganpipe_env, materialize_tiny, mlflow_client):
+    """The gate's paths at 8×8: noisy short bars, 3 labels per class and 741 unlabelled, scored on a
+    separate holdout of 900 (40 images could show nothing). A generator trained for 20 steps does not
+    beat the competitor, ssl (the pool under the teacher's labels), and gets no alias. One trained for
+    400 on the pool's pseudo-labels adds about 5 points over real only with its interval above 0: with
+    `gates.uplift_baseline: real` its export becomes the spec's recommended one."""
     from gan_core.export import ExportError, read_manifest
     from pipelines.layout import find_export
     from pipelines.tiny import write_noisy_bars_npz
@@ -163,28 +164,38 @@ def test_the_uplift_gate_passes_a_generator_that_helps_and_moves_the_recommended
     instance = dg.DagsterInstance.local_temp(str(env["dagster_home"]))
     client = mlflow_client(env)
 
-    def run(steps: int, selection=None):
+    def run(steps: int):
         ops = {"gan_model": {"config": {"steps": steps}}, "augmentation_report": {"config": {"classifier_steps": 100}}}
-        return materialize_tiny(env, selection=selection, ops=ops, instance=instance, raise_on_error=False)
+        result = materialize_tiny(env, ops=ops, instance=instance, raise_on_error=False)
+        report = {k: v.value for k, v in result.asset_materializations_for_node("augmentation_report")[0].metadata.items()}
+        assert result.success, report["summary"]  # a failed uplift gate fails no run
+        return result, report
 
-    useless = run(20)
-    report = {k: v.value for k, v in useless.asset_materializations_for_node("augmentation_report")[0].metadata.items()}
-    assert {e.check_name: e.passed for e in useless.get_asset_check_evaluations()}["uplift_gate"] is False, report["summary"]
-    assert report["uplift_holdout_images"] == 900 and "recommended" not in client.get_registered_model("gan-tiny").aliases
+    useless, report = run(20)
+    gate = next(e for e in useless.get_asset_check_evaluations() if e.check_name == "uplift_gate")
+    assert gate.passed is False and gate.severity == dg.AssetCheckSeverity.ERROR, report["summary"]
+    assert report["baseline"] == report["ssl"] and report["ssl"].startswith("ssl (pool under the teacher's"), report["summary"]
+    assert report["uplift_baseline_accuracy"] == report["uplift_ssl"] > report["uplift_real_only"]
+    assert f"against {report['ssl']} ({report['uplift_ssl']:.4f})" in report["verdict"] and "over real only" in report["verdict"]
+    assert report["uplift_holdout_images"] == 450 and report["uplift_selection_images"] == 450
+    assert not useless.asset_materializations_for_node("recommended") and "recommended" not in client.get_registered_model("gan-tiny").aliases
     with pytest.raises(ExportError, match="no recommended export of spec 'tiny'"):
         find_export("tiny", root=env["home"])
 
-    good = run(400, selection=("gan_model", "gan_evaluation", "champion_model", "synthetic_dataset", "augmentation_report", "recommended"))
-    report = {k: v.value for k, v in good.asset_materializations_for_node("augmentation_report")[0].metadata.items()}
-    assert good.success, report["summary"]
-    assert report["verdict"].startswith("recommended: best share") and report["uplift_gain_ci_low"] > 0
+    spec = env["specs"] / "tiny.yaml"
+    spec.write_text(spec.read_text().replace("gates: {", "gates: {uplift_baseline: real, "))
+    good, report = run(400)
+    assert report["baseline"] == "real only" and report["uplift_gain"] == report["uplift_gain_over_real"], report["summary"]
+    assert report["verdict"].startswith("recommended: ") and report["uplift_gain_ci_low"] > 0, report["summary"]
     assert str(client.get_registered_model("gan-tiny").aliases["recommended"]) == "2"
-    assert client.get_model_version("gan-tiny", "2").tags["uplift_gate"] == "passed"
+    tags = client.get_model_version("gan-tiny", "2").tags
+    assert tags["uplift_gate"] == "passed" and tags["recommended_recipe"] == report["recipe"] and "gain_over_ssl" in tags
     path = find_export("tiny", root=env["home"])
     utility = read_manifest(path)["utility"]
     assert path.parent.name == "v2" and utility["recommended"] is True and utility["verdict"] == report["verdict"]
-    assert utility["gain_ci95"][0] > 0 and utility["share"] == report["uplift_best_share"] and utility["holdout_images"] == 900
-    assert "**Recommended**. recommended: best share" in (path / "README.md").read_text()
+    assert utility["gain_ci95"][0] > 0 and utility["share"] == report["uplift_best_share"] and utility["holdout_images"] == 450
+    assert utility["recipe"] == report["recipe"] and utility["gain_over_ssl"] == pytest.approx(report["uplift_gain_over_ssl"], abs=1e-5)
+    assert "**Recommended**. recommended: " in (path / "README.md").read_text()
     assert read_manifest(next((env["home"] / "exports" / "tiny" / "v1").iterdir()))["utility"]["recommended"] is False
 
 

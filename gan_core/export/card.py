@@ -198,12 +198,24 @@ def _utility(manifest: Mapping[str, Any]) -> list[str]:
         return ["## Does it help a classifier?", "", "Not measured yet: the uplift study writes its verdict here when it has run."]
     verdict = "**Recommended**" if utility.get("recommended") else "**Not recommended**"
     lines = ["## Does it help a classifier?", "", f"{verdict}. {utility.get('verdict', '')}", ""]
-    if "share" in utility:
-        low, high = (utility.get("gain_ci95") or [None, None])[:2]
-        interval = f" (95% interval {low:+.4f} to {high:+.4f})" if low is not None else ""
+
+    def gain(key: str) -> str:
+        low, high = (utility.get(f"{key}_ci95") or [None, None])[:2]
+        return f"{utility.get(key, 0):+.4f}" + (f" (95% interval {low:+.4f} to {high:+.4f})" if low is not None else "")
+
+    if "recipe" in utility:
+        over_ssl = f", over {utility['ssl']} {gain('gain_over_ssl')}" if utility.get("ssl") else ""
+        lines.append(
+            f"Recommended recipe: {utility['recipe']}. Gain in holdout accuracy over real only {gain('gain_over_real')}{over_ssl}, "
+            f"over {utility.get('seeds')} seeds of a classifier trained {utility.get('classifier_steps')} steps, on {utility.get('holdout_images')} holdout images."
+        )
+        if utility.get("label_kind") == "soft":
+            lines.append("")
+            lines.append("It trains on the `label_probs` column (the teacher's soft labels, a KL term), not on `label`.")
+    elif "share" in utility:  # a study from before the recipes
         lines.append(
             f"Recommended mix: {utility['share']:g} of every training batch synthetic, the rest real; gain in holdout accuracy over real only "
-            f"{utility.get('gain', 0):+.4f}{interval}, over {utility.get('seeds')} seeds of a classifier trained {utility.get('classifier_steps')} steps."
+            f"{gain('gain')}, over {utility.get('seeds')} seeds of a classifier trained {utility.get('classifier_steps')} steps."
         )
     return lines
 

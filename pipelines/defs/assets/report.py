@@ -1,7 +1,7 @@
-"""Report: does a classifier trained with the exported images beat one trained without them, and
-at which share of each batch? The best share is the export's recommended mix (`utility` in its
-manifest); the uplift gate (`checks.py`) decides whether the export is recommended at all, and
-`recommended` marks it so."""
+"""Report: does a classifier trained with the exported images beat what the team would get without
+them (real only, and the best semi-supervised use of its pool), and with which recipe? The best
+recipe is the export's recommended one (`utility` in its manifest); the uplift gate (`checks.py`)
+decides whether the export is recommended at all, and `recommended` marks it so."""
 
 import time
 from typing import Any, Optional
@@ -9,15 +9,16 @@ from typing import Any, Optional
 import dagster as dg
 import numpy as np
 
+from gan_core.classifier import Judge
 from gan_core.data import ImageData
 from gan_core.export import annotate_export, read_export, read_manifest
-from gan_core.metrics import UPLIFT_SHARES, augmentation_uplift, uplift_classifier
+from gan_core.metrics import TeacherPool, augmentation_uplift, uplift_classifier
 
 from ... import records
 from ...registry import model_name, tag_metrics
 from ...resources import MLflowResource, SpecsResource
 from ...specs import Spec
-from .common import COMPUTE_TAG, STAGE, load_split, spec_of
+from .common import COMPUTE_TAG, STAGE, load_pool, load_split, spec_of
 
 RECOMMENDED = "recommended"  # the MLflow alias of the version whose export passed the uplift gate
 
@@ -25,6 +26,16 @@ RECOMMENDED = "recommended"  # the MLflow alias of the version whose export pass
 class AugmentationReportConfig(dg.Config):
     classifier_steps: Optional[int] = None  # the same optimizer steps for every training set (default: gan_core's uplift classifier)
     seeds: Optional[int] = None  # default: the spec's evaluation.uplift_seeds
+    shares: Optional[list[float]] = None  # synthetic shares of each batch; default: the spec's evaluation.uplift_shares
+
+
+def teacher_pool(spec: Spec, snapshot: records.Snapshot, judge: records.Judge) -> TeacherPool | None:
+    """The unlabelled pool under the teacher's probabilities, for the study's ssl arms; none without a
+    pool or when the teacher was not shown useful (its labels would teach nothing)."""
+    pool = load_pool(snapshot.path)
+    if not len(pool) or not judge.useful:
+        return None
+    return TeacherPool(pool, Judge.load(judge.path).probabilities(pool), spec.pseudo_label_confidence)
 
 
 @dg.asset(**STAGE, kinds={"pytorch", "mlflow"}, op_tags=COMPUTE_TAG)
@@ -34,34 +45,47 @@ def augmentation_report(
     specs: SpecsResource,
     mlflow_store: MLflowResource,
     real_images: records.Snapshot,
+    judge_classifier: records.Judge,
     synthetic_dataset: records.Export,
 ) -> dg.Output[records.Uplift]:
-    """The uplift classifier on real only, on real + synthetic at several shares of each batch, and
-    on synthetic only, scored on the real holdout; the best share is recorded as the recommended mix."""
+    """The uplift classifier on real only, on ssl (the pool under the teacher's labels, when there is a
+    pool), on real + synthetic and ssl + synthetic at several shares of each batch (hard and soft
+    labels), and on synthetic only, scored on the real holdout; the best recipe with synthetic data
+    is recorded as the recommended one, beside its gain over real only and over ssl."""
     import mlflow
 
-    spec = spec_of(specs, context, real_images)
+    spec = spec_of(specs, context, real_images, judge_classifier)
     export = synthetic_dataset
     train_split, holdout = load_split(real_images.path)
     table, images = read_export(export.path, decode=True)
     synthetic = ImageData(images, table.column("label").to_numpy().astype(np.int64), train_split.class_names)
+    soft = np.stack(table.column("label_probs").to_numpy(zero_copy_only=False)) if "label_probs" in table.column_names else None
     seeds = list(range(config.seeds or spec.evaluation.uplift_seeds))
+    baseline = spec.evaluation.gates.uplift_baseline
     uplift = augmentation_uplift(
-        train_split, holdout, synthetic, seeds, uplift_classifier(config.classifier_steps), shares=UPLIFT_SHARES, progress=context.log.info
+        train_split,
+        holdout,
+        synthetic,
+        seeds,
+        uplift_classifier(config.classifier_steps),
+        shares=config.shares or spec.evaluation.uplift_shares,
+        progress=context.log.info,
+        pool=teacher_pool(spec, real_images, judge_classifier),
+        synthetic_probs=soft,
+        baseline=baseline,
     )
     figures = uplift.figures()
-    low, high = figures["uplift_gain_ci_low"], figures["uplift_gain_ci_high"]
-    passed, reason = uplift_verdict(spec, figures)  # taken once, here: the gate, the manifest and the tags read it
-    utility = {**uplift.summary(), "recommended": False, "verdict": reason, "min_uplift": min_uplift(spec), "measured_at": _now()}
+    passed, reason = uplift_verdict(spec, figures, uplift.summary())  # taken once, here: the gate, the manifest and the tags read it
+    summary = {**uplift.summary(), "teacher_holdout_accuracy": judge_classifier.holdout_accuracy if judge_classifier.useful else None}
+    utility = {**summary, "recommended": False, "verdict": reason, "min_uplift": min_uplift(spec), "measured_at": _now()}
     annotate_export(export.path, "utility", utility)  # recommended only once the uplift gate has passed
     name, version = model_name(spec.name), export.model_version
     client = mlflow_store.client()
     with mlflow.start_run(run_id=client.get_model_version(name, version).run_id):
         mlflow.log_metrics(figures)
     tag_metrics(client, name, version, figures)
-    client.set_model_version_tag(
-        name, version, "recommended_mix", f"{uplift.best_share:g} synthetic share of each batch: gain {uplift.gain:+.4f} ({low:+.4f} to {high:+.4f})"
-    )
+    for key, value in recipe_tags(summary).items():
+        client.set_model_version_tag(name, version, key, value)
     context.log.info(f"uplift: {reason}")
     record = records.Uplift(
         model_version=version,
@@ -72,11 +96,16 @@ def augmentation_report(
         min_uplift=min_uplift(spec),
         seeds=len(seeds),
         classifier_steps=uplift.classifier_steps,
+        recipe=summary["recipe"],
+        baseline=summary["baseline"],
     )
     return dg.Output(
         record,
         metadata={
             **{k: round(v, 5) for k, v in figures.items()},
+            "recipe": summary["recipe"],
+            "baseline": summary["baseline"],
+            "ssl": summary["ssl"] or "none (no pool, or a teacher not shown useful)",
             "seeds": len(seeds),
             "classifier_steps": uplift.classifier_steps,
             "model_version": version,
@@ -87,18 +116,43 @@ def augmentation_report(
     )
 
 
+def recipe_tags(summary: dict[str, Any]) -> dict[str, str]:
+    """The model version's tags naming the recommended recipe and its gains (with 95% intervals)."""
+
+    def gain(key: str) -> str:
+        low, high = summary[f"{key}_ci95"]
+        return f"{summary[key]:+.4f} ({low:+.4f} to {high:+.4f})"
+
+    tags = {
+        "recommended_recipe": summary["recipe"],
+        "recommended_mix": f"{summary['share']:g} synthetic share of each batch, {summary['label_kind']} labels, {'with' if summary['with_pool'] else 'without'} the pool",
+        "gain_over_real": gain("gain_over_real"),
+    }
+    if summary["ssl"]:
+        tags["gain_over_ssl"] = gain("gain_over_ssl")
+        tags["ssl_recipe"] = summary["ssl"]
+    return tags
+
+
 def min_uplift(spec: Spec) -> float:
     limit = spec.evaluation.gates.limit("min", "uplift_gain")
     return 0.0 if limit is None else limit
 
 
-def uplift_verdict(spec: Spec, figures: dict[str, Any]) -> tuple[bool, str]:
-    """Do no harm: recommended only when the best share's gain exceeds `gates.min_uplift` (default 0)
-    and the lower bound of its 95% interval (over holdout images and seeds) is above 0. A gain above
-    the bound whose interval still reaches 0 is no verdict either way: the holdout is too small to
-    show it, and the verdict says so. Returns (passed, why)."""
-    gain, low, share, bound = figures["uplift_gain"], figures["uplift_gain_ci_low"], figures["uplift_best_share"], min_uplift(spec)
-    measured = f"best share {share:g}: gain {gain:+.4f}, 95% interval lower bound {low:+.4f}"
+def uplift_verdict(spec: Spec, figures: dict[str, Any], summary: dict[str, Any]) -> tuple[bool, str]:
+    """Do no harm: recommended only when the recommended recipe's gain over the best arm without
+    synthetic data (`summary['baseline']`: ssl with a pool, real only otherwise or with
+    `gates.uplift_baseline: real`) exceeds `gates.min_uplift` (default 0) and the lower bound of
+    its 95% interval (over holdout images and seeds) is above 0. A gain above the bound whose
+    interval still reaches 0 is no verdict either way: the holdout is too small to show it, and
+    the verdict says so. Returns (passed, why)."""
+    gain, low, bound = figures["uplift_gain"], figures["uplift_gain_ci_low"], min_uplift(spec)
+    measured = (
+        f"{summary['recipe']} ({figures['uplift_recommended']:.4f}) against {summary['baseline']} ({figures['uplift_baseline_accuracy']:.4f}): "
+        f"gain {gain:+.4f}, 95% interval lower bound {low:+.4f}"
+    )
+    if summary["baseline"] != "real only":
+        measured += f"; over real only ({figures['uplift_real_only']:.4f}) {figures['uplift_gain_over_real']:+.4f}"
     if not gain > bound:
         return False, f"not recommended: {measured}; the gain does not exceed gates.min_uplift {bound:g}"
     if not low > 0:
@@ -110,19 +164,30 @@ def uplift_verdict(spec: Spec, figures: dict[str, Any]) -> tuple[bool, str]:
     return True, f"recommended: {measured} (> {bound:g} and > 0)"
 
 
-@dg.asset(**STAGE, kinds={"mlflow"})
-def recommended(
-    context: dg.AssetExecutionContext, specs: SpecsResource, mlflow_store: MLflowResource, augmentation_report: records.Uplift
-) -> dg.MaterializeResult:
-    """Runs only after the uplift gate passed: marks the export recommended in its manifest and
-    moves the MLflow alias `recommended` to its model version."""
+@dg.asset(**STAGE, kinds={"mlflow"}, output_required=False)
+def recommended(context: dg.AssetExecutionContext, specs: SpecsResource, mlflow_store: MLflowResource, augmentation_report: records.Uplift):
+    """Only for a report that passed the uplift gate: marks the export recommended in its manifest
+    and moves the MLflow alias `recommended` to its model version. For one that did not, nothing is
+    materialized and no alias moves: the report's verdict (what the gate recorded) says why. The
+    verdict is read from the report's record, so this holds however the asset is launched."""
     spec = specs.get(context.partition_key)
     path, version = augmentation_report.export_path, augmentation_report.model_version
+    if not augmentation_report.passed:
+        context.log.info(f"{path} stays not recommended, alias '{RECOMMENDED}' unchanged: {augmentation_report.verdict}")
+        return
     utility = {**read_manifest(path)["utility"], "recommended": True, "recommended_at": _now()}
     annotate_export(path, "utility", utility)
     mlflow_store.client().set_registered_model_alias(model_name(spec.name), RECOMMENDED, version)
     context.log.info(f"{path} recommended; alias '{RECOMMENDED}' → v{version}")
-    return dg.MaterializeResult(metadata={"path": dg.MetadataValue.path(path), "model_version": version, "share": utility["share"], "gain": utility["gain"]})
+    yield dg.MaterializeResult(
+        metadata={
+            "path": dg.MetadataValue.path(path),
+            "model_version": version,
+            "recipe": utility["recipe"],
+            "share": utility["share"],
+            "gain": utility["gain"],
+        }
+    )
 
 
 def _now() -> str:
