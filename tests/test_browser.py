@@ -177,12 +177,13 @@ def test_materialize_from_the_ui_and_find_the_champion(servers):
                     assert time.monotonic() < deadline, "the run did not finish within 300 s"
                     page.goto("about:blank")
                     time.sleep(10)
-            # Everything ran; a 20-step generator does not help a classifier, so the uplift gate fails the run.
-            assert status.inner_text() == "Failure"
+            # Everything ran; a 20-step generator does not help a classifier: the uplift gate fails, as a
+            # finding shown on the report's checks, without failing the run.
+            assert status.inner_text() == "Success"
             page.screenshot(path=ARTIFACTS / "run-finished.png")
             page.goto(f"{dagster}/assets/augmentation_report?view=checks")
             expect(page.get_by_text("uplift_gate").first).to_be_visible(timeout=60_000)
-            verdict = re.compile(r"(not recommended|cannot be shown with \d+ holdout images): best share")
+            verdict = re.compile(r"(not recommended|cannot be shown with \d+ holdout images): .* against real only")
             expect(page.get_by_text(verdict).first).to_be_visible()  # the verdict, in the check's metadata
             page.screenshot(path=ARTIFACTS / "uplift-gate.png")
             page.goto(f"{dagster}/asset-groups")
