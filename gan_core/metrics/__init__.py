@@ -9,7 +9,8 @@ split against holdout at the same N) beside it as `<name>_baseline`.
     backbones.py     Inception and domain feature extractors, Inception weights
     distances.py     FID, KID, IS, precision/recall/density/coverage, exact pixel distances
     memorization.py  near copies of training images
-    uplift.py        classifier accuracy with and without synthetic images
+    uplift.py        classifier accuracy with and without synthetic images (and the ssl competitor)
+    intervals.py     intervals of paired differences (Student's t; bootstrap over seeds and images)
     registry.py      the named metrics, their directions and what they are measured on
     report.py        evaluate(): one pass, the chosen metrics, the report and its yardstick
 """
@@ -41,6 +42,7 @@ from .registry import (
     too_small,
 )
 from .report import METRICS_VERSION, EvaluationConfig, EvaluationReport, evaluate, render_markdown, yardstick
+from .intervals import paired_interval
 from .uplift import (
     BASELINES as UPLIFT_BASELINES,
     UPLIFT_CLASSIFIER,
@@ -49,7 +51,6 @@ from .uplift import (
     TeacherPool,
     Uplift,
     augmentation_uplift,
-    paired_interval,
     share_arm,
     uplift_classifier,
 )

@@ -26,12 +26,12 @@ from ..data import ImageData
 from ..progress import time_left
 from ..semi import POOL_SHARE  # of what each ssl batch leaves to real images, drawn from the teacher-labelled pool
 from .errors import MetricsError
+from .intervals import paired_bootstrap_interval
 
 
 UPLIFT_CLASSIFIER = ClassifierConfig(steps=600, width=16)
 UPLIFT_SHARES = (0.1, 0.25, 0.5, 0.75, 0.9)  # synthetic images per batch
 UPLIFT_SEEDS = 5
-BOOTSTRAP_DRAWS = 2000
 MIN_DETECTABLE_IMAGES = 4  # d images more right, all else equal: the interval clears 0 once d/N > 1.96·√d/N
 SELECTION_FRACTION = 0.5  # of the holdout, to choose the recipes; the rest scores them
 BASELINES = ("ssl", "real")  # what the gate compares with: the best recipe without synthetic data, or real only
@@ -40,33 +40,6 @@ BASELINES = ("ssl", "real")  # what the gate compares with: the best recipe with
 def uplift_classifier(steps: int | None = None) -> ClassifierConfig:
     """The uplift study's classifier, with `steps` optimizer steps instead of its default."""
     return UPLIFT_CLASSIFIER if steps is None else replace(UPLIFT_CLASSIFIER, steps=steps)
-
-
-def paired_interval(differences: Sequence[float], confidence: float = 0.95) -> tuple[float, float]:
-    """A `confidence` interval of the mean of paired differences (Student's t); NaN below two pairs."""
-    from scipy import stats
-
-    differences = np.asarray(differences, dtype=np.float64)
-    if len(differences) < 2:
-        return float("nan"), float("nan")
-    half = stats.t.ppf(0.5 + confidence / 2, len(differences) - 1) * differences.std(ddof=1) / np.sqrt(len(differences))
-    return float(differences.mean() - half), float(differences.mean() + half)
-
-
-def paired_bootstrap_interval(differences: np.ndarray, confidence: float = 0.95, draws: int = BOOTSTRAP_DRAWS, seed: int = 0) -> tuple[float, float]:
-    """A `confidence` percentile interval of the mean of `differences` (seeds × holdout images, one
-    arm's correctness minus the baseline's on the same image with the same seed), resampling seeds
-    and images together, so that the finite holdout widens it as much as the seeds do."""
-    differences = np.asarray(differences, dtype=np.float64)
-    n_seeds, n_images = differences.shape
-    if not n_images:
-        return float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
-    seed_weights = rng.multinomial(n_seeds, np.full(n_seeds, 1 / n_seeds), size=draws)  # draws × seeds
-    image_weights = rng.multinomial(n_images, np.full(n_images, 1 / n_images), size=draws)  # draws × images
-    means = np.einsum("bs,si,bi->b", seed_weights, differences, image_weights) / (n_seeds * n_images)
-    tail = (1 - confidence) / 2
-    return float(np.quantile(means, tail)), float(np.quantile(means, 1 - tail))
 
 
 def share_arm(share: float, pool: str | None = None, labels: str = "hard") -> str:
@@ -147,7 +120,6 @@ class Uplift:
         if self.selection is None:
             self.selection = np.zeros(next(iter(self.correct.values())).shape[1], bool)
 
-    # Which images choose, which score.
     def _scored(self, arm: str) -> np.ndarray:
         return self.correct[arm][:, ~self.selection]
 
@@ -156,8 +128,7 @@ class Uplift:
         return float(rows.mean())
 
     @property
-    def holdout_images(self) -> int:
-        """Images that score the arms (the other part of the holdout only chose)."""
+    def holdout_images(self) -> int:  # the images that score the arms (the others only chose)
         return int((~self.selection).sum())
 
     @property
@@ -174,7 +145,6 @@ class Uplift:
         values = self.per_seed[name]
         return float(np.mean(values)), float(np.std(values))
 
-    # The arms that matter.
     def _best(self, arms: list[str]) -> str | None:
         """The arm the selection images rank first (the first of equals); without them, the scoring images."""
         return max(arms, key=lambda arm: self._chooses(arm), default=None)
@@ -194,13 +164,8 @@ class Uplift:
         """The best recipe with synthetic data: the recommended one."""
         return self._best([arm for arm, r in self.recipes.items() if r.synthetic is not None])
 
-    @property
-    def real_only(self) -> tuple[float, float]:
-        return self.arm("real")
-
-    @property
-    def synthetic_only(self) -> tuple[float, float]:
-        return self.arm("synthetic")
+    real_only = property(lambda self: self.arm("real"))
+    synthetic_only = property(lambda self: self.arm("synthetic"))
 
     @property
     def best_share(self) -> float:
