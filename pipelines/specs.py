@@ -180,6 +180,8 @@ class EvaluationSpec(_Strict):
     uplift_seeds: int = Field(default=5, ge=1)
     # Synthetic shares of each batch in the uplift study (real + synthetic and ssl + synthetic).
     uplift_shares: list[float] = Field(default=list(UPLIFT_SHARES), min_length=1)
+    # Optimizer steps of every arm's classifier (unset: gan_core's uplift classifier, 600).
+    uplift_classifier_steps: Optional[int] = Field(default=None, ge=1)
 
     @field_validator("uplift_shares")
     @classmethod

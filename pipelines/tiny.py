@@ -61,7 +61,7 @@ def write_tiny_spec(
             image: {{size: 8, channels: 1}}
             holdout_fraction: 0.2
             training: {TINY_TRAINING}
-            evaluation: {{backbone: domain, n_samples: 60, gates: {gates}, uplift_seeds: 2, uplift_shares: [0.25, 0.5]}}
+            evaluation: {{backbone: domain, n_samples: 60, gates: {gates}, uplift_seeds: 2, uplift_shares: [0.25, 0.5], uplift_classifier_steps: 100}}
             export: {{samples_per_class: 10, rows_per_part: 12{export}}}
             """
         )

@@ -4,6 +4,8 @@ DAGSTER_HOME."""
 
 from __future__ import annotations
 
+import json
+
 import os
 import shutil
 import subprocess
@@ -73,6 +75,8 @@ def test_whole_graph_through_dg_launch_with_the_default_executor(tmp_path):
     assert {"d_loss", "fid_domain", "label_accuracy", "uplift_real_only"} <= set(run.data.metrics)
     exports = list((workdir / "var" / "exports" / "tiny" / f"v{champion.version}").glob("*/_manifest.json"))
     assert len(exports) == 1
+    utility = json.loads(exports[0].read_text())["utility"]
+    assert utility["classifier_steps"] == 100 and utility["seeds"] == 2  # the spec's evaluation settings, with no run config
 
     with dg.DagsterInstance.local_temp(str(dagster_home)) as instance:
         (record,) = instance.get_run_records()

@@ -24,7 +24,7 @@ RECOMMENDED = "recommended"  # the MLflow alias of the version whose export pass
 
 
 class AugmentationReportConfig(dg.Config):
-    classifier_steps: Optional[int] = None  # the same optimizer steps for every training set (default: gan_core's uplift classifier)
+    classifier_steps: Optional[int] = None  # the same optimizer steps for every training set (default: the spec's evaluation.uplift_classifier_steps)
     seeds: Optional[int] = None  # default: the spec's evaluation.uplift_seeds
     shares: Optional[list[float]] = None  # synthetic shares of each batch; default: the spec's evaluation.uplift_shares
 
@@ -67,7 +67,7 @@ def augmentation_report(
         holdout,
         synthetic,
         seeds,
-        uplift_classifier(config.classifier_steps),
+        uplift_classifier(config.classifier_steps or spec.evaluation.uplift_classifier_steps),
         shares=config.shares or spec.evaluation.uplift_shares,
         progress=context.log.info,
         pool=teacher_pool(spec, real_images, judge_classifier),
