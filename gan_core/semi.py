@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .classifier import ClassifierConfig, Judge, train_classifier
+from .consistency import consistency_train
 from .data import DataError, ImageData
 
 # A pseudo-labelled image joins training only above this judge probability of its class; chosen with
@@ -102,3 +103,18 @@ def self_train(
             break
         judge = train_classifier(labelled, config, extra=guesses.data, extra_share=POOL_SHARE)
     return judge
+
+
+TEACHER_RECIPES = ("self_training", "consistency")
+
+
+def train_teacher(
+    recipe: str, labelled: ImageData, pool: np.ndarray, config: ClassifierConfig | None = None, min_confidence: float = PSEUDO_LABEL_CONFIDENCE
+) -> Judge:
+    """The judge by one of `TEACHER_RECIPES`: self-training (pseudo-labels above `min_confidence`) or
+    weak/strong consistency on the pool (gan_core.consistency, its own confidence threshold)."""
+    if recipe == "self_training":
+        return self_train(labelled, pool, config, min_confidence)
+    if recipe == "consistency":
+        return consistency_train(labelled, pool, config)
+    raise ValueError(f"teacher: expected one of {TEACHER_RECIPES}, got {recipe!r}")

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, RootModel, ValidationError, f
 
 from gan_core.metrics import UPLIFT_BASELINES, UPLIFT_SHARES, MetricsError, metric_info, resolve_metric
 from gan_core.models import SUPPORTED_SIZES
-from gan_core.semi import PSEUDO_LABEL_CONFIDENCE
+from gan_core.semi import PSEUDO_LABEL_CONFIDENCE, TEACHER_RECIPES
 from gan_core.train import PROFILES, TrainConfig
 
 from .layout import SPEC_NAME
@@ -225,6 +225,9 @@ class Spec(_Strict):
     # A pool image joins the GAN's and the judge's training under the judge's guess of its class
     # only when the judge gives that class at least this probability.
     pseudo_label_confidence: float = Field(default=PSEUDO_LABEL_CONFIDENCE, ge=0, lt=1)
+    # How the judge learns from the pool: weak/strong consistency (FixMatch-style; the default, by
+    # benchmarks/teacher.py), or self-training.
+    teacher: Literal[TEACHER_RECIPES] = "consistency"
     image: ImageSpec = ImageSpec()
     holdout_fraction: float = Field(default=0.2, gt=0, lt=1)
     holdout: Optional[HoldoutSpec] = None  # a team's own labelled test set instead of a split of `source`

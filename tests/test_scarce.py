@@ -4,11 +4,14 @@ filtered samples that regenerate from their seeds, and unlabelled sources with t
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
+from gan_core.consistency import ConsistencyConfig, consistency_train, strong_view
 from gan_core.classifier import BatchSource, ClassifierConfig, classifier_steps, random_affine, train_classifier
 from gan_core.data import UNLABELLED, DataError, ImageData, load_unlabelled
 from gan_core.export import filtered_samples
@@ -118,6 +121,28 @@ def test_pseudo_labels_and_self_training():
     assert not np.allclose(trained.logits(pool), judge.logits(pool))
     alone = self_train(labelled, pool[:0], SMALL)
     assert np.array_equal(alone.logits(pool), judge.logits(pool))
+
+
+def test_the_strong_view_changes_every_image_and_keeps_shape_and_range_for_one_and_three_channels():
+    for channels in (1, 3):
+        x = torch.rand(6, channels, 16, 16) * 2 - 1
+        strong = strong_view(x, ClassifierConfig(), ConsistencyConfig(), torch.Generator().manual_seed(0))
+        assert strong.shape == x.shape and strong.min() >= -1 and strong.max() <= 1
+        assert ((strong - x).abs().flatten(1).max(dim=1).values > 0.1).all()
+
+
+def test_consistency_training_learns_from_the_pool_and_without_one_is_the_supervised_judge():
+    labelled, pool = bars(20).keep_labels_per_class(2, seed=0)
+    few_steps = ConsistencyConfig(steps=10, threshold=0.5)
+    judge = train_classifier(labelled, SMALL)
+    trained = consistency_train(labelled, pool, SMALL, few_steps)
+    assert not np.allclose(trained.logits(pool), judge.logits(pool))
+    assert np.array_equal(consistency_train(labelled, pool, SMALL, few_steps).logits(pool), trained.logits(pool))  # seeded
+    assert np.array_equal(consistency_train(labelled, pool[:0], SMALL, few_steps).logits(pool), judge.logits(pool))
+    # A threshold no weak view reaches leaves the pool out of the loss: only the labelled images train.
+    unreachable = consistency_train(labelled, pool, SMALL, replace(few_steps, threshold=1.5, pool_weight=1.0))
+    labelled_only = consistency_train(labelled, pool, SMALL, replace(few_steps, threshold=0.5, pool_weight=0.0))
+    assert np.allclose(unreachable.logits(pool), labelled_only.logits(pool), atol=1e-5)
 
 
 def test_a_teacher_is_used_only_when_its_holdout_shows_it_beats_chance_and_the_majority_class():

@@ -4,6 +4,8 @@ the pool's pseudo-labels; the spec fields and errors of unlabelled sources."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import dagster as dg
 import numpy as np
 import pytest
@@ -49,7 +51,12 @@ def test_unlabelled_images_train_the_judge_and_the_gan_never_the_holdout(ganpipe
     assert "unlabelled_grid" in ingest
 
     judge = {k: v.value for k, v in result.asset_materializations_for_node("judge_classifier")[0].metadata.items()}
-    assert judge["self_trained_on_unlabelled"] == ingest["unlabelled_images"] and judge["optimizer_steps"] == 600 and judge["holdout_images"] == 12
+    assert (
+        judge["unlabelled_images"] == ingest["unlabelled_images"]
+        and judge["teacher_recipe"] == "consistency"
+        and judge["optimizer_steps"] == 600
+        and judge["holdout_images"] == 12
+    )
     model = {k: v.value for k, v in result.asset_materializations_for_node("gan_model")[0].metadata.items()}
     assert 0 < model["pseudo_labelled_images"] <= ingest["unlabelled_images"]
     assert model["training_images"] == 9 + model["pseudo_labelled_images"]
@@ -83,6 +90,24 @@ def test_a_teacher_no_better_than_chance_labels_filters_and_soft_labels_nothing(
     assert manifest["soft_labels"] is None and manifest["filter"] is None and export["soft_labels"] is False and "min_confidence" not in export
     assert all(schema.remove_metadata().equals(EXPORT_SCHEMA) for _, schema in export_schemas(export["path"]))
     assert {e.check_name: e.passed for e in result.get_asset_check_evaluations()} == {"quality_gate": True, "export_valid": True}
+
+
+def test_a_consistency_teacher_is_the_judge_the_spec_asks_for(ganpipe_env, materialize_tiny):
+    from gan_core.classifier import ClassifierConfig, Judge
+    from gan_core.consistency import consistency_train
+    from pipelines.defs.assets.common import load_pool, load_split
+
+    env = ganpipe_env
+    write_tiny_spec(env["specs"], source="{kind: npz, path: tiny.npz, labels_per_class: 3}", extra="teacher: consistency\n")  # the default, named
+    write_tiny_npz(env["specs"] / "tiny.npz")
+    result = materialize_tiny(env, selection=("real_images", "judge_classifier"), instance=dg.DagsterInstance.local_temp(str(env["dagster_home"])))
+    judge = {k: v.value for k, v in result.asset_materializations_for_node("judge_classifier")[0].metadata.items()}
+    assert judge["teacher_recipe"] == "consistency" and judge["consistency_steps"] == 400 and judge["unlabelled_images"] == 39
+    snapshot = str(Path(judge["judge_path"]).parent)
+    train_split, _ = load_split(snapshot)
+    pool = load_pool(snapshot)
+    expected = consistency_train(train_split, pool, ClassifierConfig(device="cpu"))  # the same seeds: the same network
+    assert np.allclose(Judge.load(judge["judge_path"], device="cpu").logits(pool), expected.logits(pool), atol=1e-5)
 
 
 def test_unlabelled_spec_fields_and_bad_sources(ganpipe_env, materialize_tiny, tmp_path):

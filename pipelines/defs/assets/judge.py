@@ -1,5 +1,5 @@
-"""The judge: a small CNN on the real train split, self-trained on the unlabelled pool when there
-is one. It judges label fidelity, pseudo-labels the pool for the GAN, filters and soft-labels the
+"""The judge: a small CNN on the real train split that, when there is an unlabelled pool, learns
+from it too (the spec's `teacher`: self-training or weak/strong consistency). It judges label fidelity, pseudo-labels the pool for the GAN, filters and soft-labels the
 export and is the domain feature extractor. It never sees the holdout, which only scores it and
 says whether it may teach at all (`check_teacher`)."""
 
@@ -8,7 +8,8 @@ from pathlib import Path
 import dagster as dg
 
 from gan_core.classifier import ClassifierConfig, classifier_steps
-from gan_core.semi import check_teacher, self_train
+from gan_core.consistency import ConsistencyConfig
+from gan_core.semi import check_teacher, train_teacher
 
 from ...resources import ComputeResource, SpecsResource
 from ... import records
@@ -19,17 +20,17 @@ from .common import COMPUTE_TAG, STAGE, load_pool, load_split, spec_of
 def judge_classifier(
     context: dg.AssetExecutionContext, specs: SpecsResource, compute: ComputeResource, real_images: records.Snapshot
 ) -> dg.Output[records.Judge]:
-    """A small CNN trained on the real train split (and self-trained on the unlabelled pool when
-    there is one): judge of label fidelity, pseudo-labeller of the pool, domain feature extractor."""
+    """A small CNN trained on the real train split (and on the unlabelled pool by the spec's teacher
+    recipe when there is one): judge of label fidelity, pseudo-labeller of the pool, domain feature extractor."""
     spec = spec_of(specs, context, real_images)
     snapshot = real_images.path
     train_split, holdout = load_split(snapshot)
     pool = load_pool(snapshot)
     config = ClassifierConfig(device=compute.device)
-    judge = self_train(train_split, pool, config, spec.pseudo_label_confidence)
+    judge = train_teacher(spec.teacher, train_split, pool, config, spec.pseudo_label_confidence)
     path = judge.save(Path(snapshot) / "judge.safetensors")
     teacher = check_teacher(judge, holdout)
-    trained_on = f" (self-trained on {len(pool)} unlabelled images)" if len(pool) else ""
+    trained_on = f" ({spec.teacher.replace('_', '-')} on {len(pool)} unlabelled images)" if len(pool) else ""
     if teacher.useful:
         context.log.info(f"judge{trained_on}: {teacher.reason()}")
     else:
@@ -54,7 +55,9 @@ def judge_classifier(
             "teacher_p_value": teacher.p_value,
             "teacher_used": teacher.useful,
             "teacher": teacher.reason(),
-            "optimizer_steps": classifier_steps(config, len(train_split)),
-            "self_trained_on_unlabelled": len(pool),
+            "optimizer_steps": classifier_steps(config, len(train_split)),  # supervised; consistency then adds its own
+            "consistency_steps": ConsistencyConfig().steps if spec.teacher == "consistency" and len(pool) else 0,
+            "teacher_recipe": spec.teacher if len(pool) else "supervised (no pool)",
+            "unlabelled_images": len(pool),
         },
     )
