@@ -1,22 +1,28 @@
-"""Does synthetic data help a team with k labelled images per class and a pool of unlabelled ones?
+"""Does synthetic data help a team with k labelled images per class and a pool of unlabelled ones,
+more than what the team would do with the pool alone?
 
 A builtin dataset (`--data`: mnist-5k, the default, or fashion-mnist-5k): the 1,000-image holdout is
-split off first and never trains anything. From the 4,000-image
-train split, k labelled images per class are drawn (`--draws` times); the rest of the train split is
-the unlabelled pool, its labels discarded. Arms, all scored on the holdout with the same uplift
-classifier (same steps, same classical augmentation, `--seeds` seeds):
+split off first and never trains anything; its selection half chooses each study's recipes, its
+scoring half scores every arm. From the 4,000-image train split, k labelled images per class are
+drawn (`--draws` times); the rest is the unlabelled pool, its labels discarded. A teacher
+(`--teacher`: consistency, the default and the pipeline's, or self_training) learns from the
+labelled images and the pool; it pseudo-labels the pool for the pool GAN and gives the study's ssl arms and soft labels. For each
+GAN, gan_core's uplift study (the pipeline's `augmentation_report`: real, ssl under the teacher's
+hard or soft labels, real/ssl + synthetic at `--shares` with hard or soft labels, synthetic only;
+the same classifier, steps and classical augmentation in every arm, `--seeds` seeds) runs with:
 
-    real               the k labelled images only
-    labelled_gan       + synthetic from a GAN trained on the labelled images only (filtered by a
-                         judge trained on them; best share of each batch)
-    pool_gan           + synthetic from a GAN that also learns from the pool under the self-trained
-                         judge's pseudo-labels (filtered by that judge; best share)
-    self_training      the competitor without a GAN: the same classifier self-trained on the pool
-    pool_true_labels   (with --ceiling) + the pool itself with its true labels in place of synthetic
-                         (best share): what labelling the whole pool by hand would give, the
-                         headroom a GAN that learns from that pool works within
+    labelled_gan       a GAN trained on the labelled images only (filtered by a judge trained on them)
+    pool_gan           a GAN that also learns from the pool under the teacher's pseudo-labels
+                         (filtered by the teacher)
+and beside them, scored on the same images:
+    self_training      the same classifier self-trained on the pool, no GAN
+    pool_true_labels   (with --ceiling) + the pool itself with its true labels in place of synthetic:
+                         what labelling the whole pool by hand would give, the headroom
 
-    .venv/bin/python benchmarks/uplift.py --k 10,20,50 --draws 3
+The competitor is the stronger (by mean) of the study's ssl arm and self-training: a gain over it is
+the generator's own.
+
+    .venv/bin/python benchmarks/uplift.py --k 10,20 --draws 3 --teacher consistency
     .venv/bin/python benchmarks/uplift.py --k 10 --draws 1 --set g_width=32 --set steps=4000   # a GAN variant
     python benchmarks/uplift.py --k 10 --draws 3 --jobs 3   # on a GPU machine: draws side by side
     .venv/bin/python benchmarks/uplift.py --k 20 --draws 3 --skip labelled_gan,pool_gan --ceiling   # the headroom alone
@@ -27,13 +33,13 @@ gan_core's code, this script and every setting that changes a result), and a rer
 code and settings reads it instead of training again: a protocol that takes hours can be stopped
 and resumed, or collected over several runs (`--draws 3` after `--draws 1` trains draws 1 and 2 only).
 
-Last line: one JSON object, keys per k: k20_real, k20_labelled_gan, k20_pool_gan, k20_self_training
-(mean accuracies over draws and seeds), k20_gain_pool_gan and k20_gain_pool_gan_ci_low (gain over
-real only and the lower bound of its 95% interval, over every (draw, seed) pair, paired), the same
-for labelled_gan and self_training; k20_pool_gan_share (mean best share), k20_pool_gan_synthetic_only and
-k20_pool_gan_gan_train_s (the same for labelled_gan); with --ceiling, the same keys for pool_true_labels. With --data, every key starts with the dataset's
-short name: mnist_k20_real, fashion_k20_pool_gan, ...
-"""
+Last line: one JSON object, keys per k (means over draws and seeds): k20_real, k20_ssl (the
+competitor's accuracy; k20_competitor names it), k20_best_synthetic (the better GAN arm's
+recommended recipe; k20_recipe names each draw's), k20_gain_over_ssl with _ci_low and _ci_high
+(paired over every (draw, seed)), k20_synthetic_only, k20_teacher (the teacher's accuracy) and
+k20_teacher_s; per arm k20_pool_gan, k20_gain_pool_gan (over real, with its interval),
+k20_pool_gan_gain_over_ssl, _share, _synthetic_only, _gan_train_s, _study_s. With --data, every key
+starts with the dataset's short name: mnist_k20_real, fashion_k20_gain_over_ssl, ..."""
 
 from __future__ import annotations
 
@@ -58,34 +64,38 @@ from gan_core.data import ImageData, load_source
 from gan_core.device import choose_device
 from gan_core.export import filtered_samples
 from gan_core.files import atomic_write
-from gan_core.metrics import Uplift, augmentation_uplift, paired_interval, uplift_classifier
-from gan_core.metrics.uplift import selection_mask
-from gan_core.semi import PSEUDO_LABEL_CONFIDENCE, pseudo_labelled, self_train
+from gan_core.metrics import UPLIFT_SHARES, Uplift, augmentation_uplift, paired_interval, uplift_classifier
+from gan_core.metrics.uplift import TeacherPool, selection_mask
+from gan_core.semi import PSEUDO_LABEL_CONFIDENCE, TEACHER_RECIPES, pseudo_labelled, self_train, train_teacher
 from gan_core.train import TrainConfig, train
 
 EXPORT_CONFIDENCE = 0.9  # the spec default of export.min_confidence
 DATASETS = {"mnist-5k": "mnist", "fashion-mnist-5k": "fashion"}  # builtin name: short name in the JSON keys
-RESULT_SETTINGS = ("data", "seeds", "classifier_steps", "profile", "set", "samples_per_class", "min_confidence", "pseudo_confidence", "skip", "ceiling")
-ARMS = {
-    "labelled_gan": "+ GAN on the labelled images",
-    "pool_gan": "+ GAN on labelled + pool",
-    "self_training": "self-training, no GAN",
-    "pool_true_labels": "ceiling: + the pool, true labels",
-}
+RESULT_SETTINGS = (
+    "data", "seeds", "classifier_steps", "profile", "set", "samples_per_class", "min_confidence", "pseudo_confidence", "skip", "ceiling", "teacher", "shares",
+)  # fmt: skip
+GAN_ARMS = {"labelled_gan": "+ GAN on the labelled images", "pool_gan": "+ GAN on labelled + pool"}
+COMPETITORS = {"study_ssl": "ssl: the pool under the teacher's labels", "self_training": "self-training, no GAN"}
+ARMS = {**COMPETITORS, **GAN_ARMS, "pool_true_labels": "ceiling: + the pool, true labels"}
 
 
-def best_share(arm: str, uplift: Uplift) -> dict[str, list[float]]:
-    """Per-seed accuracies of an arm's recommended recipe (the best with synthetic data, chosen by the
-    holdout's selection half and scored on the other), its share, its synthetic-only arm and real only."""
-    return {
+def study_results(arm: str, uplift: Uplift) -> dict[str, list]:
+    """Per-seed accuracies (on the holdout's scoring half) of an arm's recommended recipe (the best
+    with synthetic data, chosen by the selection half), its recipe and share, the study's ssl arm,
+    synthetic only and real only."""
+    results = {
         arm: uplift.per_seed[uplift.recommended],
+        f"{arm}_recipe": [uplift.recommended],
         f"{arm}_share": [uplift.best_share],
         f"{arm}_synthetic_only": uplift.per_seed["synthetic"],
         "real": uplift.per_seed["real"],
     }
+    if uplift.ssl is not None:
+        results["study_ssl"], results["study_ssl_recipe"] = uplift.per_seed[uplift.ssl], [uplift.ssl]
+    return results
 
 
-def one_draw(args, gan_config: TrainConfig, train_split: ImageData, holdout: ImageData, k: int, draw: int, out: Path) -> dict[str, list[float]]:
+def one_draw(args, gan_config: TrainConfig, train_split: ImageData, holdout: ImageData, k: int, draw: int, out: Path) -> dict[str, list]:
     """Per-seed holdout accuracies of every arm for one draw of k labels per class."""
     labelled, pool_true = train_split.labelled_and_rest(k, seed=draw)
     pool = pool_true.images  # its labels discarded: only the ceiling arm sees them
@@ -93,17 +103,20 @@ def one_draw(args, gan_config: TrainConfig, train_split: ImageData, holdout: Ima
     seeds = list(range(args.seeds))
     # The arms without a study are scored on the images the studies score with (the other half of the holdout chooses their recipes).
     scoring = holdout.subset(np.flatnonzero(~selection_mask(len(holdout))))
-    results: dict[str, list[float]] = {}
-    timings: dict[str, float] = {}
+    results: dict[str, list] = {}
 
     started = time.perf_counter()
     judge = train_classifier(labelled, ClassifierConfig(seed=draw))
-    self_trained_judge = self_train(labelled, pool, ClassifierConfig(seed=draw), args.pseudo_confidence)
-    guesses = pseudo_labelled(self_trained_judge, pool, args.pseudo_confidence)
-    timings["judges_s"] = time.perf_counter() - started
+    judge_s = time.perf_counter() - started
+    started = time.perf_counter()
+    teacher = train_teacher(args.teacher, labelled, pool, ClassifierConfig(seed=draw), args.pseudo_confidence)
+    results["teacher_s"] = [time.perf_counter() - started]
+    results["teacher"] = [teacher.accuracy(scoring)]
+    guesses = pseudo_labelled(teacher, pool, args.pseudo_confidence)
+    teacher_pool = TeacherPool(pool, teacher.probabilities(pool), args.pseudo_confidence)
     print(
-        f"  k={k} draw {draw}: judge {judge.accuracy(holdout):.4f}, self-trained judge {self_trained_judge.accuracy(holdout):.4f}; "
-        f"{len(guesses.data)}/{len(pool)} pool images pseudo-labelled at ≥{args.pseudo_confidence}",
+        f"  k={k} draw {draw}: judge {judge.accuracy(scoring):.4f} ({judge_s:.0f} s), {args.teacher} teacher {results['teacher'][0]:.4f} "
+        f"({results['teacher_s'][0]:.0f} s) on the {len(scoring)} scoring images; {len(guesses.data)}/{len(pool)} pool images pseudo-labelled at ≥{args.pseudo_confidence}",
         flush=True,
     )
 
@@ -111,7 +124,7 @@ def one_draw(args, gan_config: TrainConfig, train_split: ImageData, holdout: Ima
         "labelled_gan": (labelled, judge),
         "pool_gan": (
             ImageData(np.concatenate([labelled.images, guesses.data.images]), np.concatenate([labelled.labels, guesses.data.labels]), labelled.class_names),
-            self_trained_judge,
+            teacher,
         ),
     }
     for arm in args.skip:
@@ -119,16 +132,22 @@ def one_draw(args, gan_config: TrainConfig, train_split: ImageData, holdout: Ima
     for arm, (gan_data, arm_judge) in arms.items():
         started = time.perf_counter()
         generator = train(gan_data, replace(gan_config, seed=draw), out / f"k{k}-d{draw}-{arm}", progress_bar=False).generator
-        timings[f"{arm}_train_s"] = time.perf_counter() - started
+        results[f"{arm}_gan_train_s"] = [time.perf_counter() - started]
         synthetic = filtered_samples(generator, arm_judge, args.samples_per_class, args.min_confidence, seed=draw)
-        uplift = augmentation_uplift(labelled, holdout, synthetic, seeds, classifier)
-        results.update(best_share(arm, uplift))
-        results[f"{arm}_gan_train_s"] = [timings[f"{arm}_train_s"]]
-        print(f"  k={k} draw {draw} {arm}: GAN {timings[f'{arm}_train_s']:.0f} s on {len(gan_data)} images", flush=True)
+        started = time.perf_counter()
+        uplift = augmentation_uplift(
+            labelled, holdout, synthetic, seeds, classifier, args.shares, pool=teacher_pool, synthetic_probs=teacher.probabilities(synthetic.images)
+        )
+        results[f"{arm}_study_s"] = [time.perf_counter() - started]
+        results.update(study_results(arm, uplift))
+        print(
+            f"  k={k} draw {draw} {arm}: GAN {results[f'{arm}_gan_train_s'][0]:.0f} s on {len(gan_data)} images, study {results[f'{arm}_study_s'][0]:.0f} s",
+            flush=True,
+        )
         print("    " + uplift.table().replace("\n", "\n    "), flush=True)
     if args.ceiling:
-        uplift = augmentation_uplift(labelled, holdout, pool_true, seeds, classifier)
-        results.update(best_share("pool_true_labels", uplift))
+        uplift = augmentation_uplift(labelled, holdout, pool_true, seeds, classifier, args.shares)
+        results.update({key: value for key, value in study_results("pool_true_labels", uplift).items() if not key.startswith("study_ssl")})
         print(f"  k={k} draw {draw} ceiling, the {len(pool_true)} pool images with their true labels:", flush=True)
         print("    " + uplift.table().replace("\n", "\n    "), flush=True)
     if "real" not in results:  # every arm that trains it left out
@@ -184,6 +203,13 @@ def gan_arms(text: str) -> list[str]:
     return arms
 
 
+def shares_list(text: str) -> list[float]:
+    shares = [float(value) for value in text.split(",") if value]
+    if not shares or not all(0 < share < 1 for share in shares):
+        raise argparse.ArgumentTypeError(f"expected synthetic shares in (0, 1), comma-separated, got {text!r}")
+    return shares
+
+
 def training_override(text: str) -> tuple[str, object]:
     """`FIELD=VALUE` → (field, value read as YAML: 32 an int, 0.5 a float, off the augment mode, as in a
     spec). `TrainConfig.from_profile` names an unknown field; the GAN's seed is each draw's, so it is refused."""
@@ -212,6 +238,13 @@ def main() -> None:
     parser.add_argument("--samples-per-class", type=int, default=500)
     parser.add_argument("--min-confidence", type=float, default=EXPORT_CONFIDENCE, help="export filter threshold")
     parser.add_argument("--pseudo-confidence", type=float, default=PSEUDO_LABEL_CONFIDENCE)
+    parser.add_argument(
+        "--teacher",
+        choices=TEACHER_RECIPES,
+        default="consistency",
+        help="how the teacher learns from the pool (it labels the pool for the GAN, the ssl arms and the soft labels)",
+    )
+    parser.add_argument("--shares", type=shares_list, default=list(UPLIFT_SHARES), help="synthetic shares of each batch in the study, comma-separated")
     parser.add_argument("--skip", default="", type=gan_arms, help="GAN arms to leave out (exploration only), e.g. labelled_gan,pool_gan")
     parser.add_argument("--ceiling", action="store_true", help="add the pool with its true labels as an arm: the headroom")
     parser.add_argument("--out", type=Path, default=None, help="work folder of the GAN runs (default a new temporary one)")
@@ -237,40 +270,64 @@ def main() -> None:
     print(f"{args.data}: {len(train_split)} train, {len(holdout)} holdout (never trains anything); work in {out}", flush=True)
     print(f"device: {device.type} ({device_name}); profile {args.profile}; {args.jobs} job(s); results saved as {saved_result(args, 'K', 'D')}", flush=True)
 
-    figures: dict[str, float] = {}
-    rows = []
+    figures: dict[str, float | str] = {}
     for k, draws in every_draw(args, gan_config, train_split, holdout, ks, out).items():
-        pooled: dict[str, list[float]] = {}
-        for result in draws:
-            for key, values in result.items():
-                pooled.setdefault(key, []).extend(values)
-        arms = [arm for arm in ARMS if arm in pooled]
-        for arm in ["real", *arms]:
-            figures[f"k{k}_{arm}"] = float(np.mean(pooled[arm]))
-            figures[f"k{k}_{arm}_std"] = float(np.std(pooled[arm]))
-        for arm in arms:
-            differences = list(np.subtract(pooled[arm], pooled["real"]))
-            figures[f"k{k}_gain_{arm}"] = float(np.mean(differences))
-            figures[f"k{k}_gain_{arm}_ci_low"], figures[f"k{k}_gain_{arm}_ci_high"] = paired_interval(differences)
-            if f"{arm}_share" in pooled:
-                figures[f"k{k}_{arm}_share"] = float(np.mean(pooled[f"{arm}_share"]))
-                figures[f"k{k}_{arm}_synthetic_only"] = float(np.mean(pooled[f"{arm}_synthetic_only"]))
-            if f"{arm}_gan_train_s" in pooled:
-                figures[f"k{k}_{arm}_gan_train_s"] = float(np.mean(pooled[f"{arm}_gan_train_s"]))
-        rows.append(k)
-
-    print(f"\n{args.draws} draw(s) × {args.seeds} seed(s) per k; mean ± std holdout accuracy; gain over real only [95% interval, paired]")
-    print("| k | arm | holdout accuracy | gain over real only [95% interval] | best share | synthetic only |")
-    print("| --- | --- | --- | --- | --- | --- |")
-    for k in rows:
+        figures.update(k_figures(k, draws))
+    print(
+        f"\n{args.draws} draw(s) × {args.seeds} seed(s) per k; mean ± std accuracy on the holdout's scoring half; gains [95% interval, paired by draw and seed]"
+    )
+    print("| k | arm | accuracy | gain over real only | gain over the competitor | recipe | synthetic only |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for k in ks:
         f = {key[len(f"k{k}_") :]: value for key, value in figures.items() if key.startswith(f"k{k}_")}
-        print(f"| {k} | real only | {f['real']:.4f} ± {f['real_std']:.4f} | | | |")
+        print(f"| {k} | real only | {f['real']:.4f} ± {f['real_std']:.4f} | | | | |")
+        print(f"| {k} | {args.teacher} teacher (width 32, not the study's classifier) | {f['teacher']:.4f} | | | {f['teacher_s']:.0f} s | |")
         for arm in (arm for arm in ARMS if arm in f):
-            share = f"{f[arm + '_share']:g}" if arm + "_share" in f else ""
+            over_real = f"{f['gain_' + arm]:+.4f} [{f['gain_' + arm + '_ci_low']:+.4f}, {f['gain_' + arm + '_ci_high']:+.4f}]"
+            over_ssl = (
+                f"{f[arm + '_gain_over_ssl']:+.4f} [{f[arm + '_gain_over_ssl_ci_low']:+.4f}, {f[arm + '_gain_over_ssl_ci_high']:+.4f}]"
+                if arm + "_gain_over_ssl" in f
+                else ""
+            )
+            mark = " (**competitor**)" if arm == f.get("competitor") else ""
             alone = f"{f[arm + '_synthetic_only']:.4f}" if arm + "_synthetic_only" in f else ""
-            gain = f"{f['gain_' + arm]:+.4f} [{f['gain_' + arm + '_ci_low']:+.4f}, {f['gain_' + arm + '_ci_high']:+.4f}]"
-            print(f"| {k} | {ARMS[arm]} | {f[arm]:.4f} ± {f[arm + '_std']:.4f} | {gain} | {share} | {alone} |")
-    print(json.dumps({prefix + key: round(value, 4) for key, value in figures.items()}))
+            print(f"| {k} | {ARMS[arm]}{mark} | {f[arm]:.4f} ± {f[arm + '_std']:.4f} | {over_real} | {over_ssl} | {f.get(arm + '_recipe', '')} | {alone} |")
+    print(json.dumps({prefix + key: round(value, 4) if isinstance(value, float) else value for key, value in figures.items()}))
+
+
+def k_figures(k: int, draws: list[dict[str, list]]) -> dict[str, float | str]:
+    """One k's flat figures over its draws: each arm's mean and std, its gain over real only and over
+    the competitor (the stronger of ssl and self-training by mean, so the gain is the generator's own)
+    with paired 95% intervals over (draw, seed), and the best GAN arm as best_synthetic."""
+    pooled: dict[str, list] = {}
+    for result in draws:
+        for key, values in result.items():
+            pooled.setdefault(key, []).extend(values)
+    f: dict[str, float | str] = {"teacher": float(np.mean(pooled["teacher"])), "teacher_s": float(np.mean(pooled["teacher_s"]))}
+    arms = [arm for arm in ARMS if arm in pooled]
+    for arm in ["real", *arms]:
+        f[arm], f[f"{arm}_std"] = float(np.mean(pooled[arm])), float(np.std(pooled[arm]))
+    competitor = max((arm for arm in COMPETITORS if arm in pooled), key=lambda arm: f[arm])
+    f["competitor"] = competitor
+    for arm in arms:
+        for baseline, name in (("real", f"gain_{arm}"), (competitor, f"{arm}_gain_over_ssl")):
+            if arm in COMPETITORS and baseline != "real":
+                continue
+            differences = list(np.subtract(pooled[arm], pooled[baseline]))
+            f[name] = float(np.mean(differences))
+            f[f"{name}_ci_low"], f[f"{name}_ci_high"] = paired_interval(differences)
+        for key in ("share", "synthetic_only", "gan_train_s", "study_s"):
+            if f"{arm}_{key}" in pooled:
+                f[f"{arm}_{key}"] = float(np.mean(pooled[f"{arm}_{key}"]))
+        if f"{arm}_recipe" in pooled:
+            f[f"{arm}_recipe"] = ",".join(pooled[f"{arm}_recipe"])  # one per draw
+    if gans := [arm for arm in GAN_ARMS if arm in pooled]:
+        best = max(gans, key=lambda arm: f[arm])
+        f.update(
+            ssl=f[competitor], best_synthetic=f[best], best_synthetic_arm=best, recipe=f[f"{best}_recipe"], synthetic_only=f[f"{best}_synthetic_only"],
+            gain_over_ssl=f[f"{best}_gain_over_ssl"], gain_over_ssl_ci_low=f[f"{best}_gain_over_ssl_ci_low"], gain_over_ssl_ci_high=f[f"{best}_gain_over_ssl_ci_high"],
+        )  # fmt: skip
+    return {f"k{k}_{key}": value for key, value in f.items()}
 
 
 if __name__ == "__main__":
