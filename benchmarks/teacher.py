@@ -27,17 +27,13 @@ import numpy as np
 import yaml
 
 from gan_core.classifier import ClassifierConfig, train_classifier
-from gan_core.consistency import ConsistencyConfig, consistency_train
+from gan_core.consistency import ConsistencyConfig
 from gan_core.data import load_source
 from gan_core.metrics.intervals import paired_bootstrap_interval
-from gan_core.semi import PSEUDO_LABEL_CONFIDENCE, self_train
+from gan_core.semi import TEACHER_RECIPES, train_teacher
 
 DATASETS = {"mnist-5k": "mnist", "fashion-mnist-5k": "fashion"}
-RECIPES = {
-    "supervised": lambda labelled, pool, config, consistency: train_classifier(labelled, config),
-    "self_training": lambda labelled, pool, config, consistency: self_train(labelled, pool, config, PSEUDO_LABEL_CONFIDENCE),
-    "consistency": lambda labelled, pool, config, consistency: consistency_train(labelled, pool, config, consistency),
-}
+RECIPES = ("supervised", *TEACHER_RECIPES)
 
 
 def consistency_override(text: str) -> tuple[str, object]:
@@ -75,7 +71,11 @@ def main() -> None:
             cells = []
             for name in recipes:
                 started = time.perf_counter()
-                teacher = RECIPES[name](labelled, rest.images, ClassifierConfig(seed=draw), consistency)
+                config = ClassifierConfig(seed=draw)
+                if name == "supervised":
+                    teacher = train_classifier(labelled, config)
+                else:
+                    teacher = train_teacher(name, labelled, rest.images, config, consistency=consistency)
                 seconds[name].append(time.perf_counter() - started)
                 correct[name].append((teacher.predict(holdout.images) == holdout.labels).astype(np.float64))
                 cells.append(f"{correct[name][-1].mean():.4f}, {seconds[name][-1]:.0f}")

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .classifier import ClassifierConfig, Judge, train_classifier
-from .consistency import consistency_train
+from .consistency import ConsistencyConfig, consistency_train
 from .data import DataError, ImageData
 
 # A pseudo-labelled image joins training only above this judge probability of its class; chosen with
@@ -109,12 +109,17 @@ TEACHER_RECIPES = ("self_training", "consistency")
 
 
 def train_teacher(
-    recipe: str, labelled: ImageData, pool: np.ndarray, config: ClassifierConfig | None = None, min_confidence: float = PSEUDO_LABEL_CONFIDENCE
+    recipe: str,
+    labelled: ImageData,
+    pool: np.ndarray,
+    config: ClassifierConfig | None = None,
+    min_confidence: float = PSEUDO_LABEL_CONFIDENCE,
+    consistency: ConsistencyConfig | None = None,
 ) -> Judge:
     """The judge by one of `TEACHER_RECIPES`: self-training (pseudo-labels above `min_confidence`) or
     weak/strong consistency on the pool (gan_core.consistency, its own confidence threshold)."""
     if recipe == "self_training":
         return self_train(labelled, pool, config, min_confidence)
     if recipe == "consistency":
-        return consistency_train(labelled, pool, config)
+        return consistency_train(labelled, pool, config, consistency)
     raise ValueError(f"teacher: expected one of {TEACHER_RECIPES}, got {recipe!r}")

@@ -1,6 +1,7 @@
 """The judge: a small CNN on the real train split that, when there is an unlabelled pool, learns
-from it too (the spec's `teacher`: self-training or weak/strong consistency). It judges label fidelity, pseudo-labels the pool for the GAN, filters and soft-labels the
-export and is the domain feature extractor. It never sees the holdout, which only scores it and
+from it too (the spec's `teacher`: self-training or weak/strong consistency). It judges label
+fidelity, pseudo-labels the pool for the GAN, filters and soft-labels the export and is the domain
+feature extractor. It never sees the holdout, which only scores it and
 says whether it may teach at all (`check_teacher`)."""
 
 from pathlib import Path
