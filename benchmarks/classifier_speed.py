@@ -17,7 +17,7 @@ import dataclasses
 import json
 import time
 
-from gan_core.classifier import ClassifierConfig, train_classifier
+from gan_core.classifier import train_classifier
 from gan_core.data import load_source
 from gan_core.metrics.uplift import UPLIFT_CLASSIFIER
 

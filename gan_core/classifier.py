@@ -98,7 +98,10 @@ class Judge:
 
     @torch.no_grad()
     def _batched(self, images: np.ndarray, fn, batch_size: int = 512) -> np.ndarray:
-        outputs = [fn(_to_input(images[i : i + batch_size], self.device).contiguous(memory_format=torch.channels_last)).float().cpu() for i in range(0, len(images), batch_size)]
+        outputs = [
+            fn(_to_input(images[i : i + batch_size], self.device).contiguous(memory_format=torch.channels_last)).float().cpu()
+            for i in range(0, len(images), batch_size)
+        ]
         return torch.cat(outputs).numpy() if outputs else np.zeros((0,), np.float32)
 
     def logits(self, images: np.ndarray) -> np.ndarray:

@@ -67,7 +67,9 @@ def consistency_train(
         unlabelled = pool_images[pool_batches.take(pool_count).to(device)]
         with torch.no_grad():
             net.eval()
-            confidence, guess = torch.softmax(net(random_affine(unlabelled, config, generator).contiguous(memory_format=torch.channels_last)).float(), dim=1).max(dim=1)
+            confidence, guess = torch.softmax(
+                net(random_affine(unlabelled, config, generator).contiguous(memory_format=torch.channels_last)).float(), dim=1
+            ).max(dim=1)
             mask = (confidence >= consistency.threshold).float()
         net.train()
         views = torch.cat([random_affine(images[index], config, generator), strong_view(unlabelled, config, consistency, generator)])
