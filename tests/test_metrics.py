@@ -244,6 +244,32 @@ def test_with_a_pool_the_study_measures_ssl_and_ssl_plus_synthetic_with_hard_and
     assert real_only.without_synthetic == "real" and real_only.gain == pytest.approx(figures["uplift_gain_over_real"])
 
 
+def test_mixes_and_labels_leave_arms_with_synthetic_data_out_and_the_figures_follow():
+    """A shorter study (the demo's): only ssl + synthetic with soft labels beside real, the ssl
+    candidates and synthetic only; its figures have no real + synthetic entries; unknown names are refused."""
+    rng = np.random.default_rng(0)
+    tiny = ClassifierConfig(steps=10, width=4, feature_dim=8, batch_size=8)
+    labelled, holdout, synthetic, unlabelled = _blobs(4, rng), _blobs(10, rng), _blobs(10, rng), _blobs(10, rng)
+    pool = TeacherPool(unlabelled.images, np.eye(2)[unlabelled.labels] * 0.9 + 0.05, min_confidence=0.9)
+    probs = np.eye(2)[synthetic.labels] * 0.8 + 0.1
+    study = dict(seeds=(0,), classifier=tiny, shares=(0.5,), pool=pool, synthetic_probs=probs)
+    result = augmentation_uplift(labelled, holdout, synthetic, **study, mixes=["ssl"], labels=["soft"])
+    kind = result.recipes[result.ssl].pool
+    assert list(result.correct) == ["real", "ssl_hard", "ssl_soft", "ssl+synthetic_soft_share_0.5", "synthetic"]
+    assert result.recipes["ssl+synthetic_soft_share_0.5"].pool == kind and result.real_plus_synthetic is None
+    figures = result.figures()
+    assert "uplift_real_plus_synthetic" not in figures and "uplift_gain_share_0.5" not in figures and "uplift_gain_over_ssl" in figures
+    assert result.recommended in ("ssl+synthetic_soft_share_0.5", "synthetic")
+    real_hard = augmentation_uplift(labelled, holdout, synthetic, **study, mixes=["real"], labels=["hard"])
+    assert list(real_hard.correct) == ["real", "ssl_hard", "ssl_soft", "share_0.5", "synthetic"] and "uplift_real_plus_synthetic" in real_hard.figures()
+    # Without a pool the only mix is real + synthetic, whatever `mixes` says; soft labels go with it.
+    no_pool = augmentation_uplift(labelled, holdout, synthetic, **{**study, "pool": None}, mixes=["ssl"])
+    assert list(no_pool.correct) == ["real", "share_0.5", "real+synthetic_soft_share_0.5", "synthetic"]
+    for bad in (dict(mixes=["pool"]), dict(labels=[]), dict(labels=["hard", "fuzzy"])):
+        with pytest.raises(MetricsError, match="mixes|labels"):
+            augmentation_uplift(labelled, holdout, synthetic, **study, **bad)
+
+
 def test_the_holdout_images_that_score_never_choose_the_recipe():
     """Arm A is better on the images that choose, arm B on those that score: A is recommended, and its
     gain is measured on the scoring images only (where it is below B's)."""

@@ -189,15 +189,17 @@ def test_the_uplift_gate_measures_against_ssl_and_passes_a_generator_that_helps(
     instance = dg.DagsterInstance.local_temp(str(env["dagster_home"]))
     client = mlflow_client(env)
 
-    def run(steps: int):
-        ops = {"gan_model": {"config": {"steps": steps}}, "augmentation_report": {"config": {"classifier_steps": 100}}}
+    def run(steps: int, **study):
+        ops = {"gan_model": {"config": {"steps": steps}}, "augmentation_report": {"config": {"classifier_steps": 100, **study}}}
         result = materialize_tiny(env, ops=ops, instance=instance, raise_on_error=False)
         report = {k: v.value for k, v in result.asset_materializations_for_node("augmentation_report")[0].metadata.items()}
         assert result.success, report["summary"]  # a failed uplift gate fails no run
         return result, report
 
-    useless, report = run(20)
+    useless, report = run(20, mixes=["ssl"], labels=["hard"])  # the launchpad's shorter study, as make demo's
     gate = next(e for e in useless.get_asset_check_evaluations() if e.check_name == "uplift_gate")
+    assert "uplift_real_plus_synthetic" not in report and "ssl + synthetic, 0.5 of each batch, the generator's labels" in report["summary"]
+    assert "of each batch, the teacher's soft labels" not in report["summary"] and "| real + synthetic" not in report["summary"], report["summary"]
     assert gate.passed is False and gate.severity == dg.AssetCheckSeverity.ERROR, report["summary"]
     assert report["baseline"] == report["ssl"] and report["ssl"].startswith("ssl (pool under the teacher's"), report["summary"]
     assert report["uplift_baseline_accuracy"] == report["uplift_ssl"] > report["uplift_real_only"]

@@ -45,6 +45,8 @@ from .report import METRICS_VERSION, EvaluationConfig, EvaluationReport, evaluat
 from .intervals import paired_interval
 from .uplift import (
     BASELINES as UPLIFT_BASELINES,
+    LABEL_KINDS as UPLIFT_LABEL_KINDS,
+    MIXES as UPLIFT_MIXES,
     UPLIFT_CLASSIFIER,
     UPLIFT_SEEDS,
     UPLIFT_SHARES,
@@ -62,6 +64,8 @@ __all__ = [
     "METRICS_VERSION",
     "MIN_COMPARE_N",
     "UPLIFT_CLASSIFIER",
+    "UPLIFT_LABEL_KINDS",
+    "UPLIFT_MIXES",
     "UPLIFT_SEEDS",
     "UPLIFT_SHARES",
     "Backbone",

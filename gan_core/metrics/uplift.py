@@ -34,6 +34,8 @@ UPLIFT_SHARES = (0.1, 0.25, 0.5, 0.75, 0.9)  # synthetic images per batch
 UPLIFT_SEEDS = 5
 MIN_DETECTABLE_IMAGES = 4  # d images more right, all else equal: the interval clears 0 once d/N > 1.96·√d/N
 SELECTION_FRACTION = 0.5  # of the holdout, to choose the recipes; the rest scores them
+MIXES = ("real", "ssl")  # what the synthetic images join in a batch: the real images alone, or ssl's (real + the teacher-labelled pool)
+LABEL_KINDS = ("hard", "soft")  # the synthetic images' labels: the generator's, or the teacher's probabilities
 BASELINES = ("ssl", "real")  # what the gate compares with: the best recipe without synthetic data, or real only
 
 
@@ -172,9 +174,10 @@ class Uplift:
         return self.recipes[self.recommended].share
 
     @property
-    def real_plus_synthetic(self) -> tuple[float, float]:
-        """The best real + synthetic share (no pool)."""
-        return self.arm(self._best([share_arm(s) for s in self.shares]))
+    def real_plus_synthetic(self) -> tuple[float, float] | None:
+        """The best real + synthetic share (no pool, the generator's labels); None when the study left those arms out."""
+        best = self._best([share_arm(s) for s in self.shares if share_arm(s) in self.correct])
+        return None if best is None else self.arm(best)
 
     @property
     def gain(self) -> float:
@@ -218,7 +221,6 @@ class Uplift:
             "uplift_real_only": self.real_only[0],
             "uplift_recommended": self.arm(self.recommended)[0],
             "uplift_baseline_accuracy": self.arm(self.without_synthetic)[0],
-            "uplift_real_plus_synthetic": self.real_plus_synthetic[0],
             "uplift_synthetic_only": self.synthetic_only[0],
             "uplift_gain": self.gain,
             "uplift_gain_ci_low": low,
@@ -230,8 +232,10 @@ class Uplift:
             "uplift_min_detectable_gain": self.min_detectable_gain,
             "uplift_holdout_images": float(self.holdout_images),
             "uplift_selection_images": float(self.selection_images),
-            **{f"uplift_gain_{share_arm(share)}": self.gain_at(share) for share in self.shares},
+            **{f"uplift_gain_{share_arm(share)}": self.gain_at(share) for share in self.shares if share_arm(share) in self.correct},
         }
+        if self.real_plus_synthetic is not None:
+            figures["uplift_real_plus_synthetic"] = self.real_plus_synthetic[0]
         if self.ssl is not None:
             ssl_low, ssl_high = self.gain_interval(baseline=self.ssl)
             figures.update(
@@ -302,18 +306,26 @@ class Uplift:
         return {**fields, "per_seed": self.per_seed, **self.summary(), "table": self.table()}
 
 
-def study_recipes(shares: Sequence[float], pool_kinds: Sequence[str] = (), soft_synthetic: bool = False) -> list[Recipe]:
+def study_recipes(
+    shares: Sequence[float],
+    pool_kinds: Sequence[str] = (),
+    soft_synthetic: bool = False,
+    mixes: Sequence[str] = MIXES,
+    labels: Sequence[str] = LABEL_KINDS,
+) -> list[Recipe]:
     """Every arm of the study, in the order they are trained and shown. `pool_kinds` holds the ssl
-    candidates (hard, soft); the ssl + synthetic arms (hard labels, and soft with `soft_synthetic`)
-    use whichever of them the selection images rank first, so they are listed with pool `best`.
-    Without a pool the soft labels go with real + synthetic."""
-    labels = ["hard", *(["soft"] if soft_synthetic else [])]
+    candidates (hard, soft); the ssl + synthetic arms use whichever of them the selection images
+    rank first, so they are listed with pool `best`. `mixes` and `labels` choose the arms with
+    synthetic data: what the synthetic images join (real, ssl) and under which labels (hard, soft:
+    only with `soft_synthetic`). Without a pool the only mix is real + synthetic, with the soft
+    labels too; real only, the ssl candidates and synthetic only are always in."""
+    kinds = [kind for kind in LABEL_KINDS if kind in labels and (kind == "hard" or soft_synthetic)] or ["hard"]
     recipes = [Recipe("real"), *(Recipe(f"ssl_{kind}", kind) for kind in pool_kinds)]
-    recipes += [Recipe(share_arm(s), None, "hard", s) for s in shares]
-    if pool_kinds:
-        recipes += [Recipe(share_arm(s, "best", kind), "best", kind, s) for kind in labels for s in shares]
-    elif soft_synthetic:  # no pool: the soft labels are measured on real + synthetic
-        recipes += [Recipe(share_arm(s, None, "soft"), None, "soft", s) for s in shares]
+    if not pool_kinds or "real" in mixes:
+        real_kinds = ["hard"] if pool_kinds and "hard" in kinds else kinds  # with a pool, the soft labels go with ssl
+        recipes += [Recipe(share_arm(s, None, kind), None, kind, s) for kind in real_kinds for s in shares]
+    if pool_kinds and "ssl" in mixes:
+        recipes += [Recipe(share_arm(s, "best", kind), "best", kind, s) for kind in kinds for s in shares]
     return recipes + [Recipe("synthetic", None, "hard", 1.0)]
 
 
@@ -329,11 +341,14 @@ def augmentation_uplift(
     synthetic_probs: np.ndarray | None = None,
     baseline: str = "ssl",
     select_fraction: float = SELECTION_FRACTION,
+    mixes: Sequence[str] = MIXES,
+    labels: Sequence[str] = LABEL_KINDS,
 ) -> Uplift:
     """Every recipe of `study_recipes` trained with each seed and tested on the real holdout: real
     only, ssl with the teacher-labelled `pool` (when given, non-empty), real + synthetic and ssl +
     synthetic at each of `shares` of every batch (with the generator's labels, and with the
-    teacher's `synthetic_probs` when given), and synthetic only. `select_fraction` of the holdout
+    teacher's `synthetic_probs` when given), and synthetic only; `mixes` and `labels` leave some of
+    the arms with synthetic data out (see `study_recipes`). `select_fraction` of the holdout
     chooses, the rest scores. `progress` gets one line per arm done (time left)."""
     if len(seeds) < 1:
         raise MetricsError("seeds: expected at least one seed")
@@ -341,6 +356,9 @@ def augmentation_uplift(
         raise MetricsError(f"shares: expected synthetic shares of a batch in (0, 1), got {list(shares)}")
     if not 0 <= select_fraction < 1:
         raise MetricsError(f"select_fraction: expected a fraction of the holdout in [0, 1), got {select_fraction}")
+    for name, values, known in (("mixes", mixes, MIXES), ("labels", labels, LABEL_KINDS)):
+        if not values or not set(values) <= set(known):
+            raise MetricsError(f"{name}: expected one or more of {list(known)}, got {list(values)}")
     base = classifier or UPLIFT_CLASSIFIER
     if not base.steps:
         # Epochs would give the larger real+synthetic set more optimizer steps than real only.
@@ -349,7 +367,7 @@ def augmentation_uplift(
         raise MetricsError(f"synthetic_probs: expected {len(synthetic)} × {real_train.num_classes} class probabilities, got {np.shape(synthetic_probs)}")
     pool = pool if pool is not None and len(pool.images) else None
     pool_kinds = ["hard", "soft"] if pool is not None else []
-    recipes = study_recipes(shares, pool_kinds, synthetic_probs is not None)
+    recipes = study_recipes(shares, pool_kinds, synthetic_probs is not None, mixes, labels)
     selection = selection_mask(len(holdout), fraction=select_fraction)
     names = real_train.class_names
 

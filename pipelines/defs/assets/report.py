@@ -12,7 +12,7 @@ import numpy as np
 from gan_core.classifier import Judge
 from gan_core.data import ImageData
 from gan_core.export import annotate_export, read_export, read_manifest
-from gan_core.metrics import TeacherPool, augmentation_uplift, uplift_classifier
+from gan_core.metrics import UPLIFT_LABEL_KINDS, UPLIFT_MIXES, TeacherPool, augmentation_uplift, uplift_classifier
 
 from ... import records
 from ...registry import model_name, tag_metrics
@@ -27,6 +27,10 @@ class AugmentationReportConfig(dg.Config):
     classifier_steps: Optional[int] = None  # the same optimizer steps for every training set (default: the spec's evaluation.uplift_classifier_steps)
     seeds: Optional[int] = None  # default: the spec's evaluation.uplift_seeds
     shares: Optional[list[float]] = None  # synthetic shares of each batch; default: the spec's evaluation.uplift_shares
+    # Leave arms out (a shorter study, e.g. the demo's): what the synthetic images join, real and/or
+    # ssl (real + the teacher-labelled pool), and their labels, hard and/or soft. Default: every arm.
+    mixes: Optional[list[str]] = None
+    labels: Optional[list[str]] = None
 
 
 def teacher_pool(spec: Spec, snapshot: records.Snapshot, judge: records.Judge) -> TeacherPool | None:
@@ -73,6 +77,8 @@ def augmentation_report(
         pool=teacher_pool(spec, real_images, judge_classifier),
         synthetic_probs=soft,
         baseline=baseline,
+        mixes=config.mixes or UPLIFT_MIXES,
+        labels=config.labels or UPLIFT_LABEL_KINDS,
     )
     figures = uplift.figures()
     passed, reason = uplift_verdict(spec, figures, uplift.summary())  # taken once, here: the gate, the manifest and the tags read it
