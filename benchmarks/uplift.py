@@ -27,6 +27,7 @@ the generator's own.
     python benchmarks/uplift.py --k 10 --draws 3 --jobs 3   # on a GPU machine: draws side by side
     .venv/bin/python benchmarks/uplift.py --k 20 --draws 3 --skip labelled_gan,pool_gan --ceiling   # the headroom alone
     .venv/bin/python benchmarks/uplift.py --data fashion-mnist-5k --k 10,20 --draws 3 --ceiling   # Fashion-MNIST
+    .venv/bin/python benchmarks/uplift.py --k 20 --skip labelled_gan --mixes ssl --labels hard   # a shorter study: arms left out
 
 Each (dataset, k, draw) result is saved under --results as it finishes (the file name holds a digest of
 gan_core's code, this script and every setting that changes a result), and a rerun with the same
@@ -64,7 +65,7 @@ from gan_core.data import ImageData, load_source
 from gan_core.device import choose_device
 from gan_core.export import filtered_samples
 from gan_core.files import atomic_write
-from gan_core.metrics import UPLIFT_SHARES, Uplift, augmentation_uplift, paired_interval, uplift_classifier
+from gan_core.metrics import UPLIFT_LABEL_KINDS, UPLIFT_MIXES, UPLIFT_SHARES, Uplift, augmentation_uplift, paired_interval, uplift_classifier
 from gan_core.metrics.uplift import TeacherPool, selection_mask
 from gan_core.semi import PSEUDO_LABEL_CONFIDENCE, TEACHER_RECIPES, pseudo_labelled, self_train, train_teacher
 from gan_core.train import TrainConfig, train
@@ -72,7 +73,7 @@ from gan_core.train import TrainConfig, train
 EXPORT_CONFIDENCE = 0.9  # the spec default of export.min_confidence
 DATASETS = {"mnist-5k": "mnist", "fashion-mnist-5k": "fashion"}  # builtin name: short name in the JSON keys
 RESULT_SETTINGS = (
-    "data", "seeds", "classifier_steps", "profile", "set", "samples_per_class", "min_confidence", "pseudo_confidence", "skip", "ceiling", "teacher", "shares",
+    "data", "seeds", "classifier_steps", "profile", "set", "samples_per_class", "min_confidence", "pseudo_confidence", "skip", "ceiling", "teacher", "shares", "mixes", "labels",
 )  # fmt: skip
 GAN_ARMS = {"labelled_gan": "+ GAN on the labelled images", "pool_gan": "+ GAN on labelled + pool"}
 COMPETITORS = {"study_ssl": "ssl: the pool under the teacher's labels", "self_training": "self-training, no GAN"}
@@ -136,8 +137,9 @@ def one_draw(args, gan_config: TrainConfig, train_split: ImageData, holdout: Ima
         synthetic = filtered_samples(generator, arm_judge, args.samples_per_class, args.min_confidence, seed=draw)
         started = time.perf_counter()
         uplift = augmentation_uplift(
-            labelled, holdout, synthetic, seeds, classifier, args.shares, pool=teacher_pool, synthetic_probs=teacher.probabilities(synthetic.images)
-        )
+            labelled, holdout, synthetic, seeds, classifier, args.shares, pool=teacher_pool, synthetic_probs=teacher.probabilities(synthetic.images),
+            mixes=args.mixes, labels=args.labels,
+        )  # fmt: skip
         results[f"{arm}_study_s"] = [time.perf_counter() - started]
         results.update(study_results(arm, uplift))
         print(
@@ -210,6 +212,16 @@ def shares_list(text: str) -> list[float]:
     return shares
 
 
+def choices_list(known: tuple[str, ...]):
+    def parse(text: str) -> list[str]:
+        values = [value for value in text.split(",") if value]
+        if not values or not set(values) <= set(known):
+            raise argparse.ArgumentTypeError(f"expected one or more of {','.join(known)}, comma-separated, got {text!r}")
+        return values
+
+    return parse
+
+
 def training_override(text: str) -> tuple[str, object]:
     """`FIELD=VALUE` → (field, value read as YAML: 32 an int, 0.5 a float, off the augment mode, as in a
     spec). `TrainConfig.from_profile` names an unknown field; the GAN's seed is each draw's, so it is refused."""
@@ -245,6 +257,15 @@ def main() -> None:
         help="how the teacher learns from the pool (it labels the pool for the GAN, the ssl arms and the soft labels)",
     )
     parser.add_argument("--shares", type=shares_list, default=list(UPLIFT_SHARES), help="synthetic shares of each batch in the study, comma-separated")
+    parser.add_argument(
+        "--mixes", type=choices_list(UPLIFT_MIXES), default=list(UPLIFT_MIXES), help="what the synthetic images join in the study's arms: real, ssl or both"
+    )
+    parser.add_argument(
+        "--labels",
+        type=choices_list(UPLIFT_LABEL_KINDS),
+        default=list(UPLIFT_LABEL_KINDS),
+        help="the synthetic images' labels in the study's arms: hard, soft or both",
+    )
     parser.add_argument("--skip", default="", type=gan_arms, help="GAN arms to leave out (exploration only), e.g. labelled_gan,pool_gan")
     parser.add_argument("--ceiling", action="store_true", help="add the pool with its true labels as an arm: the headroom")
     parser.add_argument("--out", type=Path, default=None, help="work folder of the GAN runs (default a new temporary one)")
