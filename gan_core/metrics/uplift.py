@@ -27,6 +27,7 @@ from ..progress import time_left
 from ..semi import POOL_SHARE  # of what each ssl batch leaves to real images, drawn from the teacher-labelled pool
 from .errors import MetricsError
 from .intervals import paired_bootstrap_interval
+from .recipes import LABEL_KINDS, MIXES, Recipe, share_arm, study_recipes
 
 
 UPLIFT_CLASSIFIER = ClassifierConfig(steps=600, width=16)
@@ -34,42 +35,12 @@ UPLIFT_SHARES = (0.1, 0.25, 0.5, 0.75, 0.9)  # synthetic images per batch
 UPLIFT_SEEDS = 5
 MIN_DETECTABLE_IMAGES = 4  # d images more right, all else equal: the interval clears 0 once d/N > 1.96·√d/N
 SELECTION_FRACTION = 0.5  # of the holdout, to choose the recipes; the rest scores them
-MIXES = ("real", "ssl")  # what the synthetic images join in a batch: the real images alone, or ssl's (real + the teacher-labelled pool)
-LABEL_KINDS = ("hard", "soft")  # the synthetic images' labels: the generator's, or the teacher's probabilities
 BASELINES = ("ssl", "real")  # what the gate compares with: the best recipe without synthetic data, or real only
 
 
 def uplift_classifier(steps: int | None = None) -> ClassifierConfig:
     """The uplift study's classifier, with `steps` optimizer steps instead of its default."""
     return UPLIFT_CLASSIFIER if steps is None else replace(UPLIFT_CLASSIFIER, steps=steps)
-
-
-def share_arm(share: float, pool: str | None = None, labels: str = "hard") -> str:
-    """The arm name of real (or, with `pool`, ssl) + synthetic at `share` of each batch."""
-    if pool is None and labels == "hard":
-        return f"share_{share:g}"  # the name the study always had
-    return f"{'ssl' if pool else 'real'}+synthetic_{labels}_share_{share:g}"
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """What one arm trains on: the real labelled images, plus the teacher-labelled pool (`pool`:
-    hard or soft), plus the export at `share` of each batch (`synthetic`: hard or soft labels);
-    share 1 is synthetic only."""
-
-    name: str
-    pool: str | None = None
-    synthetic: str | None = None
-    share: float = 0.0
-
-    def describe(self) -> str:
-        base = {None: "real", "hard": "ssl (pool under the teacher's hard labels)", "soft": "ssl (pool under the teacher's soft labels)"}[self.pool]
-        if self.synthetic is None:
-            return "real only" if self.pool is None else base
-        if self.share >= 1:
-            return "synthetic only"
-        label = "the generator's labels" if self.synthetic == "hard" else "the teacher's soft labels"
-        return f"{'ssl' if self.pool else 'real'} + synthetic, {self.share:g} of each batch, {label}"
 
 
 @dataclass
@@ -306,27 +277,19 @@ class Uplift:
         return {**fields, "per_seed": self.per_seed, **self.summary(), "table": self.table()}
 
 
-def study_recipes(
-    shares: Sequence[float],
-    pool_kinds: Sequence[str] = (),
-    soft_synthetic: bool = False,
-    mixes: Sequence[str] = MIXES,
-    labels: Sequence[str] = LABEL_KINDS,
-) -> list[Recipe]:
-    """Every arm of the study, in the order they are trained and shown. `pool_kinds` holds the ssl
-    candidates (hard, soft); the ssl + synthetic arms use whichever of them the selection images
-    rank first, so they are listed with pool `best`. `mixes` and `labels` choose the arms with
-    synthetic data: what the synthetic images join (real, ssl) and under which labels (hard, soft:
-    only with `soft_synthetic`). Without a pool the only mix is real + synthetic, with the soft
-    labels too; real only, the ssl candidates and synthetic only are always in."""
-    kinds = [kind for kind in LABEL_KINDS if kind in labels and (kind == "hard" or soft_synthetic)] or ["hard"]
-    recipes = [Recipe("real"), *(Recipe(f"ssl_{kind}", kind) for kind in pool_kinds)]
-    if not pool_kinds or "real" in mixes:
-        real_kinds = ["hard"] if pool_kinds and "hard" in kinds else kinds  # with a pool, the soft labels go with ssl
-        recipes += [Recipe(share_arm(s, None, kind), None, kind, s) for kind in real_kinds for s in shares]
-    if pool_kinds and "ssl" in mixes:
-        recipes += [Recipe(share_arm(s, "best", kind), "best", kind, s) for kind in kinds for s in shares]
-    return recipes + [Recipe("synthetic", None, "hard", 1.0)]
+def _check_study(seeds: Sequence[int], classifier: ClassifierConfig, shares: Sequence[float], select_fraction: float, mixes, labels) -> None:
+    if len(seeds) < 1:
+        raise MetricsError("seeds: expected at least one seed")
+    if not shares or not all(0 < share < 1 for share in shares):
+        raise MetricsError(f"shares: expected synthetic shares of a batch in (0, 1), got {list(shares)}")
+    if not 0 <= select_fraction < 1:
+        raise MetricsError(f"select_fraction: expected a fraction of the holdout in [0, 1), got {select_fraction}")
+    for name, values, known in (("mixes", mixes, MIXES), ("labels", labels, LABEL_KINDS)):
+        if not values or not set(values) <= set(known):
+            raise MetricsError(f"{name}: expected one or more of {list(known)}, got {list(values)}")
+    if not classifier.steps:
+        # Epochs would give the larger real+synthetic set more optimizer steps than real only.
+        raise MetricsError("uplift classifier: expected a fixed number of optimizer steps (ClassifierConfig.steps), the same for every training set")
 
 
 def augmentation_uplift(
@@ -350,19 +313,8 @@ def augmentation_uplift(
     teacher's `synthetic_probs` when given), and synthetic only; `mixes` and `labels` leave some of
     the arms with synthetic data out (see `study_recipes`). `select_fraction` of the holdout
     chooses, the rest scores. `progress` gets one line per arm done (time left)."""
-    if len(seeds) < 1:
-        raise MetricsError("seeds: expected at least one seed")
-    if not shares or not all(0 < share < 1 for share in shares):
-        raise MetricsError(f"shares: expected synthetic shares of a batch in (0, 1), got {list(shares)}")
-    if not 0 <= select_fraction < 1:
-        raise MetricsError(f"select_fraction: expected a fraction of the holdout in [0, 1), got {select_fraction}")
-    for name, values, known in (("mixes", mixes, MIXES), ("labels", labels, LABEL_KINDS)):
-        if not values or not set(values) <= set(known):
-            raise MetricsError(f"{name}: expected one or more of {list(known)}, got {list(values)}")
     base = classifier or UPLIFT_CLASSIFIER
-    if not base.steps:
-        # Epochs would give the larger real+synthetic set more optimizer steps than real only.
-        raise MetricsError("uplift classifier: expected a fixed number of optimizer steps (ClassifierConfig.steps), the same for every training set")
+    _check_study(seeds, base, shares, select_fraction, mixes, labels)
     if synthetic_probs is not None and np.shape(synthetic_probs) != (len(synthetic), real_train.num_classes):
         raise MetricsError(f"synthetic_probs: expected {len(synthetic)} × {real_train.num_classes} class probabilities, got {np.shape(synthetic_probs)}")
     pool = pool if pool is not None and len(pool.images) else None
