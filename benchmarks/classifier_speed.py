@@ -1,7 +1,7 @@
 """Classifier training speed: `train_classifier` with the default channels_last memory format
 against the same training in the contiguous format, on the same data, steps and seed, in one run.
 
-The classifier is the uplift study's (width 16, batch 64, 32 px): the study trains it about 19 ×
+The classifier is the uplift study's (width 16, batch 64, 32 px): the study trains it 10 to 19 ×
 seeds times per GAN, so its step time sets the study's cost. Runs are interleaved (contiguous,
 channels_last, contiguous, ...) and the best of each is kept, so machine noise hits both alike.
 Last line: one JSON object with contiguous_ms_per_step, channels_last_ms_per_step and ratio
