@@ -110,6 +110,34 @@ def test_a_consistency_teacher_is_the_judge_the_spec_asks_for(ganpipe_env, mater
     assert np.allclose(Judge.load(judge["judge_path"], device="cpu").logits(pool), expected.logits(pool), atol=1e-5)
 
 
+def test_the_launchpad_shortens_the_teacher_and_rejects_steps_it_cannot_train(ganpipe_env, materialize_tiny):
+    """make demo's shorter teacher: the launchpad's steps are the steps trained (the same network as
+    gan_core's at those steps), and a step count below 1 fails the asset naming the field."""
+    from gan_core.classifier import ClassifierConfig, Judge
+    from gan_core.consistency import ConsistencyConfig, consistency_train
+    from pipelines.defs.assets.common import load_pool, load_split
+
+    env = ganpipe_env
+    write_tiny_spec(env["specs"], source="{kind: npz, path: tiny.npz, labels_per_class: 3}")
+    write_tiny_npz(env["specs"] / "tiny.npz")
+    short = {"judge_classifier": {"config": {"steps": 40, "consistency_steps": 25}}}
+    instance = dg.DagsterInstance.local_temp(str(env["dagster_home"]))
+    result = materialize_tiny(env, selection=("real_images", "judge_classifier"), ops=short, instance=instance)
+    judge = {k: v.value for k, v in result.asset_materializations_for_node("judge_classifier")[0].metadata.items()}
+    assert judge["optimizer_steps"] == 40 and judge["consistency_steps"] == 25
+    snapshot = str(Path(judge["judge_path"]).parent)
+    train_split, _ = load_split(snapshot)
+    pool = load_pool(snapshot)
+    expected = consistency_train(train_split, pool, ClassifierConfig(device="cpu", steps=40), ConsistencyConfig(steps=25))
+    # the same network as gan_core's at the launchpad's steps (at the defaults' 600 + 400 it would differ)
+    assert np.allclose(Judge.load(judge["judge_path"], device="cpu").logits(pool), expected.logits(pool), atol=1e-5)
+
+    bad = {"judge_classifier": {"config": {"steps": 0}}}
+    result = materialize_tiny(env, selection=("real_images", "judge_classifier"), ops=bad, instance=instance, raise_on_error=False)
+    error = next(str(e.step_failure_data.error) for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    assert "judge_classifier config: steps must be at least 1" in error
+
+
 def test_unlabelled_spec_fields_and_bad_sources(ganpipe_env, materialize_tiny, tmp_path):
     env = ganpipe_env
     spec = write_tiny_spec(env["specs"], extra="unlabelled: {kind: mnist_idx, images: pool-images.idx}\n")

@@ -5,6 +5,7 @@ feature extractor. It never sees the holdout, which only scores it and
 says whether it may teach at all (`check_teacher`)."""
 
 from pathlib import Path
+from typing import Optional
 
 import dagster as dg
 
@@ -17,9 +18,20 @@ from ... import records
 from .common import COMPUTE_TAG, STAGE, load_pool, load_split, spec_of
 
 
+class JudgeClassifierConfig(dg.Config):
+    """Launchpad overrides of the teacher's optimizer steps (a shorter run, e.g. the demo's)."""
+
+    steps: Optional[int] = None  # supervised steps on the labelled split (default: 12 epochs, at least 600)
+    consistency_steps: Optional[int] = None  # then weak/strong consistency on the pool (default: ConsistencyConfig's)
+
+
 @dg.asset(**STAGE, kinds={"pytorch"}, op_tags=COMPUTE_TAG)
 def judge_classifier(
-    context: dg.AssetExecutionContext, specs: SpecsResource, compute: ComputeResource, real_images: records.Snapshot
+    context: dg.AssetExecutionContext,
+    config: JudgeClassifierConfig,
+    specs: SpecsResource,
+    compute: ComputeResource,
+    real_images: records.Snapshot,
 ) -> dg.Output[records.Judge]:
     """A small CNN trained on the real train split (and on the unlabelled pool by the spec's teacher
     recipe when there is one): judge of label fidelity, pseudo-labeller of the pool, domain feature extractor."""
@@ -27,8 +39,13 @@ def judge_classifier(
     snapshot = real_images.path
     train_split, holdout = load_split(snapshot)
     pool = load_pool(snapshot)
-    config = ClassifierConfig(device=compute.device)
-    judge = train_teacher(spec.teacher, train_split, pool, config, spec.pseudo_label_confidence)
+    if config.steps is not None and config.steps < 1 or config.consistency_steps is not None and config.consistency_steps < 0:
+        raise ValueError(
+            f"judge_classifier config: steps must be at least 1 and consistency_steps at least 0, got {config.steps} and {config.consistency_steps}"
+        )
+    classifier = ClassifierConfig(device=compute.device, steps=config.steps)
+    consistency = ConsistencyConfig() if config.consistency_steps is None else ConsistencyConfig(steps=config.consistency_steps)
+    judge = train_teacher(spec.teacher, train_split, pool, classifier, spec.pseudo_label_confidence, consistency)
     path = judge.save(Path(snapshot) / "judge.safetensors")
     teacher = check_teacher(judge, holdout)
     trained_on = f" ({spec.teacher.replace('_', '-')} on {len(pool)} unlabelled images)" if len(pool) else ""
@@ -56,8 +73,8 @@ def judge_classifier(
             "teacher_p_value": teacher.p_value,
             "teacher_used": teacher.useful,
             "teacher": teacher.reason(),
-            "optimizer_steps": classifier_steps(config, len(train_split)),  # supervised; consistency then adds its own
-            "consistency_steps": ConsistencyConfig().steps if spec.teacher == "consistency" and len(pool) else 0,
+            "optimizer_steps": classifier_steps(classifier, len(train_split)),  # supervised; consistency then adds its own
+            "consistency_steps": consistency.steps if spec.teacher == "consistency" and len(pool) else 0,
             "teacher_recipe": spec.teacher if len(pool) else "supervised (no pool)",
             "unlabelled_images": len(pool),
         },
