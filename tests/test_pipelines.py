@@ -107,6 +107,22 @@ def test_quality_gate_fails_a_bad_model_and_passes_a_good_one(ganpipe_env, mater
     assert str(mlflow_client(env).get_registered_model("gan-tiny").aliases["champion"]) == "2"
 
 
+def test_the_launchpad_sets_the_learning_rates_and_mlflow_records_them(ganpipe_env, materialize_tiny, mlflow_client):
+    """make demo's faster GAN: launchpad learning rates reach the trainer (MLflow's params are the
+    TrainConfig it trained with); a learning rate of 0 fails the asset naming the field."""
+    env = ganpipe_env
+    write_tiny_spec(env["specs"])
+    instance = dg.DagsterInstance.local_temp(str(env["dagster_home"]))
+    up_to_gan = UP_TO_CHAMPION[:3]
+    result = materialize_tiny(env, selection=up_to_gan, instance=instance, ops={"gan_model": {"config": {"lr_g": 5e-4, "lr_d": 4e-4}}})
+    run_id = result.asset_materializations_for_node("gan_model")[0].metadata["mlflow_run_id"].value
+    params = mlflow_client(env).get_run(run_id).data.params
+    assert (float(params["train.lr_g"]), float(params["train.lr_d"])) == (5e-4, 4e-4)
+    failed = materialize_tiny(env, selection=up_to_gan, instance=instance, ops={"gan_model": {"config": {"lr_g": 0.0}}}, raise_on_error=False)
+    error = next(str(e.step_failure_data.error) for e in failed.all_events if e.event_type_value == "STEP_FAILURE")
+    assert "invalid value for lr_g: 0.0" in error
+
+
 def test_a_registry_error_fails_the_promotion(ganpipe_env, materialize_tiny, mlflow_client):
     """A locked store is an error, not "no champion yet": nothing is promoted."""
     import sqlite3

@@ -30,6 +30,8 @@ class GanModelConfig(dg.Config):
 
     steps: Optional[int] = None
     batch_size: Optional[int] = None
+    lr_g: Optional[float] = None  # Adam learning rates of the generator and discriminator
+    lr_d: Optional[float] = None
 
 
 @dg.asset(**STAGE, pool="gpu", kinds={"pytorch", "mlflow"}, op_tags={**K8S_GPU_TAGS, **COMPUTE_TAG})
@@ -52,7 +54,8 @@ def gan_model(
     train_split, _ = load_split(real_images.path)
     pool = load_pool(real_images.path)
     gan_data, guesses = _with_pseudo_labelled_pool(context, spec, train_split, pool, judge_classifier)
-    overrides = {k: v for k, v in {"steps": config.steps, "batch_size": config.batch_size}.items() if v is not None}
+    launchpad = {"steps": config.steps, "batch_size": config.batch_size, "lr_g": config.lr_g, "lr_d": config.lr_d}
+    overrides = {k: v for k, v in launchpad.items() if v is not None}
     train_config = spec.training.train_config(device=compute.device, precision=compute.precision, **overrides)
     tags = {"dagster.run_id": context.run.run_id, "dagster.asset": "gan_model", "dagster.partition": spec.name, "data_hash": real_images.content_hash}
     with storage.lock(spec.name, f"Dagster run {context.run.run_id}"):
