@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 import pytest
+import yaml
 import torch
 
 from gan_core.augment import AdaptiveAugmentController, DiffAugment
@@ -289,6 +290,12 @@ def test_train_config_profiles_and_overrides():
         TrainConfig.from_profile("slow")
     with pytest.raises(ValueError, match="batch_size"):
         TrainConfig(batch_size=0)
+    # YAML 1.1 (a spec's `training:`, uplift.py's --set) reads 5e-4 as text: it is read as the number
+    read = TrainConfig.from_profile("quick", **yaml.safe_load("{lr_g: 5e-4, lr_d: 1.0e-3, steps: 1500}"))
+    assert (read.lr_g, read.lr_d, read.steps) == (5e-4, 1e-3, 1500) and type(read.lr_g) is float and type(read.steps) is int
+    for bad, message in (({"lr_g": "fast"}, "lr_g must be a float, got 'fast'"), ({"steps": 2.5}, "steps must be an int, got 2.5")):
+        with pytest.raises(ValueError, match=message):
+            TrainConfig.from_profile("quick", **bad)
 
 
 def test_sampling_is_deterministic_and_batch_independent():
