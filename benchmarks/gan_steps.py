@@ -46,7 +46,7 @@ def main() -> None:
         run = Path(tempfile.mkdtemp(prefix="ganpipe-gan-steps-")) / "run"
         result = train(train_split, config, run, progress_bar=None)
         curve = {}
-        for path in list_checkpoints(next(p.parent for p in run.rglob("ckpt-*.pt"))):
+        for path in list_checkpoints(run / "checkpoints"):  # where train() keeps them
             saved = load_checkpoint(path)
             generator = Generator(ModelConfig(**saved["model_config"]))
             generator.load_state_dict(saved["G_ema"])

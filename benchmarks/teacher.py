@@ -24,13 +24,13 @@ import time
 from dataclasses import fields, replace
 
 import numpy as np
-import yaml
 
 from gan_core.classifier import ClassifierConfig, train_classifier
 from gan_core.consistency import ConsistencyConfig
 from gan_core.data import load_source
 from gan_core.metrics.intervals import paired_bootstrap_interval
 from gan_core.semi import TEACHER_RECIPES, train_teacher
+from gan_core.yaml_text import load_yaml
 
 DATASETS = {"mnist-5k": "mnist", "fashion-mnist-5k": "fashion"}
 RECIPES = ("supervised", *TEACHER_RECIPES)
@@ -41,7 +41,7 @@ def consistency_override(text: str) -> tuple[str, object]:
     names = {f.name for f in fields(ConsistencyConfig)}
     if not sep or field not in names:
         raise argparse.ArgumentTypeError(f"expected FIELD=VALUE with FIELD one of {sorted(names)}, got {text!r}")
-    return field, yaml.safe_load(value)
+    return field, load_yaml(value)
 
 
 def main() -> None:

@@ -60,7 +60,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 
 from gan_core.classifier import ClassifierConfig, train_classifier
 from gan_core.data import ImageData, load_source
@@ -71,6 +70,7 @@ from gan_core.metrics import UPLIFT_LABEL_KINDS, UPLIFT_MIXES, Uplift, augmentat
 from gan_core.metrics.uplift import TeacherPool, selection_mask
 from gan_core.semi import PSEUDO_LABEL_CONFIDENCE, TEACHER_RECIPES, pseudo_labelled, self_train, train_teacher
 from gan_core.train import TrainConfig, train
+from gan_core.yaml_text import load_yaml
 
 EXPORT_CONFIDENCE = 0.9  # the spec default of export.min_confidence
 DATASETS = {"mnist-5k": "mnist", "fashion-mnist-5k": "fashion"}  # builtin name: short name in the JSON keys
@@ -235,7 +235,7 @@ def training_override(text: str) -> tuple[str, object]:
     field, sep, value = text.partition("=")
     if not sep or not field or field == "seed":
         raise argparse.ArgumentTypeError(f"expected FIELD=VALUE with FIELD a TrainConfig field other than seed (the draw's), got {text!r}")
-    return field, yaml.safe_load(value)
+    return field, load_yaml(value)
 
 
 def main() -> None:

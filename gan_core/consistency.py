@@ -31,6 +31,10 @@ class ConsistencyConfig:
     strong_scale: float = 0.2
     cutout_ratio: float = 0.4
 
+    def __post_init__(self) -> None:
+        if self.steps < 0:
+            raise ValueError(f"ConsistencyConfig: steps must be at least 0, got {self.steps}")
+
 
 def strong_view(x: torch.Tensor, config: ClassifierConfig, consistency: ConsistencyConfig, generator: torch.Generator) -> torch.Tensor:
     """A strong augmentation that suits 1- and 3-channel images alike (no colour inversion or hue)."""

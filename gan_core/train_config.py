@@ -58,7 +58,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if isinstance(self.augment, bool):  # YAML 1.1 reads an unquoted `augment: off` as false
             self.augment = "on" if self.augment else "off"
-        self._read_numbers()
+        self._check_numbers()
         checks = {
             "steps": self.steps >= 1,
             "batch_size": self.batch_size >= 1,
@@ -74,21 +74,16 @@ class TrainConfig:
         if bad:
             raise ValueError(f"TrainConfig: invalid value for {bad[0]}: {getattr(self, bad[0])!r}")
 
-    def _read_numbers(self) -> None:
-        """Numbers that arrive as text become numbers: YAML 1.1 (PyYAML, specs and `--set`) reads
-        `5e-4` as a string. Anything else in a numeric field is an error naming it."""
+    def _check_numbers(self) -> None:
+        """A numeric field holds a number (an int field an int): anything else is an error naming it,
+        not a TypeError in a comparison."""
         for entry in dataclasses.fields(self):
             default, value = entry.default, getattr(self, entry.name)
-            if isinstance(default, bool) or not isinstance(default, (int, float)) or isinstance(value, bool):
+            if isinstance(default, bool) or not isinstance(default, (int, float)):
                 continue
-            kind = type(default)
-            try:
-                number = kind(value) if isinstance(value, str) else value
-            except ValueError:
-                number = None
-            if not isinstance(number, (int, float)) or kind is int and number != int(number):
-                raise ValueError(f"TrainConfig: {entry.name} must be {'an' if kind is int else 'a'} {kind.__name__}, got {value!r}")
-            setattr(self, entry.name, kind(number))
+            allowed = int if isinstance(default, int) else (int, float)
+            if isinstance(value, bool) or not isinstance(value, allowed):
+                raise ValueError(f"TrainConfig: {entry.name} must be {'an int' if allowed is int else 'a number'}, got {value!r}")
 
     @classmethod
     def from_profile(cls, profile: str = "quick", **overrides: Any) -> TrainConfig:

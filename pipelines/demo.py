@@ -20,7 +20,7 @@ from .settings import Settings
 # 2-core CPU, setup included; the nightly runs the spec's own settings. The GAN learns 2.5 times
 # faster at lr 5e-4: label accuracy 0.94 at 1,000 steps and 0.98 at 1,200, against 0.93 at 2,000
 # steps at the quick profile's 2e-4 (mnist-5k; README, "make demo").
-DEMO_TEACHER_STEPS, DEMO_CONSISTENCY_STEPS = 300, 200
+DEMO_TEACHER = {"steps": 300, "consistency_steps": 200}
 DEMO_GAN = {"steps": 1200, "lr_g": 5e-4, "lr_d": 5e-4}
 DEMO_STUDY = {"classifier_steps": 200, "seeds": 2, "shares": [0.5], "mixes": ["ssl"], "labels": ["hard"]}
 
@@ -31,7 +31,7 @@ def demo_run_config(samples_per_class: int = 500, steps: int | None = None) -> d
     ssl + synthetic at 0.5 with the generator's labels, and synthetic only."""
     return {
         "ops": {
-            "judge_classifier": {"config": {"steps": DEMO_TEACHER_STEPS, "consistency_steps": DEMO_CONSISTENCY_STEPS}},
+            "judge_classifier": {"config": DEMO_TEACHER},
             "gan_model": {"config": {**DEMO_GAN, **({"steps": steps} if steps else {})}},
             "synthetic_dataset": {"config": {"samples_per_class": samples_per_class}},
             "augmentation_report": {"config": DEMO_STUDY},

@@ -15,6 +15,7 @@ from gan_core.metrics import UPLIFT_BASELINES, UPLIFT_SHARES, MetricsError, metr
 from gan_core.models import SUPPORTED_SIZES
 from gan_core.semi import PSEUDO_LABEL_CONFIDENCE, TEACHER_RECIPES
 from gan_core.train import PROFILES, TrainConfig
+from gan_core.yaml_text import load_yaml
 
 from .layout import SPEC_NAME
 from .settings import Settings
@@ -268,7 +269,7 @@ def _describe(error: ValidationError) -> str:
 def load_spec(path: str | Path) -> Spec:
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = load_yaml(path.read_text())
     except OSError as error:
         raise SpecError(f"{path}: cannot read ({error.strerror or error})") from error
     except yaml.YAMLError as error:

@@ -135,7 +135,7 @@ def test_the_launchpad_shortens_the_teacher_and_rejects_steps_it_cannot_train(ga
     bad = {"judge_classifier": {"config": {"steps": 0}}}
     result = materialize_tiny(env, selection=("real_images", "judge_classifier"), ops=bad, instance=instance, raise_on_error=False)
     error = next(str(e.step_failure_data.error) for e in result.all_events if e.event_type_value == "STEP_FAILURE")
-    assert "judge_classifier config: steps must be at least 1" in error
+    assert "ClassifierConfig: steps must be at least 1" in error
 
 
 def test_unlabelled_spec_fields_and_bad_sources(ganpipe_env, materialize_tiny, tmp_path):

@@ -39,10 +39,6 @@ def judge_classifier(
     snapshot = real_images.path
     train_split, holdout = load_split(snapshot)
     pool = load_pool(snapshot)
-    if config.steps is not None and config.steps < 1 or config.consistency_steps is not None and config.consistency_steps < 0:
-        raise ValueError(
-            f"judge_classifier config: steps must be at least 1 and consistency_steps at least 0, got {config.steps} and {config.consistency_steps}"
-        )
     classifier = ClassifierConfig(device=compute.device, steps=config.steps)
     consistency = ConsistencyConfig() if config.consistency_steps is None else ConsistencyConfig(steps=config.consistency_steps)
     judge = train_teacher(spec.teacher, train_split, pool, classifier, spec.pseudo_label_confidence, consistency)
