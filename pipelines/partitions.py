@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 
 import dagster as dg
+from sqlalchemy.exc import IntegrityError
 
 from .specs import load_specs
 
@@ -31,9 +32,23 @@ def new_spec_keys(instance: dg.DagsterInstance, specs_dir: str | Path) -> list[s
     return [key for key in keys if key not in known]
 
 
-def register_specs(instance: dg.DagsterInstance, specs_dir: str | Path) -> list[str]:
-    """Adds the folder's new specs as partitions of `instance`; returns their keys."""
+def register_specs(instance: dg.DagsterInstance, specs_dir: str | Path, attempts: int = 5) -> list[str]:
+    """Adds the folder's new specs as partitions of `instance`; returns the keys that were new.
+
+    Two commands started together (two specs launched at once) both find the same new files:
+    Dagster reads which keys exist and then inserts the rest, so the slower insert meets a key the
+    other just added and the store refuses the duplicate. That key is registered, which is all this
+    asks, so the keys still missing are read again and added."""
     new = new_spec_keys(instance, specs_dir)
-    if new:
-        instance.add_dynamic_partitions(SPECS_PARTITIONS.name, new)
+    missing = new
+    for attempt in range(attempts):
+        if not missing:
+            break
+        try:
+            instance.add_dynamic_partitions(SPECS_PARTITIONS.name, missing)
+            break
+        except IntegrityError:
+            if attempt == attempts - 1:
+                raise
+            missing = new_spec_keys(instance, specs_dir)
     return new

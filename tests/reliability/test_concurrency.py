@@ -4,6 +4,7 @@ real `dagster asset materialize` processes against one SQLite instance with the 
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import shutil
 import subprocess
@@ -133,3 +134,39 @@ def test_a_night_of_ten_teams(tmp_path):
     exports = list((tmp_path / "night" / "var" / "exports").glob("*/v*/*/_manifest.json"))
     assert len(exports) == 10
     shutil.rmtree(tmp_path / "night")
+
+
+def _register_each_folder_at_the_barrier(barrier, folders: list[str], results) -> None:
+    """One command starting, once per folder: waits for the others, then registers the folder's specs."""
+    with dg.DagsterInstance.get() as instance:
+        for folder in folders:
+            barrier.wait(timeout=120)
+            try:
+                register_specs(instance, folder)
+                results.put("ok")
+            except Exception as error:  # noqa: BLE001 - the parent asserts on what each process raised
+                results.put(f"{type(error).__name__}: {error}")
+
+
+def test_commands_starting_together_register_the_same_new_specs_without_a_clash(ganpipe_env, initialise_instance):
+    """`dagster asset materialize` of two specs at once: both processes find the same new spec files
+    and add them in the same instant; a partition the other added a moment earlier is no error.
+    Twenty folders of two new specs, four processes adding each folder at once (before the fix about
+    four rounds in ten raised IntegrityError: UNIQUE constraint failed)."""
+    env = ganpipe_env
+    initialise_instance()
+    folders = [env["specs"] / f"night{number}" for number in range(20)]
+    for folder in folders:
+        for letter in "ab":
+            write_tiny_spec(folder, name=f"{folder.name}{letter}")
+    context = multiprocessing.get_context("spawn")
+    barrier, results, workers = context.Barrier(4), context.Queue(), 4
+    processes = [context.Process(target=_register_each_folder_at_the_barrier, args=(barrier, [str(f) for f in folders], results)) for _ in range(workers)]
+    for process in processes:
+        process.start()
+    outcomes = [results.get(timeout=300) for _ in range(workers * len(folders))]
+    for process in processes:
+        process.join(timeout=60)
+    assert [o for o in outcomes if o != "ok"] == []
+    with dg.DagsterInstance.get() as instance:
+        assert sorted(instance.get_dynamic_partitions("specs")) == sorted(f"{f.name}{letter}" for f in folders for letter in "ab")
