@@ -32,23 +32,29 @@ def new_spec_keys(instance: dg.DagsterInstance, specs_dir: str | Path) -> list[s
     return [key for key in keys if key not in known]
 
 
-def register_specs(instance: dg.DagsterInstance, specs_dir: str | Path, attempts: int = 5) -> list[str]:
-    """Adds the folder's new specs as partitions of `instance`; returns the keys that were new.
+def register_specs(instance: dg.DagsterInstance, specs_dir: str | Path) -> list[str]:
+    """Adds the folder's new specs as partitions of `instance`; returns the keys that were new."""
+    new = new_spec_keys(instance, specs_dir)
+    add_spec_partitions(instance, new)
+    return new
+
+
+def add_spec_partitions(instance: dg.DagsterInstance, keys: list[str], attempts: int = 5) -> None:
+    """Makes each key a partition of `instance`, whoever adds it first.
 
     Two commands started together (two specs launched at once) both find the same new files:
     Dagster reads which keys exist and then inserts the rest, so the slower insert meets a key the
     other just added and the store refuses the duplicate. That key is registered, which is all this
     asks, so the keys still missing are read again and added."""
-    new = new_spec_keys(instance, specs_dir)
-    missing = new
+    missing = list(keys)
     for attempt in range(attempts):
         if not missing:
-            break
+            return
         try:
             instance.add_dynamic_partitions(SPECS_PARTITIONS.name, missing)
-            break
+            return
         except IntegrityError:
             if attempt == attempts - 1:
                 raise
-            missing = new_spec_keys(instance, specs_dir)
-    return new
+            known = set(instance.get_dynamic_partitions(SPECS_PARTITIONS.name))
+            missing = [key for key in missing if key not in known]

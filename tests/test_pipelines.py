@@ -234,14 +234,17 @@ def test_schedule_requests_the_spec_partition(ganpipe_env):
     assert schedule.cron_schedule == "0 2 * * *"
     import datetime
 
-    with dg.instance_for_test() as instance:
-        register_specs(instance, env["specs"])
+    with dg.instance_for_test() as instance:  # no spec registered: the sensor has not ticked, or is off
+        assert instance.get_dynamic_partitions("specs") == []
         context = dg.build_schedule_context(
             instance=instance,
             scheduled_execution_time=datetime.datetime(2026, 11, 23, 2, 0, tzinfo=datetime.timezone.utc),
             repository_def=defs.get_repository_def(),
         )
         requests = schedule.evaluate_tick(context).run_requests
+        assert instance.get_dynamic_partitions("specs") == ["tiny"]  # its own spec only
+        assert schedule.evaluate_tick(context).run_requests[0].partition_key == "tiny"  # a second tick adds nothing, fails nothing
+        assert instance.get_dynamic_partitions("specs") == ["tiny"]
     assert len(requests) == 1 and requests[0].partition_key == "tiny"
     assert requests[0].run_key == "tiny-2026-11-23T02:00:00+00:00"
 
