@@ -138,6 +138,19 @@ def test_the_launchpad_shortens_the_teacher_and_rejects_steps_it_cannot_train(ga
     assert "ClassifierConfig: steps must be at least 1" in error
 
 
+def test_the_launchpad_refuses_a_study_arm_it_does_not_know_before_anything_runs(ganpipe_env, materialize_tiny):
+    """A misspelt mix or label kind in augmentation_report's launchpad fails the launch, naming the
+    field and the value, not the report step after hours of training."""
+    env = ganpipe_env
+    write_tiny_spec(env["specs"])
+    instance = dg.DagsterInstance.local_temp(str(env["dagster_home"]))
+    for field, value in (("mixes", "pool"), ("labels", "fuzzy")):
+        ops = {"augmentation_report": {"config": {field: ["ssl" if field == "mixes" else "hard", value]}}}
+        with pytest.raises(dg.DagsterInvalidConfigError, match=rf"augmentation_report:config:{field}\[1\] not in enum type .* got {value}"):
+            materialize_tiny(env, ops=ops, instance=instance)
+    assert instance.get_runs() == [] and not any(env["home"].iterdir())  # no run started, nothing written
+
+
 def test_unlabelled_spec_fields_and_bad_sources(ganpipe_env, materialize_tiny, tmp_path):
     env = ganpipe_env
     spec = write_tiny_spec(env["specs"], extra="unlabelled: {kind: mnist_idx, images: pool-images.idx}\n")

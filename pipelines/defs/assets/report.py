@@ -4,6 +4,7 @@ recipe is the export's recommended one (`utility` in its manifest); the uplift g
 decides whether the export is recommended at all, and `recommended` marks it so."""
 
 import time
+from enum import Enum
 from typing import Any, Optional
 
 import dagster as dg
@@ -23,14 +24,20 @@ from .common import COMPUTE_TAG, STAGE, load_pool, load_split, spec_of
 RECOMMENDED = "recommended"  # the MLflow alias of the version whose export passed the uplift gate
 
 
+# The launchpad's choices as enums, so that Dagster refuses a misspelt arm when the run is launched
+# (naming the field), not hours later when the study starts.
+SyntheticMix = Enum("SyntheticMix", {mix: mix for mix in UPLIFT_MIXES})
+SyntheticLabels = Enum("SyntheticLabels", {kind: kind for kind in UPLIFT_LABEL_KINDS})
+
+
 class AugmentationReportConfig(dg.Config):
     classifier_steps: Optional[int] = None  # the same optimizer steps for every training set (default: the spec's evaluation.uplift_classifier_steps)
     seeds: Optional[int] = None  # default: the spec's evaluation.uplift_seeds
     shares: Optional[list[float]] = None  # synthetic shares of each batch; default: the spec's evaluation.uplift_shares
     # Leave arms out (a shorter study, e.g. the demo's): what the synthetic images join, real and/or
     # ssl (real + the teacher-labelled pool), and their labels, hard and/or soft. Default: every arm.
-    mixes: Optional[list[str]] = None
-    labels: Optional[list[str]] = None
+    mixes: Optional[list[SyntheticMix]] = None
+    labels: Optional[list[SyntheticLabels]] = None
 
 
 def teacher_pool(spec: Spec, snapshot: records.Snapshot, judge: records.Judge) -> TeacherPool | None:
@@ -64,6 +71,11 @@ def augmentation_report(
     table, images = read_export(export.path, decode=True)
     synthetic = ImageData(images, table.column("label").to_numpy().astype(np.int64), train_split.class_names)
     soft = np.stack(table.column("label_probs").to_numpy(zero_copy_only=False)) if "label_probs" in table.column_names else None
+    mixes = [mix.value for mix in config.mixes] if config.mixes else list(UPLIFT_MIXES)
+    labels = [kind.value for kind in config.labels] if config.labels else list(UPLIFT_LABEL_KINDS)
+    if "soft" in labels and soft is None:
+        only = " (the study's arms with synthetic data fall back to the generator's labels)" if labels == ["soft"] else ""
+        context.log.warning(f"labels: soft asked for, but the export has no label_probs: {judge_classifier.usefulness}{only}")
     seeds = list(range(config.seeds or spec.evaluation.uplift_seeds))
     baseline = spec.evaluation.gates.uplift_baseline
     uplift = augmentation_uplift(
@@ -77,8 +89,8 @@ def augmentation_report(
         pool=teacher_pool(spec, real_images, judge_classifier),
         synthetic_probs=soft,
         baseline=baseline,
-        mixes=config.mixes or UPLIFT_MIXES,
-        labels=config.labels or UPLIFT_LABEL_KINDS,
+        mixes=mixes,
+        labels=labels,
     )
     figures = uplift.figures()
     passed, reason = uplift_verdict(spec, figures, uplift.summary())  # taken once, here: the gate, the manifest and the tags read it
