@@ -49,6 +49,17 @@ def teacher_pool(spec: Spec, snapshot: records.Snapshot, judge: records.Judge) -
     return TeacherPool(pool, Judge.load(judge.path).probabilities(pool), spec.pseudo_label_confidence)
 
 
+def _study_arms(context: dg.AssetExecutionContext, config: AugmentationReportConfig, soft_labels: bool, judge: records.Judge) -> tuple[list[str], list[str]]:
+    """The launchpad's mixes and label kinds (default: all); soft labels asked of an export without
+    them are said in the log, not left out silently."""
+    mixes = [mix.value for mix in config.mixes] if config.mixes else list(UPLIFT_MIXES)
+    labels = [kind.value for kind in config.labels] if config.labels else list(UPLIFT_LABEL_KINDS)
+    if "soft" in labels and not soft_labels:
+        only = " (the study's arms with synthetic data fall back to the generator's labels)" if labels == ["soft"] else ""
+        context.log.warning(f"labels: soft asked for, but the export has no label_probs: {judge.usefulness}{only}")
+    return mixes, labels
+
+
 @dg.asset(**STAGE, kinds={"pytorch", "mlflow"}, op_tags=COMPUTE_TAG)
 def augmentation_report(
     context: dg.AssetExecutionContext,
@@ -71,11 +82,7 @@ def augmentation_report(
     table, images = read_export(export.path, decode=True)
     synthetic = ImageData(images, table.column("label").to_numpy().astype(np.int64), train_split.class_names)
     soft = np.stack(table.column("label_probs").to_numpy(zero_copy_only=False)) if "label_probs" in table.column_names else None
-    mixes = [mix.value for mix in config.mixes] if config.mixes else list(UPLIFT_MIXES)
-    labels = [kind.value for kind in config.labels] if config.labels else list(UPLIFT_LABEL_KINDS)
-    if "soft" in labels and soft is None:
-        only = " (the study's arms with synthetic data fall back to the generator's labels)" if labels == ["soft"] else ""
-        context.log.warning(f"labels: soft asked for, but the export has no label_probs: {judge_classifier.usefulness}{only}")
+    mixes, labels = _study_arms(context, config, soft is not None, judge_classifier)
     seeds = list(range(config.seeds or spec.evaluation.uplift_seeds))
     baseline = spec.evaluation.gates.uplift_baseline
     uplift = augmentation_uplift(
