@@ -54,7 +54,7 @@ def _study_arms(context: dg.AssetExecutionContext, config: AugmentationReportCon
     them are said in the log, not left out silently."""
     mixes = [mix.value for mix in config.mixes] if config.mixes else list(UPLIFT_MIXES)
     labels = [kind.value for kind in config.labels] if config.labels else list(UPLIFT_LABEL_KINDS)
-    if "soft" in labels and not soft_labels:
+    if config.labels and "soft" in labels and not soft_labels:  # the default's soft arms: the export step said why already
         only = " (the study's arms with synthetic data fall back to the generator's labels)" if labels == ["soft"] else ""
         context.log.warning(f"labels: soft asked for, but the export has no label_probs: {judge.usefulness}{only}")
     return mixes, labels
