@@ -1,7 +1,7 @@
 """A person's path through the UIs, in a real browser: `dg dev` and the MLflow UI on free ports
 against a temporary storage root; open the asset graph, pick the partition, click Materialize and
 launch, wait for the run to succeed, look at the evaluation's sample grid, find the champion alias
-in the MLflow UI. Playwright drives Debian's chromium (no browser download); screenshots are kept
+in the MLflow UI; open the study's launchpad, type a misspelt arm and see it refused. Playwright drives Debian's chromium (no browser download); screenshots are kept
 under test-artifacts/browser/."""
 
 from __future__ import annotations
@@ -221,6 +221,7 @@ def test_materialize_from_the_ui_and_find_the_champion(servers):
             expect(page.get_by_text("trained by ganpipe on spec 'tiny'", exact=False).first).to_be_visible(timeout=60_000)
             expect(page.get_by_text(re.compile(r"^@?\s*champion$")).first).to_be_visible()
             page.screenshot(path=ARTIFACTS / "mlflow-model.png")
+            _launchpad_refuses_an_unknown_study_arm(page, dagster, expect)
             # `dg dev` said at start which stores the code location uses.
             started = (servers["logs"] / "dagster.log").read_text()
             assert f"storage root {os.environ['GANPIPE_HOME']}, MLflow store {os.environ['MLFLOW_TRACKING_URI']} (UI links {mlflow_ui})" in started
@@ -231,3 +232,38 @@ def test_materialize_from_the_ui_and_find_the_champion(servers):
             raise
         finally:
             browser.close()
+
+
+def _launchpad_refuses_an_unknown_study_arm(page, dagster: str, expect) -> None:
+    """A person opens the study's launchpad (shift-click on Materialize), types a config with a
+    misspelt arm and sees it refused by name before anything runs; the arms it knows, and the
+    other steps' launchpad fields, pass."""
+    page.goto(f"{dagster}/assets/augmentation_report")
+    materialize = page.get_by_role("button", name=re.compile(r"Materialize")).first  # its name begins with its icon's
+    expect(materialize).to_be_visible(timeout=60_000)
+    materialize.locator("xpath=following::button[1]").click()  # the menu beside it
+    page.get_by_text("Open launchpad", exact=True).click()
+    editor = page.locator(".CodeMirror").first
+    expect(editor).to_be_visible(timeout=60_000)
+
+    def type_config(text: str) -> None:
+        editor.click()
+        page.keyboard.press("ControlOrMeta+a")
+        page.keyboard.press("Delete")
+        page.keyboard.insert_text(text)  # as typed, without the editor's auto-indent and bracket closing
+
+    type_config("ops:\n  augmentation_report:\n    config:\n      mixes: [pool]\n")
+    refusal = page.get_by_text(re.compile(r"not in enum type SyntheticMix")).first
+    expect(refusal).to_be_visible(timeout=30_000)
+    launch = page.get_by_role("dialog").get_by_role("button", name=re.compile(r"Materialize$"))
+    expect(launch).to_be_disabled()  # nothing can be launched with it
+    page.screenshot(path=ARTIFACTS / "launchpad-refuses-arm.png")
+    type_config(
+        "ops:\n  augmentation_report:\n    config:\n      mixes: [ssl]\n      labels: [soft]\n"
+        "  gan_model:\n    config:\n      lr_g: 5.0e-4\n  judge_classifier:\n    config:\n      steps: 200\n"
+    )
+    expect(page.get_by_text("No errors", exact=True)).to_be_visible(timeout=30_000)
+    expect(page.get_by_text(re.compile(r"not in enum type SyntheticMix"))).to_have_count(0)
+    expect(launch).to_be_enabled()
+    page.screenshot(path=ARTIFACTS / "launchpad-accepts-arms.png")
+    page.keyboard.press("Escape")
