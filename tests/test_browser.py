@@ -1,8 +1,8 @@
 """A person's path through the UIs, in a real browser: `dg dev` and the MLflow UI on free ports
 against a temporary storage root; open the asset graph, pick the partition, click Materialize and
 launch, wait for the run to succeed, look at the evaluation's sample grid, find the champion alias
-in the MLflow UI; open the study's launchpad, type a misspelt arm and see it refused. Playwright drives Debian's chromium (no browser download); screenshots are kept
-under test-artifacts/browser/."""
+in the MLflow UI; open the study's launchpad, type a misspelt arm and see it refused. Playwright
+drives Debian's chromium (no browser download); screenshots are kept under test-artifacts/browser/."""
 
 from __future__ import annotations
 
@@ -235,7 +235,7 @@ def test_materialize_from_the_ui_and_find_the_champion(servers):
 
 
 def _launchpad_refuses_an_unknown_study_arm(page, dagster: str, expect) -> None:
-    """A person opens the study's launchpad (shift-click on Materialize), types a config with a
+    """A person opens the study's launchpad (the menu beside Materialize…), types a config with a
     misspelt arm and sees it refused by name before anything runs; the arms it knows, and the
     other steps' launchpad fields, pass."""
     page.goto(f"{dagster}/assets/augmentation_report")
