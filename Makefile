@@ -46,7 +46,7 @@ format: setup
 	$(VENV)/bin/ruff check --fix .
 
 test: setup
-	$(PY) -m pytest -m "not slow" -q --durations=10
+	$(PY) -m pytest -m "not slow" -q --durations=10 -n auto
 
 test-slow: setup
 	$(PY) -m pytest -m slow -q
