@@ -65,7 +65,10 @@ def test_unlabelled_images_train_the_judge_and_the_gan_never_the_holdout(ganpipe
 def test_a_teacher_no_better_than_chance_labels_filters_and_soft_labels_nothing(ganpipe_env, materialize_tiny, mlflow_client):
     """Two classes whose labels say nothing about the images (noise, labelled at random): the judge
     cannot be shown better than a coin on its holdout, so the pool stays out of the GAN's training,
-    the export is neither filtered (though the spec asks for it) nor soft-labelled, and the run says why."""
+    the export is neither filtered (though the spec asks for it) nor soft-labelled, and the run says why;
+    a study asked for soft labels says in its log that it has none and falls back to the generator's."""
+    import logging
+
     from gan_core.export import EXPORT_SCHEMA, export_schemas, read_manifest
 
     env = ganpipe_env
@@ -77,8 +80,10 @@ def test_a_teacher_no_better_than_chance_labels_filters_and_soft_labels_nothing(
     for i in range(30):
         Image.fromarray(rng.integers(0, 256, (8, 8)).astype(np.uint8)).save(pool / f"u{i}.png")
     write_tiny_spec(env["specs"], source="{kind: npz, path: noise.npz}", extra="unlabelled: {kind: image_folder, path: pool}\n", export=", min_confidence: 0.6")
-    upto_export = (*UP_TO_GAN, "gan_evaluation", "champion_model", "synthetic_dataset")
-    result = materialize_tiny(env, selection=upto_export, instance=dg.DagsterInstance.local_temp(str(env["dagster_home"])))
+    upto_report = (*UP_TO_GAN, "gan_evaluation", "champion_model", "synthetic_dataset", "augmentation_report")
+    study = {"classifier_steps": 20, "seeds": 1, "mixes": ["real"], "labels": ["soft"]}
+    instance = dg.DagsterInstance.local_temp(str(env["dagster_home"]))
+    result = materialize_tiny(env, selection=upto_report, ops={"augmentation_report": {"config": study}}, instance=instance)
     meta = lambda node: {k: v.value for k, v in result.asset_materializations_for_node(node)[0].metadata.items()}  # noqa: E731
     judge, model, export = meta("judge_classifier"), meta("gan_model"), meta("synthetic_dataset")
     assert judge["teacher_used"] is False and judge["teacher_p_value"] >= 0.05 and judge["majority_class_share"] == 0.5
@@ -89,7 +94,11 @@ def test_a_teacher_no_better_than_chance_labels_filters_and_soft_labels_nothing(
     manifest = read_manifest(export["path"])
     assert manifest["soft_labels"] is None and manifest["filter"] is None and export["soft_labels"] is False and "min_confidence" not in export
     assert all(schema.remove_metadata().equals(EXPORT_SCHEMA) for _, schema in export_schemas(export["path"]))
-    assert {e.check_name: e.passed for e in result.get_asset_check_evaluations()} == {"quality_gate": True, "export_valid": True}
+    checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+    assert {name: checks[name] for name in ("quality_gate", "export_valid")} == {"quality_gate": True, "export_valid": True}
+    warnings = [entry.user_message for entry in instance.all_logs(result.run_id) if entry.level == logging.WARNING and "soft asked for" in entry.user_message]
+    assert warnings == [f"labels: soft asked for, but the export has no label_probs: {judge['teacher']} (the study's arms with synthetic data fall back to the generator's labels)"]
+    assert "soft" not in meta("augmentation_report")["recipe"]
 
 
 def test_a_consistency_teacher_is_the_judge_the_spec_asks_for(ganpipe_env, materialize_tiny):
