@@ -19,9 +19,9 @@ from pipelines.definitions import IN_PROCESS_RUN_CONFIG
 
 # `make test` runs one pytest-xdist worker per core: each worker, and every process it starts (the
 # Dagster CLI, its step processes), gets its share of the cores, since oversubscribed OpenMP threads spin.
+# A user's own OMP_NUM_THREADS wins, here and in those processes alike.
 if workers := int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0")):
-    threads = max(1, (os.cpu_count() or 1) // workers)
-    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+    threads = int(os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // workers))))
     torch.set_num_threads(threads)
 
 BIN = Path(sys.executable).parent  # this environment's console scripts
