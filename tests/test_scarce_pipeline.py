@@ -97,7 +97,9 @@ def test_a_teacher_no_better_than_chance_labels_filters_and_soft_labels_nothing(
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
     assert {name: checks[name] for name in ("quality_gate", "export_valid")} == {"quality_gate": True, "export_valid": True}
     warnings = [entry.user_message for entry in instance.all_logs(result.run_id) if entry.level == logging.WARNING and "soft asked for" in entry.user_message]
-    assert warnings == [f"labels: soft asked for, but the export has no label_probs: {judge['teacher']} (the study's arms with synthetic data fall back to the generator's labels)"]
+    assert warnings == [
+        f"labels: soft asked for, but the export has no label_probs: {judge['teacher']} (the study's arms with synthetic data fall back to the generator's labels)"
+    ]
     assert "soft" not in meta("augmentation_report")["recipe"]
 
 
