@@ -45,7 +45,7 @@ format: setup
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-test: setup
+test: setup lint
 	$(PY) -m pytest -m "not slow" -q --durations=10 -n auto
 
 test-slow: setup
