@@ -244,6 +244,29 @@ def test_with_a_pool_the_study_measures_ssl_and_ssl_plus_synthetic_with_hard_and
     assert real_only.without_synthetic == "real" and real_only.gain == pytest.approx(figures["uplift_gain_over_real"])
 
 
+def test_a_test_split_scores_every_classifier_of_the_study_and_decides_nothing():
+    """Beside the holdout, each arm's classifier of each seed is also right or wrong on every image of a
+    test split. Given the holdout itself as the test split, that record equals the holdout's image by
+    image; the recipes chosen and every figure are those of the same study without it."""
+    rng = np.random.default_rng(0)
+    tiny = ClassifierConfig(steps=10, width=4, feature_dim=8, batch_size=8)
+    labelled, holdout, synthetic, unlabelled = _blobs(4, rng), _blobs(10, rng), _blobs(10, rng), _blobs(10, rng)
+    pool = TeacherPool(unlabelled.images, np.eye(2)[unlabelled.labels] * 0.9 + 0.05, min_confidence=0.9)
+    study = dict(seeds=(0, 1), classifier=tiny, shares=(0.5,), pool=pool, mixes=["ssl"], labels=["hard"])
+    alone = augmentation_uplift(labelled, holdout, synthetic, **study)
+    beside = augmentation_uplift(labelled, holdout, synthetic, **study, test=holdout)
+    assert alone.test_correct == {} and list(beside.test_correct) == list(beside.correct)
+    for arm, right in beside.test_correct.items():
+        assert right.shape == (2, len(holdout)) and np.array_equal(right, beside.correct[arm])
+    assert beside.figures() == alone.figures() and beside.recommended == alone.recommended and beside.ssl == alone.ssl
+    assert "test_correct" not in beside.to_dict()
+    other = augmentation_uplift(labelled, holdout, synthetic, **study, test=_blobs(30, rng))
+    assert {right.shape for right in other.test_correct.values()} == {(2, 60)}
+    wrong = ImageData(holdout.images, holdout.labels, ["left", "right"])
+    with pytest.raises(MetricsError, match=r"test: expected images of the holdout's shape .* and classes \['top', 'bottom'\]"):
+        augmentation_uplift(labelled, holdout, synthetic, **study, test=wrong)
+
+
 def test_mixes_and_labels_leave_arms_with_synthetic_data_out_and_the_figures_follow():
     """A shorter study (the demo's): only ssl + synthetic with soft labels beside real, the ssl
     candidates and synthetic only; its figures have no real + synthetic entries; unknown names are refused."""

@@ -82,6 +82,9 @@ class Uplift:
     selection: np.ndarray | None = None  # holdout images that choose (default: none; every image scores)
     n_pool: int = 0
     baseline: str = "ssl"
+    # arm → seeds × test images: a labelled set beside the holdout that scores only (a benchmark's
+    # larger test split); it chooses nothing, and no figure, gate or summary of the study reads it.
+    test_correct: dict[str, np.ndarray] = field(default_factory=dict)
     _intervals: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -273,7 +276,7 @@ class Uplift:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        fields = {key: value for key, value in asdict(self).items() if key not in ("correct", "recipes", "selection", "_intervals")}
+        fields = {key: value for key, value in asdict(self).items() if key not in ("correct", "recipes", "selection", "test_correct", "_intervals")}
         return {**fields, "per_seed": self.per_seed, **self.summary(), "table": self.table()}
 
 
@@ -306,24 +309,31 @@ def augmentation_uplift(
     select_fraction: float = SELECTION_FRACTION,
     mixes: Sequence[str] = MIXES,
     labels: Sequence[str] = LABEL_KINDS,
+    test: ImageData | None = None,
 ) -> Uplift:
     """Every recipe of `study_recipes` trained with each seed and tested on the real holdout: real
-    only, ssl with the teacher-labelled `pool` (when given, non-empty), real + synthetic and ssl +
-    synthetic at each of `shares` of every batch (with the generator's labels, and with the
-    teacher's `synthetic_probs` when given), and synthetic only; `mixes` and `labels` leave some of
-    the arms with synthetic data out (see `study_recipes`). `select_fraction` of the holdout
-    chooses, the rest scores. `progress` gets one line per arm done (time left)."""
+        only, ssl with the teacher-labelled `pool` (when given, non-empty), real + synthetic and ssl +
+        synthetic at each of `shares` of every batch (with the generator's labels, and with the
+        teacher's `synthetic_probs` when given), and synthetic only; `mixes` and `labels` leave some of
+        the arms with synthetic data out (see `study_recipes`). `select_fraction` of the holdout
+        chooses, the rest scores. Each classifier also predicts `test` when given (`Uplift.test_correct`),
+    which decides nothing. `progress` gets one line per arm done (time left)."""
     base = classifier or UPLIFT_CLASSIFIER
     _check_study(seeds, base, shares, select_fraction, mixes, labels)
     if synthetic_probs is not None and np.shape(synthetic_probs) != (len(synthetic), real_train.num_classes):
         raise MetricsError(f"synthetic_probs: expected {len(synthetic)} × {real_train.num_classes} class probabilities, got {np.shape(synthetic_probs)}")
+    if test is not None and (test.class_names != real_train.class_names or test.images.shape[1:] != holdout.images.shape[1:]):
+        raise MetricsError(
+            f"test: expected images of the holdout's shape {holdout.images.shape[1:]} and classes {real_train.class_names}, "
+            f"got {test.images.shape[1:]} and {test.class_names}"
+        )
     pool = pool if pool is not None and len(pool.images) else None
     pool_kinds = ["hard", "soft"] if pool is not None else []
     recipes = study_recipes(shares, pool_kinds, synthetic_probs is not None, mixes, labels)
     selection = selection_mask(len(holdout), fraction=select_fraction)
     names = real_train.class_names
 
-    def train(recipe: Recipe, seed: int, pool_kind: str | None) -> np.ndarray:
+    def train(recipe: Recipe, seed: int, pool_kind: str | None) -> tuple[np.ndarray, np.ndarray | None]:
         config = replace(base, seed=int(seed))
         if recipe.share >= 1:
             judge = train_classifier(synthetic, config)
@@ -334,9 +344,11 @@ def augmentation_uplift(
             if recipe.synthetic:
                 sources.append(BatchSource(synthetic, recipe.share, synthetic_probs if recipe.synthetic == "soft" else None))
             judge = train_classifier(real_train, config, sources=tuple(sources))
-        return (judge.predict(holdout.images) == holdout.labels).astype(np.uint8)
+        right = (judge.predict(holdout.images) == holdout.labels).astype(np.uint8)
+        return right, None if test is None else (judge.predict(test.images) == test.labels).astype(np.uint8)
 
     correct: dict[str, np.ndarray] = {}
+    test_correct: dict[str, np.ndarray] = {}
     chosen: dict[str, Recipe] = {}
     started = time.perf_counter()
     for done, recipe in enumerate(recipes, 1):
@@ -345,7 +357,10 @@ def augmentation_uplift(
             ssl = max((f"ssl_{kind}" for kind in pool_kinds), key=lambda arm: correct[arm][:, selection].mean() if selection.any() else correct[arm].mean())
             pool_kind = chosen[ssl].pool
             recipe = replace(recipe, name=share_arm(recipe.share, pool_kind, recipe.synthetic), pool=pool_kind)
-        correct[recipe.name] = np.stack([train(recipe, seed, pool_kind) for seed in seeds])
+        on_holdout, on_test = zip(*(train(recipe, seed, pool_kind) for seed in seeds))
+        correct[recipe.name] = np.stack(on_holdout)
+        if test is not None:
+            test_correct[recipe.name] = np.stack(on_test)
         chosen[recipe.name] = recipe
         if progress is not None:
             left = (time.perf_counter() - started) / done * (len(recipes) - done)
@@ -363,4 +378,5 @@ def augmentation_uplift(
         selection=selection,
         n_pool=0 if pool is None else len(pool.images),
         baseline=baseline,
+        test_correct=test_correct,
     )
