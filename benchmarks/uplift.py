@@ -24,6 +24,14 @@ and beside them, scored on the same images:
 The competitor is the stronger (by mean) of the study's ssl arm and self-training: a gain over it is
 the generator's own.
 
+Where the dataset has its own test split (`--test`, default auto: fashion-mnist-5k's t10k, 10,000
+images), every classifier is also scored on it, beside the holdout, never instead: it trains nothing
+and chooses nothing (the recipes, the competitor's ssl candidate and the best GAN arm are the
+holdout's choices). One draw's 500 scoring images cannot show a gain smaller than about 2.8 points;
+10,000 can show a fraction of one. Its table adds the gain over the teacher itself, the
+consistency-trained network a team could use as its classifier without us; its intervals are a
+paired bootstrap over the (draw, seed) rows and the test images together.
+
     .venv/bin/python benchmarks/uplift.py --k 10,20 --draws 3 --teacher consistency
     .venv/bin/python benchmarks/uplift.py --k 10 --draws 1 --set g_width=32 --set steps=4000   # a GAN variant
     python benchmarks/uplift.py --k 10 --draws 3 --jobs 3   # on a GPU machine: draws side by side
@@ -42,11 +50,15 @@ recommended recipe; k20_recipe names each draw's), k20_gain_over_ssl with _ci_lo
 (paired over every (draw, seed)), k20_synthetic_only, k20_teacher (the teacher's accuracy) and
 k20_teacher_s; per arm k20_pool_gan, k20_gain_pool_gan (over real, with its interval),
 k20_pool_gan_gain_over_ssl, _share, _synthetic_only, _gan_train_s, _study_s. With --data, every key
-starts with the dataset's short name: mnist_k20_real, fashion_k20_gain_over_ssl, ..."""
+starts with the dataset's short name: mnist_k20_real, fashion_k20_gain_over_ssl, ... With a test
+split: k20_t10k_real, k20_t10k_ssl, k20_t10k_competitor, k20_t10k_best_synthetic,
+k20_t10k_gain_over_ssl and k20_t10k_gain_over_teacher (each with _ci_low, _ci_high),
+k20_t10k_synthetic_only, k20_t10k_teacher, and per arm as above with t10k_ in front."""
 
 from __future__ import annotations
 
 import argparse
+import base64
 import hashlib
 import json
 import multiprocessing
@@ -62,11 +74,13 @@ import numpy as np
 import torch
 
 from gan_core.classifier import ClassifierConfig, train_classifier
-from gan_core.data import ImageData, load_source
+from gan_core.data import ImageData, load_source, normalise
+from gan_core.data.sources import load_fashion_mnist
 from gan_core.device import choose_device
 from gan_core.export import filtered_samples
 from gan_core.files import atomic_write
 from gan_core.metrics import UPLIFT_LABEL_KINDS, UPLIFT_MIXES, Uplift, augmentation_uplift, paired_interval, uplift_classifier
+from gan_core.metrics.intervals import paired_bootstrap_interval
 from gan_core.metrics.uplift import TeacherPool, selection_mask
 from gan_core.semi import PSEUDO_LABEL_CONFIDENCE, TEACHER_RECIPES, pseudo_labelled, self_train, train_teacher
 from gan_core.train import TrainConfig, train
@@ -75,8 +89,10 @@ from gan_core.yaml_text import load_yaml
 EXPORT_CONFIDENCE = 0.9  # the spec default of export.min_confidence
 DATASETS = {"mnist-5k": "mnist", "fashion-mnist-5k": "fashion"}  # builtin name: short name in the JSON keys
 RESULT_SETTINGS = (
-    "data", "seeds", "classifier_steps", "profile", "set", "samples_per_class", "min_confidence", "pseudo_confidence", "skip", "ceiling", "teacher", "shares", "mixes", "labels",
+    "data", "seeds", "classifier_steps", "profile", "set", "samples_per_class", "min_confidence", "pseudo_confidence", "skip", "ceiling", "teacher", "shares", "mixes", "labels", "test",
 )  # fmt: skip
+# The datasets whose own test split (never trained on, far larger than the 1,000-image holdout) can also score every arm.
+TEST_SPLITS = {"fashion-mnist-5k": "t10k"}
 # The protocol's study leaves out the arms the first full study (fashion-mnist-5k, k=20, draw 0, 3 seeds, 19 arms,
 # 39 min) showed dominated: shares 0.1 and 0.9 (below 0.25-0.75 in every mix and label kind) and real + synthetic
 # (at or below ssl + synthetic at every share). 10 arms instead of 19; the pipeline's nightly study keeps them all.
@@ -100,11 +116,39 @@ def study_results(arm: str, uplift: Uplift) -> dict[str, list]:
     }
     if uplift.ssl is not None:
         results["study_ssl"], results["study_ssl_recipe"] = uplift.per_seed[uplift.ssl], [uplift.ssl]
+    if uplift.test_correct:  # the same arms, image by image on the test split
+        for key, study_arm in ((arm, uplift.recommended), (f"{arm}_synthetic_only", "synthetic"), ("real", "real"), ("study_ssl", uplift.ssl)):
+            if study_arm is not None:
+                results[f"test_{key}"] = [packed(row) for row in uplift.test_correct[study_arm]]
     return results
 
 
+def packed(right: np.ndarray) -> str:
+    """One classifier's right (1) or wrong (0) on every test image, as base64 of the bits: 10,000 images in 1.7 kB of JSON."""
+    return base64.b64encode(np.packbits(np.asarray(right, bool))).decode()
+
+
+def unpacked(text: str, n_images: int) -> np.ndarray:
+    return np.unpackbits(np.frombuffer(base64.b64decode(text), np.uint8), count=n_images)
+
+
+def right_on(classifier, data: ImageData) -> np.ndarray:
+    return (classifier.predict(data.images) == data.labels).astype(np.uint8)
+
+
+def test_split(name: str | None) -> ImageData | None:
+    """The dataset's own test split at the benchmark's size (32 px, grey), or None."""
+    if name is None:
+        return None
+    if name != "t10k":
+        raise ValueError(f"--test: expected t10k or none, got {name!r}")
+    return normalise(load_fashion_mnist("t10k"), 32, 1)
+
+
 def one_draw(args, gan_config: TrainConfig, train_split: ImageData, holdout: ImageData, k: int, draw: int, out: Path) -> dict[str, list]:
-    """Per-seed holdout accuracies of every arm for one draw of k labels per class."""
+    """Per-seed holdout accuracies of every arm for one draw of k labels per class; with `--test`, each
+    arm's right and wrong on every test image too (keys test_*)."""
+    test = test_split(args.test)
     labelled, pool_true = train_split.labelled_and_rest(k, seed=draw)
     pool = pool_true.images  # its labels discarded: only the ceiling arm sees them
     classifier = uplift_classifier(args.classifier_steps)
@@ -120,6 +164,8 @@ def one_draw(args, gan_config: TrainConfig, train_split: ImageData, holdout: Ima
     teacher = train_teacher(args.teacher, labelled, pool, ClassifierConfig(seed=draw), args.pseudo_confidence)
     results["teacher_s"] = [time.perf_counter() - started]
     results["teacher"] = [teacher.accuracy(scoring)]
+    if test is not None:
+        results["test_images"], results["test_teacher"] = [len(test)], [packed(right_on(teacher, test))]
     guesses = pseudo_labelled(teacher, pool, args.pseudo_confidence)
     teacher_pool = TeacherPool(pool, teacher.probabilities(pool), args.pseudo_confidence)
     print(
@@ -145,7 +191,7 @@ def one_draw(args, gan_config: TrainConfig, train_split: ImageData, holdout: Ima
         started = time.perf_counter()
         uplift = augmentation_uplift(
             labelled, holdout, synthetic, seeds, classifier, args.shares, pool=teacher_pool, synthetic_probs=teacher.probabilities(synthetic.images),
-            mixes=args.mixes, labels=args.labels,
+            mixes=args.mixes, labels=args.labels, test=test,
         )  # fmt: skip
         results[f"{arm}_study_s"] = [time.perf_counter() - started]
         results.update(study_results(arm, uplift))
@@ -155,13 +201,19 @@ def one_draw(args, gan_config: TrainConfig, train_split: ImageData, holdout: Ima
         )
         print("    " + uplift.table().replace("\n", "\n    "), flush=True)
     if args.ceiling:
-        uplift = augmentation_uplift(labelled, holdout, pool_true, seeds, classifier, args.shares)
+        uplift = augmentation_uplift(labelled, holdout, pool_true, seeds, classifier, args.shares, test=test)
         results.update({key: value for key, value in study_results("pool_true_labels", uplift).items() if not key.startswith("study_ssl")})
         print(f"  k={k} draw {draw} ceiling, the {len(pool_true)} pool images with their true labels:", flush=True)
         print("    " + uplift.table().replace("\n", "\n    "), flush=True)
     if "real" not in results:  # every arm that trains it left out
-        results["real"] = [train_classifier(labelled, replace(classifier, seed=seed)).accuracy(scoring) for seed in seeds]
-    results["self_training"] = [self_train(labelled, pool, replace(classifier, seed=seed), args.pseudo_confidence).accuracy(scoring) for seed in seeds]
+        reals = [train_classifier(labelled, replace(classifier, seed=seed)) for seed in seeds]
+        results["real"] = [real.accuracy(scoring) for real in reals]
+        if test is not None:
+            results["test_real"] = [packed(right_on(real, test)) for real in reals]
+    self_trained = [self_train(labelled, pool, replace(classifier, seed=seed), args.pseudo_confidence) for seed in seeds]
+    results["self_training"] = [student.accuracy(scoring) for student in self_trained]
+    if test is not None:
+        results["test_self_training"] = [packed(right_on(student, test)) for student in self_trained]
     print(f"  k={k} draw {draw} self-training: {np.mean(results['self_training']):.4f} ± {np.std(results['self_training']):.4f}", flush=True)
     atomic_write(saved_result(args, k, draw), lambda temp: temp.write_text(json.dumps(results)))
     return results
@@ -288,6 +340,11 @@ def main() -> None:
         help="GAN arms to leave out (default labelled_gan, which the pipeline trains only without a pool, and which was within noise of pool_gan "
         "in the earlier protocol's Fashion-MNIST draws; --skip '' trains both)",
     )
+    parser.add_argument(
+        "--test",
+        default="auto",
+        help="also score every arm on the dataset's own test split: t10k (fashion-mnist-5k's 10,000 images), none, or auto (t10k where the dataset has one)",
+    )
     parser.add_argument("--ceiling", action="store_true", help="add the pool with its true labels as an arm: the headroom")
     parser.add_argument("--out", type=Path, default=None, help="work folder of the GAN runs (default a new temporary one)")
     parser.add_argument("--results", type=Path, default=Path("benchmarks/results/uplift"), help="where each (dataset, k, draw) result is saved and found again")
@@ -302,6 +359,11 @@ def main() -> None:
     ks = [int(value) for value in args.k.split(",")]
     prefix = f"{DATASETS[args.data]}_" if args.data else ""
     args.data = args.data or "mnist-5k"
+    if args.test not in ("auto", "none", *TEST_SPLITS.values()):
+        parser.error(f"--test: expected auto, none or one of {sorted(set(TEST_SPLITS.values()))}, got {args.test!r}")
+    args.test = TEST_SPLITS.get(args.data) if args.test == "auto" else None if args.test == "none" else args.test
+    if args.test is not None and TEST_SPLITS.get(args.data) != args.test:
+        parser.error(f"--test {args.test}: {args.data} has no such split (splits: {TEST_SPLITS.get(args.data) or 'none'})")
     args.skip = sorted(args.skip)
     out = args.out or Path(tempfile.mkdtemp(prefix="ganpipe-uplift-"))
     data = load_source({"kind": "builtin", "name": args.data}, size=32, channels=1)
@@ -334,6 +396,23 @@ def main() -> None:
             mark = " (**competitor**)" if arm == f.get("competitor") else ""
             alone = f"{f[arm + '_synthetic_only']:.4f}" if arm + "_synthetic_only" in f else ""
             print(f"| {k} | {ARMS[arm]}{mark} | {f[arm]:.4f} ± {f[arm + '_std']:.4f} | {over_real} | {over_ssl} | {f.get(arm + '_recipe', '')} | {alone} |")
+    if any(key.endswith("_t10k_images") for key in figures):
+        print(
+            f"\nOn the {args.test} split ({len(test_split(args.test))} images no classifier trained on, nor chose a recipe); "
+            "gains [95% interval, paired bootstrap over (draw, seed) and images]"
+        )
+        print("| k | arm | accuracy | gain over real only | gain over the competitor | gain over the teacher |")
+        print("| --- | --- | --- | --- | --- | --- |")
+        for k in ks:
+            f = {key[len(f"k{k}_t10k_") :]: value for key, value in figures.items() if key.startswith(f"k{k}_t10k_")}
+            for arm in ("real", "teacher", *(arm for arm in ARMS if arm in f)):
+                name = ARMS.get(arm, {"real": "real only", "teacher": f"{args.teacher} teacher"}.get(arm))
+                mark = " (**competitor**)" if arm == f["competitor"] else ""
+                gains = [
+                    f"{f[key]:+.4f} [{f[key + '_ci_low']:+.4f}, {f[key + '_ci_high']:+.4f}]" if key in f else ""
+                    for key in (f"gain_{arm}", f"{arm}_gain_over_ssl", f"{arm}_gain_over_teacher")
+                ]
+                print(f"| {k} | {name}{mark} | {f[arm]:.4f} | " + " | ".join(gains) + " |")
     print(json.dumps({prefix + key: round(value, 4) if isinstance(value, float) else value for key, value in figures.items()}))
 
 
@@ -369,7 +448,39 @@ def k_figures(k: int, draws: list[dict[str, list]]) -> dict[str, float | str]:
             ssl=f[competitor], best_synthetic=f[best], best_synthetic_arm=best, recipe=f[f"{best}_recipe"], synthetic_only=f[f"{best}_synthetic_only"],
             gain_over_ssl=f[f"{best}_gain_over_ssl"], gain_over_ssl_ci_low=f[f"{best}_gain_over_ssl_ci_low"], gain_over_ssl_ci_high=f[f"{best}_gain_over_ssl_ci_high"],
         )  # fmt: skip
+    if all("test_images" in result for result in draws):
+        f.update(test_figures(draws, f.get("best_synthetic_arm")))
     return {f"k{k}_{key}": value for key, value in f.items()}
+
+
+def test_figures(draws: list[dict[str, list]], best_arm: str | None) -> dict[str, float | str]:
+    """The same comparisons on the test split (keys t10k_*): each arm's accuracy over every (draw,
+    seed), and each GAN arm's gain over real only, over the competitor (the stronger of ssl and
+    self-training on the test split) and over the teacher itself, with 95% intervals from a paired
+    bootstrap over the (draw, seed) rows and the test images together. The teacher (one per draw)
+    is paired with each of its draw's seeds."""
+    rows: dict[str, list[np.ndarray]] = {}
+    for result in draws:
+        n_images, n_seeds = result["test_images"][0], len(result["real"])
+        for key, values in result.items():
+            if key.startswith("test_") and key != "test_images":
+                right = np.stack([unpacked(text, n_images) for text in values])
+                rows.setdefault(key[len("test_") :], []).append(np.repeat(right, n_seeds, axis=0) if key == "test_teacher" else right)
+    correct = {arm: np.concatenate(parts) for arm, parts in rows.items()}
+    f: dict[str, float | str] = {f"t10k_{arm}": float(right.mean()) for arm, right in correct.items()}
+    competitor = max((arm for arm in COMPETITORS if arm in correct), key=lambda arm: f[f"t10k_{arm}"])
+    f["t10k_competitor"], f["t10k_images"] = competitor, float(draws[0]["test_images"][0])
+    for arm in (arm for arm in ARMS if arm in correct and arm not in COMPETITORS):
+        for baseline, name in (("real", f"t10k_gain_{arm}"), (competitor, f"t10k_{arm}_gain_over_ssl"), ("teacher", f"t10k_{arm}_gain_over_teacher")):
+            differences = correct[arm].astype(np.float64) - correct[baseline]
+            f[name] = float(differences.mean())
+            f[f"{name}_ci_low"], f[f"{name}_ci_high"] = paired_bootstrap_interval(differences)
+    if best_arm is not None and best_arm in correct:  # the arm the holdout found best, as in the holdout's summary
+        f["t10k_ssl"], f["t10k_best_synthetic"], f["t10k_synthetic_only"] = f[f"t10k_{competitor}"], f[f"t10k_{best_arm}"], f[f"t10k_{best_arm}_synthetic_only"]
+        for over in ("ssl", "teacher"):
+            for tail in ("", "_ci_low", "_ci_high"):
+                f[f"t10k_gain_over_{over}{tail}"] = f[f"t10k_{best_arm}_gain_over_{over}{tail}"]
+    return f
 
 
 if __name__ == "__main__":
