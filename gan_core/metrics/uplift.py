@@ -295,6 +295,14 @@ def _check_study(seeds: Sequence[int], classifier: ClassifierConfig, shares: Seq
         raise MetricsError("uplift classifier: expected a fixed number of optimizer steps (ClassifierConfig.steps), the same for every training set")
 
 
+def _check_test(test: ImageData | None, holdout: ImageData) -> None:
+    if test is not None and (test.class_names != holdout.class_names or test.images.shape[1:] != holdout.images.shape[1:]):
+        raise MetricsError(
+            f"test: expected images of the holdout's shape {holdout.images.shape[1:]} and classes {holdout.class_names}, "
+            f"got {test.images.shape[1:]} and {test.class_names}"
+        )
+
+
 def augmentation_uplift(
     real_train: ImageData,
     holdout: ImageData,
@@ -312,21 +320,17 @@ def augmentation_uplift(
     test: ImageData | None = None,
 ) -> Uplift:
     """Every recipe of `study_recipes` trained with each seed and tested on the real holdout: real
-        only, ssl with the teacher-labelled `pool` (when given, non-empty), real + synthetic and ssl +
-        synthetic at each of `shares` of every batch (with the generator's labels, and with the
-        teacher's `synthetic_probs` when given), and synthetic only; `mixes` and `labels` leave some of
-        the arms with synthetic data out (see `study_recipes`). `select_fraction` of the holdout
-        chooses, the rest scores. Each classifier also predicts `test` when given (`Uplift.test_correct`),
-    which decides nothing. `progress` gets one line per arm done (time left)."""
+    only, ssl with the teacher-labelled `pool` (when given, non-empty), real + synthetic and ssl +
+    synthetic at each of `shares` of every batch (with the generator's labels, and with the
+    teacher's `synthetic_probs` when given), and synthetic only; `mixes` and `labels` leave some of
+    the arms with synthetic data out (see `study_recipes`). `select_fraction` of the holdout
+    chooses, the rest scores; `test`, when given, is predicted too (`Uplift.test_correct`) and
+    decides nothing. `progress` gets one line per arm done (time left)."""
     base = classifier or UPLIFT_CLASSIFIER
     _check_study(seeds, base, shares, select_fraction, mixes, labels)
+    _check_test(test, holdout)
     if synthetic_probs is not None and np.shape(synthetic_probs) != (len(synthetic), real_train.num_classes):
         raise MetricsError(f"synthetic_probs: expected {len(synthetic)} × {real_train.num_classes} class probabilities, got {np.shape(synthetic_probs)}")
-    if test is not None and (test.class_names != real_train.class_names or test.images.shape[1:] != holdout.images.shape[1:]):
-        raise MetricsError(
-            f"test: expected images of the holdout's shape {holdout.images.shape[1:]} and classes {real_train.class_names}, "
-            f"got {test.images.shape[1:]} and {test.class_names}"
-        )
     pool = pool if pool is not None and len(pool.images) else None
     pool_kinds = ["hard", "soft"] if pool is not None else []
     recipes = study_recipes(shares, pool_kinds, synthetic_probs is not None, mixes, labels)
@@ -347,8 +351,7 @@ def augmentation_uplift(
         right = (judge.predict(holdout.images) == holdout.labels).astype(np.uint8)
         return right, None if test is None else (judge.predict(test.images) == test.labels).astype(np.uint8)
 
-    correct: dict[str, np.ndarray] = {}
-    test_correct: dict[str, np.ndarray] = {}
+    correct, test_correct = {}, {}  # arm → seeds × images of the holdout, of the test split
     chosen: dict[str, Recipe] = {}
     started = time.perf_counter()
     for done, recipe in enumerate(recipes, 1):
