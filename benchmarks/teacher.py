@@ -77,7 +77,7 @@ def main() -> None:
                 else:
                     teacher = train_teacher(name, labelled, rest.images, config, consistency=consistency)
                 seconds[name].append(time.perf_counter() - started)
-                correct[name].append((teacher.predict(holdout.images) == holdout.labels).astype(np.float64))
+                correct[name].append(teacher.right(holdout).astype(np.float64))
                 cells.append(f"{correct[name][-1].mean():.4f}, {seconds[name][-1]:.0f}")
             print(f"| {k} | {draw} | " + " | ".join(cells) + " |", flush=True)
         prefix = f"{DATASETS[args.data]}_k{k}"

@@ -122,8 +122,12 @@ class Judge:
     def predict(self, images: np.ndarray) -> np.ndarray:
         return self.logits(images).argmax(axis=1)
 
+    def right(self, data: ImageData) -> np.ndarray:
+        """1 for each image of `data` the judge classifies as labelled, else 0 (uint8)."""
+        return (self.predict(data.images) == data.labels).astype(np.uint8)
+
     def accuracy(self, data: ImageData) -> float:
-        return float((self.predict(data.images) == data.labels).mean())
+        return float(self.right(data).mean())
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)

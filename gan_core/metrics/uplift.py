@@ -348,8 +348,7 @@ def augmentation_uplift(
             if recipe.synthetic:
                 sources.append(BatchSource(synthetic, recipe.share, synthetic_probs if recipe.synthetic == "soft" else None))
             judge = train_classifier(real_train, config, sources=tuple(sources))
-        right = (judge.predict(holdout.images) == holdout.labels).astype(np.uint8)
-        return right, None if test is None else (judge.predict(test.images) == test.labels).astype(np.uint8)
+        return judge.right(holdout), None if test is None else judge.right(test)
 
     correct, test_correct = {}, {}  # arm → seeds × images of the holdout, of the test split
     chosen: dict[str, Recipe] = {}
