@@ -56,7 +56,7 @@ def check_teacher(judge: Judge, holdout: ImageData, alpha: float = TEACHER_ALPHA
 
     if not len(holdout):
         raise DataError("check_teacher: the holdout is empty; a teacher cannot be shown useful without one")
-    correct = int(judge.right(holdout).sum())
+    correct = int((judge.predict(holdout.images) == holdout.labels).sum())  # judge: anything with predict()
     shares = np.bincount(holdout.labels, minlength=holdout.num_classes) / len(holdout)
     baseline = float(max(shares.max(), 1.0 / holdout.num_classes))
     p_value = float(stats.binomtest(correct, len(holdout), baseline, alternative="greater").pvalue)
