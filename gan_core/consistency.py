@@ -14,7 +14,7 @@ import torch
 from torch.nn import functional as F
 
 from .augment import color, cutout
-from .classifier import ClassifierConfig, Judge, _Batches, _to_input, random_affine, train_classifier
+from .classifier import BatchSource, ClassifierConfig, Judge, _Batches, _Part, _to_input, random_affine, train_classifier
 from .data import ImageData
 
 
@@ -48,26 +48,31 @@ def consistency_train(
     pool: np.ndarray,  # N × C × H × W uint8, as ImageData.images
     config: ClassifierConfig | None = None,
     consistency: ConsistencyConfig | None = None,
+    sources: tuple[BatchSource, ...] = (),
 ) -> Judge:
     """The supervised judge on `labelled`, then `consistency.steps` optimizer steps of weak/strong
     consistency on `pool` beside the labelled images. Starting from the supervised judge, its
     confident weak views give pseudo-labels from the first step on, and the weak view costs one
-    forward pass without gradients. Without a pool it is the supervised judge."""
+    forward pass without gradients. Each of `sources` (the export, hard or soft labels) makes up its
+    share of every labelled batch in both stages, as in `train_classifier` (DPT, You et al. 2023).
+    Without a pool it is the supervised judge."""
     config, consistency = config or ClassifierConfig(), consistency or ConsistencyConfig()
-    judge = train_classifier(labelled, config)
+    judge = train_classifier(labelled, config, sources=sources)  # which checks the sources
     if not len(pool) or consistency.steps <= 0:
         return judge
     net, device = judge.net, judge.device
     generator = torch.Generator().manual_seed(config.seed + 1)
     batch_size = min(config.batch_size, len(labelled))
-    images, labels = _to_input(labelled.images, device), torch.from_numpy(labelled.labels).to(device)
+    counts = [(s, int(round(s.share * batch_size))) for s in sources if len(s.data) and int(round(s.share * batch_size))]
+    parts = [_Part(BatchSource(labelled, 1.0), batch_size - sum(count for _, count in counts), device, generator)]  # drawn first, as without sources
+    parts += [_Part(source, count, device, generator) for source, count in counts]
     pool_images = _to_input(pool, device)
-    labelled_batches, pool_batches = _Batches(len(labelled), generator), _Batches(len(pool), generator)
+    pool_batches = _Batches(len(pool), generator)
     pool_count = batch_size * consistency.pool_ratio
     optimizer = torch.optim.AdamW(net.parameters(), lr=consistency.lr, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, consistency.steps)
     for _ in range(consistency.steps):
-        index = labelled_batches.take(batch_size).to(device)
+        indices = [part.batches.take(part.count).to(device) for part in parts]
         unlabelled = pool_images[pool_batches.take(pool_count).to(device)]
         with torch.no_grad():
             net.eval()
@@ -76,10 +81,15 @@ def consistency_train(
             ).max(dim=1)
             mask = (confidence >= consistency.threshold).float()
         net.train()
-        views = torch.cat([random_affine(images[index], config, generator), strong_view(unlabelled, config, consistency, generator)])
+        batch = torch.cat([part.images[index] for part, index in zip(parts, indices)])
+        views = torch.cat([random_affine(batch, config, generator), strong_view(unlabelled, config, consistency, generator)])
         logits = net(views.contiguous(memory_format=torch.channels_last))  # the judge's format
         pool_loss = (F.cross_entropy(logits[batch_size:], guess, reduction="none") * mask).mean()
-        loss = F.cross_entropy(logits[:batch_size], labels[index]) + consistency.pool_weight * pool_loss
+        loss, start = logits.new_zeros(()), 0
+        for part, index in zip(parts, indices):  # every labelled row weighs the same, hard label or soft
+            loss = loss + part.loss_sum(logits[start : start + len(index)], index)
+            start += len(index)
+        loss = loss / batch_size + consistency.pool_weight * pool_loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -145,6 +145,23 @@ def test_consistency_training_learns_from_the_pool_and_without_one_is_the_superv
     assert np.allclose(unreachable.logits(pool), labelled_only.logits(pool), atol=1e-5)
 
 
+def test_consistency_training_takes_the_export_into_every_labelled_batch_under_its_hard_or_soft_labels():
+    """DPT-style: a source joins the labelled stream of both stages. Under labels shifted by one
+    class, at 0.75 of each batch, the judge learns the shift; soft labels that say the shifted class
+    train exactly as those hard labels do, whatever the source's own hard labels say."""
+    labelled, pool = bars(20).keep_labels_per_class(2, seed=0)
+    holdout, synthetic = bars(10, seed=5), bars(20, seed=7)
+    shifted = ImageData(synthetic.images, (synthetic.labels + 1) % 3, BARS)
+    few_steps = ConsistencyConfig(steps=20, threshold=0.5)
+    right = consistency_train(labelled, pool, SMALL, few_steps, (BatchSource(synthetic, 0.75),))
+    wrong = consistency_train(labelled, pool, SMALL, few_steps, (BatchSource(shifted, 0.75),))
+    soft_wrong = consistency_train(labelled, pool, SMALL, few_steps, (BatchSource(synthetic, 0.75, np.eye(3)[shifted.labels]),))
+    assert right.accuracy(holdout) >= 0.9 and wrong.accuracy(holdout) <= 0.4
+    assert np.allclose(soft_wrong.logits(holdout.images), wrong.logits(holdout.images), atol=1e-3)
+    with pytest.raises(ValueError, match="class names"):
+        consistency_train(labelled, pool, SMALL, few_steps, (BatchSource(ImageData(synthetic.images, synthetic.labels, ["a", "b", "c"]), 0.5),))
+
+
 def test_a_teacher_is_used_only_when_its_holdout_shows_it_beats_chance_and_the_majority_class():
     holdout = bars(4, seed=3)  # 12 images, 4 per class
     good = check_teacher(train_classifier(bars(10), SMALL), holdout)
