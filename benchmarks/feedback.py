@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from gan_core.checkpoint import load_generator
-from gan_core.classifier import ClassifierConfig
+from gan_core.classifier import BatchSource, ClassifierConfig
 from gan_core.consistency import ConsistencyConfig, consistency_train
 from gan_core.data import ImageData, load_source, normalise
 from gan_core.data.sources import load_fashion_mnist
@@ -40,16 +40,6 @@ from gan_core.metrics.intervals import paired_bootstrap_interval
 
 DATASETS = {"mnist-5k": "mnist", "fashion-mnist-5k": "fashion"}
 EXPORT_CONFIDENCE, SAMPLES_PER_CLASS = 0.9, 500  # as benchmarks/uplift.py draws the export
-
-
-def with_synthetic(labelled: ImageData, synthetic: ImageData, share: float) -> ImageData:
-    """The labelled images and the synthetic ones, the real repeated so that a uniform draw from the
-    union takes `share` of it from the synthetic set (consistency_train draws its labelled batches
-    uniformly)."""
-    copies = max(1, round(len(synthetic) * (1 - share) / (share * len(labelled))))
-    images = np.concatenate([np.tile(labelled.images, (copies, 1, 1, 1)), synthetic.images])
-    labels = np.concatenate([np.tile(labelled.labels, copies), synthetic.labels])
-    return ImageData(images, labels, labelled.class_names)
 
 
 def arms_of_one_draw(args, train_split: ImageData, k: int, draw: int, scored: dict[str, ImageData]) -> dict[str, dict[str, np.ndarray]]:
@@ -66,7 +56,7 @@ def arms_of_one_draw(args, train_split: ImageData, k: int, draw: int, scored: di
     synthetic = filtered_samples(generator, teacher, SAMPLES_PER_CLASS, args.min_confidence, seed=draw)
     for share in args.shares:
         started = time.perf_counter()
-        student = consistency_train(with_synthetic(labelled, synthetic, share), rest.images, config, consistency)
+        student = consistency_train(labelled, rest.images, config, consistency, (BatchSource(synthetic, share),))
         seconds[f"synthetic_{share}"] = time.perf_counter() - started
         right[f"synthetic_{share}"] = {name: student.right(data) for name, data in scored.items()}
     cells = ", ".join(f"{arm} {right[arm]['holdout'].mean():.4f} ({seconds[arm]:.0f} s)" for arm in right)
