@@ -8,7 +8,7 @@ drawn (`--draws` times); the rest is the unlabelled pool, its labels discarded. 
 (`--teacher`: consistency, the default and the pipeline's, or self_training) learns from the
 labelled images and the pool; it pseudo-labels the pool for the pool GAN and gives the study's ssl arms and soft labels. For each
 GAN, gan_core's uplift study (the pipeline's `augmentation_report`: real, ssl under the teacher's
-hard or soft labels, ssl (and with `--mixes real,ssl` real) + synthetic at `--shares` (0.25, 0.5,
+hard or soft labels or by consistency training on the pool, ssl (and with `--mixes real,ssl` real) + synthetic at `--shares` (0.25, 0.5,
 0.75 unless told) with hard or soft labels, synthetic only: the arms the first full study did not show dominated;
 the same classifier, steps and classical augmentation in every arm, `--seeds` seeds) runs with:
 
@@ -99,7 +99,7 @@ TEST_SPLITS = {"fashion-mnist-5k": "t10k"}
 PROTOCOL_SHARES = (0.25, 0.5, 0.75)
 PROTOCOL_MIXES = ("ssl",)
 GAN_ARMS = {"labelled_gan": "+ GAN on the labelled images", "pool_gan": "+ GAN on labelled + pool"}
-COMPETITORS = {"study_ssl": "ssl: the pool under the teacher's labels", "self_training": "self-training, no GAN"}
+COMPETITORS = {"study_ssl": "ssl: the pool under the teacher's labels, or consistency training on it", "self_training": "self-training, no GAN"}
 ARMS = {**COMPETITORS, **GAN_ARMS, "pool_true_labels": "ceiling: + the pool, true labels"}
 
 

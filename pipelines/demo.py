@@ -27,7 +27,7 @@ DEMO_STUDY = {"classifier_steps": 200, "seeds": 2, "shares": [0.5], "mixes": ["s
 
 def demo_run_config(samples_per_class: int = 500, steps: int | None = None) -> dict:
     """The demo's launchpad config: a shorter teacher, GAN and uplift study, and a smaller export,
-    than the spec's nightly run. The study keeps real only, both ssl candidates (the competitor),
+    than the spec's nightly run. The study keeps real only, the three ssl candidates (the competitor),
     ssl + synthetic at 0.5 with the generator's labels, and synthetic only."""
     return {
         "ops": {

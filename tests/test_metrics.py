@@ -230,18 +230,46 @@ def test_with_a_pool_the_study_measures_ssl_and_ssl_plus_synthetic_with_hard_and
     uniform = np.full((len(synthetic), 2), 0.5)  # soft labels that say nothing: the soft arms cannot learn the classes from them
     result = augmentation_uplift(labelled, holdout, synthetic, seeds=(0, 1), classifier=tiny, shares=(0.5,), pool=pool, synthetic_probs=uniform)
     ssl = result.ssl
-    assert ssl in ("ssl_hard", "ssl_soft") and result.n_pool == 60
+    assert ssl in ("ssl_hard", "ssl_soft", "ssl_consistency") and result.n_pool == 60
     kind = result.recipes[ssl].pool
-    assert set(result.correct) == {"real", "ssl_hard", "ssl_soft", "share_0.5", "ssl+synthetic_hard_share_0.5", "ssl+synthetic_soft_share_0.5", "synthetic"}
+    assert set(result.correct) == {
+        "real",
+        "ssl_hard",
+        "ssl_soft",
+        "ssl_consistency",
+        "share_0.5",
+        "ssl+synthetic_hard_share_0.5",
+        "ssl+synthetic_soft_share_0.5",
+        "synthetic",
+    }
     assert all(result.recipes[arm].pool == kind for arm in result.correct if arm.startswith("ssl+"))
     figures = result.figures()
     assert figures["uplift_gain"] == pytest.approx(figures["uplift_recommended"] - figures["uplift_baseline_accuracy"])
     assert figures["uplift_gain_over_ssl"] == pytest.approx(figures["uplift_recommended"] - figures["uplift_ssl"])
-    assert result.without_synthetic in ("real", ssl) and result.summary()["ssl"].startswith("ssl (pool under the teacher's")
+    assert result.without_synthetic in ("real", ssl) and result.summary()["ssl"].startswith("ssl (")
     assert not np.array_equal(result.correct["ssl+synthetic_hard_share_0.5"], result.correct["ssl+synthetic_soft_share_0.5"])
     assert "gain over ssl" in result.table() and "**competitor**" in result.table()
     real_only = Uplift(result.correct, result.shares, result.seeds, 8, 40, 15, recipes=result.recipes, selection=result.selection, baseline="real")
     assert real_only.without_synthetic == "real" and real_only.gain == pytest.approx(figures["uplift_gain_over_real"])
+
+
+def test_consistency_training_is_an_ssl_candidate_and_ssl_plus_synthetic_builds_on_it_when_it_ranks_first():
+    """A teacher whose pseudo-labels are all wrong makes both teacher-labelled ssl arms learn the
+    classes backwards; consistency training on the pool asks the teacher nothing, so it is the
+    competitor, and the ssl + synthetic arms are consistency training with the export beside."""
+    rng = np.random.default_rng(0)
+    tiny = ClassifierConfig(steps=30, width=4, feature_dim=8, batch_size=8)
+    labelled, holdout, synthetic, unlabelled = _blobs(4, rng), _blobs(20, rng), _blobs(20, rng), _blobs(30, rng)
+    backwards = TeacherPool(unlabelled.images, np.eye(2)[1 - unlabelled.labels] * 0.9 + 0.05, min_confidence=0.9)
+    result = augmentation_uplift(labelled, holdout, synthetic, seeds=(0, 1), classifier=tiny, shares=(0.5,), pool=backwards, mixes=["ssl"], labels=["hard"])
+    assert result.recipes["ssl_consistency"].pool == "consistency" and result.recipes["ssl_consistency"].synthetic is None
+    assert result.ssl == "ssl_consistency" and result.summary()["ssl"] == "ssl (consistency training on the pool)"
+    assert result.arm("ssl_consistency")[0] > max(result.arm("ssl_hard")[0], result.arm("ssl_soft")[0])
+    assert result.recipes["ssl+synthetic_hard_share_0.5"].pool == "consistency"
+    assert (
+        result.recipes["ssl+synthetic_hard_share_0.5"].describe()
+        == "ssl + synthetic, 0.5 of each batch, the generator's labels, with consistency training on the pool"
+    )
 
 
 def test_a_test_split_scores_every_classifier_of_the_study_and_decides_nothing():
@@ -278,13 +306,16 @@ def test_mixes_and_labels_leave_arms_with_synthetic_data_out_and_the_figures_fol
     study = dict(seeds=(0,), classifier=tiny, shares=(0.5,), pool=pool, synthetic_probs=probs)
     result = augmentation_uplift(labelled, holdout, synthetic, **study, mixes=["ssl"], labels=["soft"])
     kind = result.recipes[result.ssl].pool
-    assert list(result.correct) == ["real", "ssl_hard", "ssl_soft", "ssl+synthetic_soft_share_0.5", "synthetic"]
+    assert list(result.correct) == ["real", "ssl_hard", "ssl_soft", "ssl_consistency", "ssl+synthetic_soft_share_0.5", "synthetic"]
     assert result.recipes["ssl+synthetic_soft_share_0.5"].pool == kind and result.real_plus_synthetic is None
     figures = result.figures()
     assert "uplift_real_plus_synthetic" not in figures and "uplift_gain_share_0.5" not in figures and "uplift_gain_over_ssl" in figures
     assert result.recommended in ("ssl+synthetic_soft_share_0.5", "synthetic")
     real_hard = augmentation_uplift(labelled, holdout, synthetic, **study, mixes=["real"], labels=["hard"])
-    assert list(real_hard.correct) == ["real", "ssl_hard", "ssl_soft", "share_0.5", "synthetic"] and "uplift_real_plus_synthetic" in real_hard.figures()
+    assert (
+        list(real_hard.correct) == ["real", "ssl_hard", "ssl_soft", "ssl_consistency", "share_0.5", "synthetic"]
+        and "uplift_real_plus_synthetic" in real_hard.figures()
+    )
     # Without a pool the only mix is real + synthetic, whatever `mixes` says; soft labels go with it.
     no_pool = augmentation_uplift(labelled, holdout, synthetic, **{**study, "pool": None}, mixes=["ssl"])
     assert list(no_pool.correct) == ["real", "share_0.5", "real+synthetic_soft_share_0.5", "synthetic"]

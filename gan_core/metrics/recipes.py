@@ -18,9 +18,9 @@ def share_arm(share: float, pool: str | None = None, labels: str = "hard") -> st
 
 @dataclass(frozen=True)
 class Recipe:
-    """What one arm trains on: the real labelled images, plus the teacher-labelled pool (`pool`:
-    hard or soft), plus the export at `share` of each batch (`synthetic`: hard or soft labels);
-    share 1 is synthetic only."""
+    """What one arm trains on: the real labelled images, plus the pool (`pool`: under the
+    teacher's hard or soft labels, or `consistency`: consistency training on it), plus the export
+    at `share` of each batch (`synthetic`: hard or soft labels); share 1 is synthetic only."""
 
     name: str
     pool: str | None = None
@@ -28,13 +28,19 @@ class Recipe:
     share: float = 0.0
 
     def describe(self) -> str:
-        base = {None: "real", "hard": "ssl (pool under the teacher's hard labels)", "soft": "ssl (pool under the teacher's soft labels)"}[self.pool]
+        base = {
+            None: "real",
+            "hard": "ssl (pool under the teacher's hard labels)",
+            "soft": "ssl (pool under the teacher's soft labels)",
+            "consistency": "ssl (consistency training on the pool)",
+        }[self.pool]
         if self.synthetic is None:
             return "real only" if self.pool is None else base
         if self.share >= 1:
             return "synthetic only"
         label = "the generator's labels" if self.synthetic == "hard" else "the teacher's soft labels"
-        return f"{'ssl' if self.pool else 'real'} + synthetic, {self.share:g} of each batch, {label}"
+        mix = f"{'ssl' if self.pool else 'real'} + synthetic, {self.share:g} of each batch, {label}"
+        return mix + (", with consistency training on the pool" if self.pool == "consistency" else "")
 
 
 def study_recipes(
@@ -45,8 +51,8 @@ def study_recipes(
     labels: Sequence[str] = LABEL_KINDS,
 ) -> list[Recipe]:
     """Every arm of the study, in the order they are trained and shown. `pool_kinds` holds the ssl
-    candidates (hard, soft); the ssl + synthetic arms use whichever of them the selection images
-    rank first, so they are listed with pool `best`. `mixes` and `labels` choose the arms with
+    candidates (hard, soft, consistency); the ssl + synthetic arms use whichever of them the
+    selection images rank first, so they are listed with pool `best`. `mixes` and `labels` choose the arms with
     synthetic data: what the synthetic images join (real, ssl) and under which labels (hard, soft:
     only with `soft_synthetic`). Without a pool the only mix is real + synthetic, with the soft
     labels too; real only, the ssl candidates and synthetic only are always in."""

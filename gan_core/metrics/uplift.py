@@ -3,9 +3,9 @@ get without them?
 
 The same small classifier, the same optimizer steps and the same classical augmentation in every
 arm (a recipe): real only; with a pool of unlabelled images, `ssl` (the pool under the teacher's
-hard pseudo-labels, or under its probabilities: the better of the two is the competitor); real +
-synthetic and ssl + synthetic (hard labels, and the teacher's soft labels when the export has them)
-at several synthetic shares of every batch; and synthetic only. The best recipe with synthetic data
+hard pseudo-labels, or under its probabilities, or consistency training on it: the best of the
+three is the competitor); real + synthetic and ssl + synthetic (hard labels, and the teacher's soft
+labels when the export has them) at several synthetic shares of every batch; and synthetic only. The best recipe with synthetic data
 is the recommended one, and the gate compares it with the best recipe without.
 
 The holdout is split in two, once: one half chooses (the ssl candidate, the recommended recipe),
@@ -21,7 +21,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..classifier import BatchSource, ClassifierConfig, train_classifier
+from ..classifier import BatchSource, ClassifierConfig, classifier_steps, train_classifier
+from ..consistency import ConsistencyConfig, consistency_train
 from ..data import ImageData
 from ..progress import time_left
 from ..semi import POOL_SHARE  # of what each ssl batch leaves to real images, drawn from the teacher-labelled pool
@@ -35,6 +36,10 @@ UPLIFT_SHARES = (0.1, 0.25, 0.5, 0.75, 0.9)  # synthetic images per batch
 UPLIFT_SEEDS = 5
 MIN_DETECTABLE_IMAGES = 4  # d images more right, all else equal: the interval clears 0 once d/N > 1.96·√d/N
 SELECTION_FRACTION = 0.5  # of the holdout, to choose the recipes; the rest scores them
+POOL_KINDS = ("hard", "soft", "consistency")  # the ssl candidates: the pool under the teacher's hard or soft labels, or consistency training on it
+# Of a consistency arm's optimizer steps, those of consistency after the supervised ones: the
+# teacher's measured 400 of 1,000, so that the arm trains no longer than the others.
+CONSISTENCY_STEP_SHARE = 0.4
 BASELINES = ("ssl", "real")  # what the gate compares with: the best recipe without synthetic data, or real only
 
 
@@ -320,7 +325,7 @@ def augmentation_uplift(
     test: ImageData | None = None,
 ) -> Uplift:
     """Every recipe of `study_recipes` trained with each seed and tested on the real holdout: real
-    only, ssl with the teacher-labelled `pool` (when given, non-empty), real + synthetic and ssl +
+    only, the ssl candidates with the `pool` (when given, non-empty), real + synthetic and ssl +
     synthetic at each of `shares` of every batch (with the generator's labels, and with the
     teacher's `synthetic_probs` when given), and synthetic only; `mixes` and `labels` leave some of
     the arms with synthetic data out (see `study_recipes`). `select_fraction` of the holdout
@@ -332,22 +337,25 @@ def augmentation_uplift(
     if synthetic_probs is not None and np.shape(synthetic_probs) != (len(synthetic), real_train.num_classes):
         raise MetricsError(f"synthetic_probs: expected {len(synthetic)} × {real_train.num_classes} class probabilities, got {np.shape(synthetic_probs)}")
     pool = pool if pool is not None and len(pool.images) else None
-    pool_kinds = ["hard", "soft"] if pool is not None else []
+    pool_kinds = list(POOL_KINDS) if pool is not None else []
     recipes = study_recipes(shares, pool_kinds, synthetic_probs is not None, mixes, labels)
     selection = selection_mask(len(holdout), fraction=select_fraction)
     names = real_train.class_names
 
     def train(recipe: Recipe, seed: int, pool_kind: str | None) -> tuple[np.ndarray, np.ndarray | None]:
         config = replace(base, seed=int(seed))
+        exported = (BatchSource(synthetic, recipe.share, synthetic_probs if recipe.synthetic == "soft" else None),) if recipe.synthetic else ()
         if recipe.share >= 1:
             judge = train_classifier(synthetic, config)
+        elif pool_kind == "consistency":  # the export joins the labelled stream of both stages (DPT)
+            steps = classifier_steps(config, len(real_train))
+            later = int(round(CONSISTENCY_STEP_SHARE * steps))
+            judge = consistency_train(real_train, pool.images, replace(config, steps=steps - later), ConsistencyConfig(steps=later), exported)
         else:
             sources = []
             if pool_kind:
                 sources.append(pool.source(pool_kind, names, POOL_SHARE * (1 - recipe.share)))
-            if recipe.synthetic:
-                sources.append(BatchSource(synthetic, recipe.share, synthetic_probs if recipe.synthetic == "soft" else None))
-            judge = train_classifier(real_train, config, sources=tuple(sources))
+            judge = train_classifier(real_train, config, sources=(*sources, *exported))
         return judge.right(holdout), None if test is None else judge.right(test)
 
     correct, test_correct = {}, {}  # arm → seeds × images of the holdout, of the test split
