@@ -21,7 +21,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..classifier import BatchSource, ClassifierConfig, classifier_steps, train_classifier
+from ..classifier import BatchSource, ClassifierConfig, Judge, classifier_steps, train_classifier
 from ..consistency import ConsistencyConfig, consistency_train
 from ..data import ImageData
 from ..progress import time_left
@@ -308,6 +308,14 @@ def _check_test(test: ImageData | None, holdout: ImageData) -> None:
         )
 
 
+def _consistency_arm(real_train: ImageData, pool: np.ndarray, config: ClassifierConfig, exported: tuple[BatchSource, ...]) -> Judge:
+    """Consistency training on the pool for the arm's own step count, split between the supervised
+    and the consistency stage; the export (if any) joins the labelled stream of both (DPT)."""
+    steps = classifier_steps(config, len(real_train))
+    later = int(round(CONSISTENCY_STEP_SHARE * steps))
+    return consistency_train(real_train, pool, replace(config, steps=steps - later), ConsistencyConfig(steps=later), exported)
+
+
 def augmentation_uplift(
     real_train: ImageData,
     holdout: ImageData,
@@ -347,10 +355,8 @@ def augmentation_uplift(
         exported = (BatchSource(synthetic, recipe.share, synthetic_probs if recipe.synthetic == "soft" else None),) if recipe.synthetic else ()
         if recipe.share >= 1:
             judge = train_classifier(synthetic, config)
-        elif pool_kind == "consistency":  # the export joins the labelled stream of both stages (DPT)
-            steps = classifier_steps(config, len(real_train))
-            later = int(round(CONSISTENCY_STEP_SHARE * steps))
-            judge = consistency_train(real_train, pool.images, replace(config, steps=steps - later), ConsistencyConfig(steps=later), exported)
+        elif pool_kind == "consistency":
+            judge = _consistency_arm(real_train, pool.images, config, exported)
         else:
             sources = []
             if pool_kind:
