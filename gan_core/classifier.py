@@ -7,6 +7,7 @@ data, measures augmentation uplift."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -194,6 +195,28 @@ class _Part:
         return -(self.probs[index] * F.log_softmax(logits, dim=1)).sum()
 
 
+def _labelled_parts(data: ImageData, sources: Sequence[BatchSource], batch_size: int, device: torch.device, generator: torch.Generator) -> list[_Part]:
+    """`data`'s part of every batch, drawn first (as without sources), then each source's share of it."""
+    counts = [(s, int(round(s.share * batch_size))) for s in sources if len(s.data) and int(round(s.share * batch_size))]
+    parts = [_Part(BatchSource(data, 1.0), batch_size - sum(count for _, count in counts), device, generator)]
+    return parts + [_Part(source, count, device, generator) for source, count in counts]
+
+
+def _draw_batch(parts: list[_Part], device: torch.device) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """One batch's images from every part, and each part's indices for `_parts_loss`."""
+    indices = [part.batches.take(part.count).to(device) for part in parts]
+    return torch.cat([part.images[index] for part, index in zip(parts, indices)]), indices
+
+
+def _parts_loss(parts: list[_Part], logits: torch.Tensor, indices: list[torch.Tensor]) -> torch.Tensor:
+    """The summed loss of a batch drawn by `_draw_batch`: every row weighs the same, hard label or soft."""
+    loss, start = logits.new_zeros(()), 0
+    for part, index in zip(parts, indices):
+        loss = loss + part.loss_sum(logits[start : start + len(index)], index)
+        start += len(index)
+    return loss
+
+
 def _check_sources(data: ImageData, sources: list[BatchSource]) -> None:
     for source in sources:
         if source.data.class_names != data.class_names:
@@ -224,23 +247,16 @@ def train_classifier(
     generator = torch.Generator().manual_seed(config.seed)
     net = JudgeNet(data.channels, data.size, data.num_classes, config.width, config.feature_dim).to(device, memory_format=config.memory_format)
     batch_size = min(config.batch_size, len(data))
-    counts = {i: int(round(s.share * batch_size)) for i, s in enumerate(sources) if len(s.data) and int(round(s.share * batch_size))}
-    real = _Part(BatchSource(data, 1.0), batch_size - sum(counts.values()), device, generator)  # drawn first, as without extras
-    extras = [_Part(sources[i], count, device, generator) for i, count in counts.items()]
+    parts = _labelled_parts(data, sources, batch_size, device, generator)
     total_steps = classifier_steps(config, len(data))
     optimizer = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, config.lr, total_steps=total_steps)
     net.train()
     for _ in range(total_steps):
-        indices = [part.batches.take(part.count).to(device) for part in (real, *extras)]
-        batch = torch.cat([part.images[index] for part, index in zip((real, *extras), indices)])
+        batch, indices = _draw_batch(parts, device)
         logits = net(random_affine(batch, config, generator).contiguous(memory_format=config.memory_format))
-        loss, start = logits.new_zeros(()), 0
-        for part, index in zip((real, *extras), indices):  # every row weighs the same, hard label or soft
-            loss = loss + part.loss_sum(logits[start : start + len(index)], index)
-            start += len(index)
         optimizer.zero_grad(set_to_none=True)
-        (loss / len(batch)).backward()
+        (_parts_loss(parts, logits, indices) / len(batch)).backward()
         optimizer.step()
         schedule.step()
     return Judge(net, data.class_names, device)

@@ -14,7 +14,7 @@ import torch
 from torch.nn import functional as F
 
 from .augment import color, cutout
-from .classifier import BatchSource, ClassifierConfig, Judge, _Batches, _Part, _to_input, random_affine, train_classifier
+from .classifier import BatchSource, ClassifierConfig, Judge, _Batches, _draw_batch, _labelled_parts, _parts_loss, _to_input, random_affine, train_classifier
 from .data import ImageData
 
 
@@ -63,16 +63,14 @@ def consistency_train(
     net, device = judge.net, judge.device
     generator = torch.Generator().manual_seed(config.seed + 1)
     batch_size = min(config.batch_size, len(labelled))
-    counts = [(s, int(round(s.share * batch_size))) for s in sources if len(s.data) and int(round(s.share * batch_size))]
-    parts = [_Part(BatchSource(labelled, 1.0), batch_size - sum(count for _, count in counts), device, generator)]  # drawn first, as without sources
-    parts += [_Part(source, count, device, generator) for source, count in counts]
+    parts = _labelled_parts(labelled, sources, batch_size, device, generator)
     pool_images = _to_input(pool, device)
     pool_batches = _Batches(len(pool), generator)
     pool_count = batch_size * consistency.pool_ratio
     optimizer = torch.optim.AdamW(net.parameters(), lr=consistency.lr, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, consistency.steps)
     for _ in range(consistency.steps):
-        indices = [part.batches.take(part.count).to(device) for part in parts]
+        batch, indices = _draw_batch(parts, device)
         unlabelled = pool_images[pool_batches.take(pool_count).to(device)]
         with torch.no_grad():
             net.eval()
@@ -81,15 +79,10 @@ def consistency_train(
             ).max(dim=1)
             mask = (confidence >= consistency.threshold).float()
         net.train()
-        batch = torch.cat([part.images[index] for part, index in zip(parts, indices)])
         views = torch.cat([random_affine(batch, config, generator), strong_view(unlabelled, config, consistency, generator)])
         logits = net(views.contiguous(memory_format=torch.channels_last))  # the judge's format
         pool_loss = (F.cross_entropy(logits[batch_size:], guess, reduction="none") * mask).mean()
-        loss, start = logits.new_zeros(()), 0
-        for part, index in zip(parts, indices):  # every labelled row weighs the same, hard label or soft
-            loss = loss + part.loss_sum(logits[start : start + len(index)], index)
-            start += len(index)
-        loss = loss / batch_size + consistency.pool_weight * pool_loss
+        loss = _parts_loss(parts, logits, indices) / batch_size + consistency.pool_weight * pool_loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
