@@ -352,7 +352,8 @@ def augmentation_uplift(
 
     def train(recipe: Recipe, seed: int, pool_kind: str | None) -> tuple[np.ndarray, np.ndarray | None]:
         config = replace(base, seed=int(seed))
-        exported = (BatchSource(synthetic, recipe.share, synthetic_probs if recipe.synthetic == "soft" else None),) if recipe.synthetic else ()
+        mixed = recipe.synthetic and recipe.share < 1  # synthetic only trains on the export itself, below
+        exported = (BatchSource(synthetic, recipe.share, synthetic_probs if recipe.synthetic == "soft" else None),) if mixed else ()
         if recipe.share >= 1:
             judge = train_classifier(synthetic, config)
         elif pool_kind == "consistency":
