@@ -42,7 +42,8 @@ paired bootstrap over the (draw, seed) rows and the test images together.
 Each (dataset, k, draw) result is saved under --results as it finishes (the file name holds a digest of
 gan_core's code, this script and every setting that changes a result), and a rerun with the same
 code and settings reads it instead of training again: a protocol that takes hours can be stopped
-and resumed, or collected over several runs (`--draws 3` after `--draws 1` trains draws 1 and 2 only).
+and resumed, or collected over several runs (`--draws 3` after `--draws 1` trains draws 1 and 2 only);
+`--list` says which are saved and which are still to train.
 
 Last line: one JSON object, keys per k (means over draws and seeds): k20_real, k20_ssl (the
 competitor's accuracy; k20_competitor names it), k20_best_synthetic (the better GAN arm's
@@ -344,6 +345,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="work folder of the GAN runs (default a new temporary one)")
     parser.add_argument("--results", type=Path, default=Path("benchmarks/results/uplift"), help="where each (dataset, k, draw) result is saved and found again")
     parser.add_argument("--jobs", type=int, default=1, help="(k, draw) pairs trained side by side in worker processes (a few, on a GPU machine)")
+    parser.add_argument(
+        "--list",
+        action="store_true",
+        help="say which (k, draw) results are saved for this code and these settings, and which are still to train; train nothing",
+    )
     args = parser.parse_args()
     try:
         gan_config = TrainConfig.from_profile(args.profile, **dict(args.set))
@@ -358,14 +364,19 @@ def main() -> None:
     if args.test is not None and TEST_SPLITS.get(args.data) != args.test:
         parser.error(f"--test {args.test}: {args.data} has no such split (splits: {TEST_SPLITS.get(args.data) or 'none'})")
     args.skip = sorted(args.skip)
-    out = args.out or Path(tempfile.mkdtemp(prefix="ganpipe-uplift-"))
-    data = load_source({"kind": "builtin", "name": args.data}, size=32, channels=1)
-    train_split, holdout = data.split(0.2, seed=0)
     device = choose_device()
     args.digest = settings_digest(args, device)
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{os.cpu_count()} CPU cores"
-    print(f"{args.data}: {len(train_split)} train, {len(holdout)} holdout (never trains anything); work in {out}", flush=True)
     print(f"device: {device.type} ({device_name}); profile {args.profile}; {args.jobs} job(s); results saved as {saved_result(args, 'K', 'D')}", flush=True)
+    if args.list:
+        for k, draw in ((k, draw) for k in ks for draw in range(args.draws)):
+            path = saved_result(args, k, draw)
+            print(f"  k={k} draw {draw}: " + (f"saved as {path}" if path.is_file() else "to train"))
+        return
+    out = args.out or Path(tempfile.mkdtemp(prefix="ganpipe-uplift-"))
+    data = load_source({"kind": "builtin", "name": args.data}, size=32, channels=1)
+    train_split, holdout = data.split(0.2, seed=0)
+    print(f"{args.data}: {len(train_split)} train, {len(holdout)} holdout (never trains anything); work in {out}", flush=True)
 
     figures: dict[str, float | str] = {}
     for k, draws in every_draw(args, gan_config, train_split, holdout, ks, out).items():
