@@ -33,13 +33,11 @@ import numpy as np
 from gan_core.checkpoint import load_generator
 from gan_core.classifier import BatchSource, ClassifierConfig
 from gan_core.consistency import ConsistencyConfig, consistency_train
-from gan_core.data import ImageData, load_source, normalise
-from gan_core.data.sources import load_fashion_mnist
+from gan_core.data import BUILTIN_DATASETS, ImageData, load_source
 from gan_core.export import filtered_samples
 from gan_core.metrics.intervals import paired_bootstrap_interval
 
-DATASETS = {"mnist-5k": "mnist", "fashion-mnist-5k": "fashion"}
-EXPORT_CONFIDENCE, SAMPLES_PER_CLASS = 0.9, 500  # as benchmarks/uplift.py draws the export
+from common import EXPORT_CONFIDENCE, SAMPLES_PER_CLASS, TEST_SPLITS, short_name, test_split
 
 
 def arms_of_one_draw(args, train_split: ImageData, k: int, draw: int, scored: dict[str, ImageData]) -> dict[str, dict[str, np.ndarray]]:
@@ -66,7 +64,7 @@ def arms_of_one_draw(args, train_split: ImageData, k: int, draw: int, scored: di
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", choices=sorted(DATASETS), default="fashion-mnist-5k")
+    parser.add_argument("--data", choices=BUILTIN_DATASETS, default="fashion-mnist-5k")
     parser.add_argument("--k", type=int, default=20, help="labelled images per class")
     parser.add_argument("--draws", type=int, default=3)
     parser.add_argument("--gans", type=Path, required=True, help="benchmarks/uplift.py's --out folder, with k{k}-d{draw}-pool_gan/generator.safetensors")
@@ -84,14 +82,14 @@ def main() -> None:
             f"--gans {args.gans}: no k{args.k}-d{{draw}}-pool_gan/generator.safetensors for draws {missing}; train them with benchmarks/uplift.py --out"
         )
     train_split, holdout = load_source({"kind": "builtin", "name": args.data}, size=32, channels=1).split(0.2, seed=0)
-    scored = {"holdout": holdout, **({"t10k": normalise(load_fashion_mnist("t10k"), 32, 1)} if args.data == "fashion-mnist-5k" else {})}
+    scored = {"holdout": holdout, **({TEST_SPLITS[args.data]: test_split(TEST_SPLITS[args.data])} if args.data in TEST_SPLITS else {})}
     print(
         f"{args.data}, k={args.k}: scored on {', '.join(f'{name} ({len(data)})' for name, data in scored.items())}; {ConsistencyConfig(steps=args.consistency_steps)}",
         flush=True,
     )
     draws = [arms_of_one_draw(args, train_split, args.k, draw, scored) for draw in range(args.draws)]
     figures: dict[str, float] = {}
-    prefix = f"{DATASETS[args.data]}_k{args.k}"
+    prefix = f"{short_name(args.data)}_k{args.k}"
     for name in scored:
         key_of = lambda arm: f"{prefix}_{arm}" if name == "holdout" else f"{prefix}_{name}_{arm}"  # noqa: E731
         base = np.stack([draw["consistency"][name] for draw in draws]).astype(np.float64)  # draws × images

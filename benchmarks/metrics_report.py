@@ -27,6 +27,8 @@ from gan_core.metrics import UPLIFT_CLASSIFIER, EvaluationConfig, augmentation_u
 from gan_core.sample import generate
 from gan_core.train import TrainConfig, train
 
+from common import short_name
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -96,7 +98,7 @@ def main() -> None:
     if not args.skip_scarce:
         figures.update(scarce_figures(args, train_split, holdout, seeds, out))
     print(f"report: {out / 'report' / 'report.md'}")
-    prefix = args.data.split("-")[0] + "_" if args.data else ""  # fashion-mnist-5k: fashion_
+    prefix = short_name(args.data) + "_" if args.data else ""
     print(json.dumps({prefix + key: round(float(value), 4) for key, value in figures.items()}))
 
 

@@ -29,6 +29,8 @@ from gan_core.metrics import evaluate
 from gan_core.sample import class_grid, generate, save_grid
 from gan_core.train import TrainConfig, train
 
+from common import short_name
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -72,7 +74,7 @@ def main() -> None:
         print(f"{name} {diversity[name + '_domain']:.4f} (real vs real {diversity[name + '_domain_baseline']:.4f})")
     save_grid(class_grid(result.generator), out / "samples.png", columns=10)
     print(f"sample grid: {out / 'samples.png'} (rows: {', '.join(data.class_names)})")
-    prefix = args.data.split("-")[0] + "_" if args.data else ""  # fashion-mnist-5k: fashion_
+    prefix = short_name(args.data) + "_" if args.data else ""
     figures = {
         "wall_s": round(result.wall_s, 2),
         "images_per_s": round(result.images_per_s, 1),

@@ -27,12 +27,13 @@ import numpy as np
 
 from gan_core.classifier import ClassifierConfig, train_classifier
 from gan_core.consistency import ConsistencyConfig
-from gan_core.data import load_source
+from gan_core.data import BUILTIN_DATASETS, load_source
 from gan_core.metrics.intervals import paired_bootstrap_interval
 from gan_core.semi import TEACHER_RECIPES, train_teacher
 from gan_core.yaml_text import load_yaml
 
-DATASETS = {"mnist-5k": "mnist", "fashion-mnist-5k": "fashion"}
+from common import short_name
+
 RECIPES = ("supervised", *TEACHER_RECIPES)
 
 
@@ -46,7 +47,7 @@ def consistency_override(text: str) -> tuple[str, object]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", choices=sorted(DATASETS), default="mnist-5k")
+    parser.add_argument("--data", choices=BUILTIN_DATASETS, default="mnist-5k")
     parser.add_argument("--k", default="10,20", help="labelled images per class, comma-separated")
     parser.add_argument("--draws", type=int, default=3)
     parser.add_argument("--recipes", default=",".join(RECIPES), help=f"comma list of {list(RECIPES)}")
@@ -80,7 +81,7 @@ def main() -> None:
                 correct[name].append(teacher.right(holdout).astype(np.float64))
                 cells.append(f"{correct[name][-1].mean():.4f}, {seconds[name][-1]:.0f}")
             print(f"| {k} | {draw} | " + " | ".join(cells) + " |", flush=True)
-        prefix = f"{DATASETS[args.data]}_k{k}"
+        prefix = f"{short_name(args.data)}_k{k}"
         for name in recipes:
             figures[f"{prefix}_teacher_{name}"] = float(np.mean(correct[name]))
             figures[f"{prefix}_teacher_{name}_s"] = float(np.mean(seconds[name]))

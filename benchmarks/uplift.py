@@ -75,8 +75,7 @@ import numpy as np
 import torch
 
 from gan_core.classifier import ClassifierConfig, train_classifier
-from gan_core.data import ImageData, load_source, normalise
-from gan_core.data.sources import load_fashion_mnist
+from gan_core.data import BUILTIN_DATASETS, ImageData, load_source
 from gan_core.device import choose_device
 from gan_core.export import filtered_samples
 from gan_core.files import atomic_write
@@ -87,13 +86,11 @@ from gan_core.semi import PSEUDO_LABEL_CONFIDENCE, TEACHER_RECIPES, pseudo_label
 from gan_core.train import TrainConfig, train
 from gan_core.yaml_text import load_yaml
 
-EXPORT_CONFIDENCE = 0.9  # the spec default of export.min_confidence
-DATASETS = {"mnist-5k": "mnist", "fashion-mnist-5k": "fashion"}  # builtin name: short name in the JSON keys
+from common import EXPORT_CONFIDENCE, SAMPLES_PER_CLASS, TEST_SPLITS, short_name, test_split
+
 RESULT_SETTINGS = (
     "data", "seeds", "classifier_steps", "profile", "set", "samples_per_class", "min_confidence", "pseudo_confidence", "skip", "ceiling", "teacher", "shares", "mixes", "labels", "test",
 )  # fmt: skip
-# The datasets whose own test split (never trained on, far larger than the 1,000-image holdout) can also score every arm.
-TEST_SPLITS = {"fashion-mnist-5k": "t10k"}
 # The protocol's study leaves out the arms the first full study (fashion-mnist-5k, k=20, draw 0, 3 seeds, 19 arms,
 # 39 min) showed dominated: shares 0.1 and 0.9 (below 0.25-0.75 in every mix and label kind) and real + synthetic
 # (at or below ssl + synthetic at every share). 10 arms instead of 19; the pipeline's nightly study keeps them all.
@@ -131,13 +128,6 @@ def packed(right: np.ndarray) -> str:
 
 def unpacked(text: str, n_images: int) -> np.ndarray:
     return np.unpackbits(np.frombuffer(base64.b64decode(text), np.uint8), count=n_images)
-
-
-def test_split(name: str | None) -> ImageData | None:
-    """The dataset's own test split at the benchmark's size (32 px, grey), or None."""
-    if name is None:
-        return None
-    return normalise(load_fashion_mnist("t10k"), 32, 1)
 
 
 def one_draw(args, gan_config: TrainConfig, train_split: ImageData, holdout: ImageData, k: int, draw: int, out: Path) -> dict[str, list]:
@@ -215,10 +205,11 @@ def one_draw(args, gan_config: TrainConfig, train_split: ImageData, holdout: Ima
 
 
 def settings_digest(args, device: torch.device) -> str:
-    """What a saved result depends on: gan_core's code, this script, the settings that change a
-    result (not --jobs or --out) and the device type (CUDA's numbers differ from the CPU's)."""
+    """What a saved result depends on: gan_core's code, this script and its common.py, the settings
+    that change a result (not --jobs or --out) and the device type (CUDA's numbers differ from the CPU's)."""
     digest = hashlib.sha256()
-    for path in sorted(Path(__file__).resolve().parent.parent.glob("gan_core/**/*.py")) + [Path(__file__).resolve()]:
+    here = Path(__file__).resolve().parent
+    for path in sorted(here.parent.glob("gan_core/**/*.py")) + [Path(__file__).resolve(), here / "common.py"]:
         digest.update(path.name.encode() + path.read_bytes())
     settings = {name: getattr(args, name) for name in RESULT_SETTINGS}
     digest.update(json.dumps({**settings, "device": device.type}, sort_keys=True, default=str).encode())
@@ -287,7 +278,7 @@ def training_override(text: str) -> tuple[str, object]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", choices=sorted(DATASETS), default=None, help="builtin dataset (default mnist-5k; naming it prefixes the JSON keys)")
+    parser.add_argument("--data", choices=BUILTIN_DATASETS, default=None, help="builtin dataset (default mnist-5k; naming it prefixes the JSON keys)")
     parser.add_argument("--k", default="10,20,50", help="labelled images per class, comma-separated")
     parser.add_argument("--draws", type=int, default=3, help="draws of the labelled images per k")
     parser.add_argument("--seeds", type=int, default=5, help="uplift classifier seeds per draw")
@@ -301,7 +292,7 @@ def main() -> None:
         metavar="FIELD=VALUE",
         help="a TrainConfig field of both GANs instead of the profile's, e.g. --set steps=3000 (repeatable)",
     )
-    parser.add_argument("--samples-per-class", type=int, default=500)
+    parser.add_argument("--samples-per-class", type=int, default=SAMPLES_PER_CLASS)
     parser.add_argument("--min-confidence", type=float, default=EXPORT_CONFIDENCE, help="export filter threshold")
     parser.add_argument("--pseudo-confidence", type=float, default=PSEUDO_LABEL_CONFIDENCE)
     parser.add_argument(
@@ -358,7 +349,7 @@ def main() -> None:
     if args.jobs < 1:
         parser.error(f"--jobs: expected at least 1, got {args.jobs}")
     ks = [int(value) for value in args.k.split(",")]
-    prefix = f"{DATASETS[args.data]}_" if args.data else ""
+    prefix = f"{short_name(args.data)}_" if args.data else ""
     args.data = args.data or "mnist-5k"
     args.test = TEST_SPLITS.get(args.data) if args.test == "auto" else None if args.test == "none" else args.test
     if args.test is not None and TEST_SPLITS.get(args.data) != args.test:
