@@ -300,7 +300,9 @@ def _check_study(seeds: Sequence[int], classifier: ClassifierConfig, shares: Seq
         raise MetricsError("uplift classifier: expected a fixed number of optimizer steps (ClassifierConfig.steps), the same for every training set")
 
 
-def _check_test(test: ImageData | None, holdout: ImageData) -> None:
+def _check_inputs(real_train: ImageData, holdout: ImageData, synthetic: ImageData, synthetic_probs: np.ndarray | None, test: ImageData | None) -> None:
+    if synthetic_probs is not None and np.shape(synthetic_probs) != (len(synthetic), real_train.num_classes):
+        raise MetricsError(f"synthetic_probs: expected {len(synthetic)} × {real_train.num_classes} class probabilities, got {np.shape(synthetic_probs)}")
     if test is not None and (test.class_names != holdout.class_names or test.images.shape[1:] != holdout.images.shape[1:]):
         raise MetricsError(
             f"test: expected images of the holdout's shape {holdout.images.shape[1:]} and classes {holdout.class_names}, "
@@ -341,9 +343,7 @@ def augmentation_uplift(
     decides nothing. `progress` gets one line per arm done (time left)."""
     base = classifier or UPLIFT_CLASSIFIER
     _check_study(seeds, base, shares, select_fraction, mixes, labels)
-    _check_test(test, holdout)
-    if synthetic_probs is not None and np.shape(synthetic_probs) != (len(synthetic), real_train.num_classes):
-        raise MetricsError(f"synthetic_probs: expected {len(synthetic)} × {real_train.num_classes} class probabilities, got {np.shape(synthetic_probs)}")
+    _check_inputs(real_train, holdout, synthetic, synthetic_probs, test)
     pool = pool if pool is not None and len(pool.images) else None
     pool_kinds = list(POOL_KINDS) if pool is not None else []
     recipes = study_recipes(shares, pool_kinds, synthetic_probs is not None, mixes, labels)
