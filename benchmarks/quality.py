@@ -25,7 +25,7 @@ import numpy as np
 
 from gan_core.classifier import train_classifier
 from gan_core.data import BUILTIN_DATASETS, load_source
-from gan_core.metrics import evaluate
+from gan_core.metrics import EvaluationConfig, evaluate
 from gan_core.sample import class_grid, generate, save_grid
 from gan_core.train import TrainConfig, train
 
@@ -66,9 +66,7 @@ def main() -> None:
         holdout,
         judge,
         out / "evaluation",
-        n_samples=len(holdout),
-        backbone="domain",
-        metrics=["coverage_domain", "recall_domain"],
+        EvaluationConfig(n_samples=len(holdout), backbone="domain", metrics=["coverage_domain", "recall_domain"]),
     ).metrics
     for name in ("coverage", "recall"):
         print(f"{name} {diversity[name + '_domain']:.4f} (real vs real {diversity[name + '_domain_baseline']:.4f})")
